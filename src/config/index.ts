@@ -1,0 +1,199 @@
+/**
+ * One typed configuration, compiled from (highest precedence first) command-line flags,
+ * AIRLOCK_* environment variables, an optional YAML/JSON file, then defaults. It is
+ * validated once at start-up: a bad value stops the process with a message naming the
+ * setting, so a misconfigured server never half-starts.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors/index.js';
+
+/** Which database engine a URL selects. */
+export type DatabaseConfig =
+  | { readonly kind: 'sqlite'; readonly path: string }
+  | { readonly kind: 'postgres'; readonly url: string; readonly schema: string | undefined };
+
+/** The compiled, validated configuration every component receives. */
+export interface Config {
+  /** Absolute path of AIRLOCK_HOME: database file, keys, local state. */
+  readonly home: string;
+  readonly database: DatabaseConfig;
+  readonly listen: { readonly host: string; readonly port: number };
+  /** Checkpoint origin line and signing key name (C2SP tlog-checkpoint). */
+  readonly auditOrigin: string;
+  /** Upper bound on the delay between a commit and the checkpoint that covers it. */
+  readonly checkpointIntervalMs: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Where the file settings came from, if any (for `airlock config show`). */
+  readonly configFile: string | undefined;
+}
+
+/** Settings as they may appear in flags or the config file, before validation. */
+export interface ConfigInput {
+  home?: string | undefined;
+  databaseUrl?: string | undefined;
+  databaseSchema?: string | undefined;
+  listen?: string | undefined;
+  auditOrigin?: string | undefined;
+  checkpointIntervalMs?: string | number | undefined;
+  logLevel?: string | undefined;
+}
+
+/** Environment variable for each setting; also the name errors use. */
+export const ENV_NAMES: Readonly<Record<keyof ConfigInput, string>> = {
+  home: 'AIRLOCK_HOME',
+  databaseUrl: 'AIRLOCK_DATABASE_URL',
+  databaseSchema: 'AIRLOCK_DATABASE_SCHEMA',
+  listen: 'AIRLOCK_LISTEN',
+  auditOrigin: 'AIRLOCK_AUDIT_ORIGIN',
+  checkpointIntervalMs: 'AIRLOCK_CHECKPOINT_INTERVAL_MS',
+  logLevel: 'AIRLOCK_LOG_LEVEL',
+};
+
+const DEFAULTS = {
+  home: './.airlock',
+  listen: '127.0.0.1:7300',
+  auditOrigin: 'airlock.local/audit',
+  checkpointIntervalMs: 250,
+  logLevel: 'info',
+} as const;
+
+const fileSchema = z
+  .object({
+    home: z.string().min(1),
+    databaseUrl: z.string().min(1),
+    databaseSchema: z.string().min(1),
+    listen: z.string().min(1),
+    auditOrigin: z.string().min(1),
+    checkpointIntervalMs: z.number().int(),
+    logLevel: z.string(),
+  })
+  .partial()
+  .strict();
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Sources for {@link loadConfig}; all optional so tests can pass exactly what they mean. */
+export interface ConfigSources {
+  readonly flags?: ConfigInput & { config?: string | undefined };
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+}
+
+/** Compile and validate the configuration. Throws ConfigError naming the bad setting. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const cwd = sources.cwd ?? process.cwd();
+  const flags = sources.flags ?? {};
+  const configFile = flags.config ?? env.AIRLOCK_CONFIG;
+  const file = configFile === undefined ? {} : readConfigFile(resolve(cwd, configFile));
+
+  // Flags > environment > file > defaults, setting by setting.
+  const pick = <K extends keyof ConfigInput>(key: K): ConfigInput[K] | undefined => {
+    const fromFlag = flags[key];
+    if (fromFlag !== undefined) return fromFlag;
+    const fromEnv = env[ENV_NAMES[key]];
+    if (fromEnv !== undefined && fromEnv !== '') return fromEnv as ConfigInput[K];
+    return file[key] as ConfigInput[K] | undefined;
+  };
+
+  const home = resolve(cwd, pick('home') ?? DEFAULTS.home);
+  const listen = parseListen(pick('listen') ?? DEFAULTS.listen);
+  const database = parseDatabase(pick('databaseUrl'), pick('databaseSchema'), home, cwd);
+  const auditOrigin = pick('auditOrigin') ?? DEFAULTS.auditOrigin;
+  // The origin doubles as the note key name, which C2SP forbids to contain spaces or '+'.
+  if (!/^[\x21-\x7e]+$/.test(auditOrigin) || auditOrigin.includes('+')) {
+    throw new ConfigError(ENV_NAMES.auditOrigin, 'must be printable ASCII without spaces or "+" (for example "airlock.example.com/audit")');
+  }
+  const interval = Number(pick('checkpointIntervalMs') ?? DEFAULTS.checkpointIntervalMs);
+  if (!Number.isInteger(interval) || interval < 10 || interval > 1000) {
+    // Above 1 s a commit could wait longer than the promised checkpoint latency.
+    throw new ConfigError(ENV_NAMES.checkpointIntervalMs, 'must be an integer number of milliseconds between 10 and 1000');
+  }
+  const logLevel = pick('logLevel') ?? DEFAULTS.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(ENV_NAMES.logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return Object.freeze({
+    home,
+    database,
+    listen,
+    auditOrigin,
+    checkpointIntervalMs: interval,
+    logLevel: logLevel as Config['logLevel'],
+    configFile: configFile === undefined ? undefined : resolve(cwd, configFile),
+  });
+}
+
+function readConfigFile(path: string): ConfigInput {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError('AIRLOCK_CONFIG', `cannot read config file ${path} (${code})`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('AIRLOCK_CONFIG', `config file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  const parsed = fileSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = issue?.path.join('.') || (issue?.code === 'unrecognized_keys' ? issue.keys.join(', ') : '(root)');
+    throw new ConfigError(`${key} in ${path}`, issue?.message ?? 'invalid');
+  }
+  return parsed.data;
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  // host:port, with [v6]:port for IPv6 literals.
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  const host = m ? (m[1] ?? m[2]) : undefined;
+  if (host === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(ENV_NAMES.listen, `"${value}" is not host:port (for example 127.0.0.1:7300, or [::1]:7300)`);
+  }
+  return { host, port };
+}
+
+function parseDatabase(url: string | undefined, schema: string | undefined, home: string, cwd: string): DatabaseConfig {
+  if (url === undefined) return { kind: 'sqlite', path: resolve(home, 'airlock.db') };
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError(ENV_NAMES.databaseUrl, 'is not a valid postgres:// URL');
+    }
+    if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+      throw new ConfigError(ENV_NAMES.databaseSchema, 'must be a lower-case SQL identifier');
+    }
+    return { kind: 'postgres', url, schema };
+  }
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length).replace(/^\/\//, '');
+    if (path === '') throw new ConfigError(ENV_NAMES.databaseUrl, 'sqlite: URL needs a file path, as sqlite:/var/lib/airlock/airlock.db');
+    return { kind: 'sqlite', path: isAbsolute(path) ? path : resolve(cwd, path) };
+  }
+  // Never echo the URL: it may carry a password.
+  throw new ConfigError(ENV_NAMES.databaseUrl, 'must start with postgres://, postgresql:// or sqlite:');
+}
+
+/** The configuration as safe to print: the database password is redacted. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  const database =
+    config.database.kind === 'postgres'
+      ? { kind: 'postgres', url: redactUrl(config.database.url), schema: config.database.schema ?? null }
+      : config.database;
+  return { ...config, database };
+}
+
+function redactUrl(url: string): string {
+  const u = new URL(url);
+  if (u.password !== '') u.password = '***';
+  return u.toString();
+}

@@ -1,0 +1,238 @@
+/**
+ * Opens the configured engine and provides the group-commit executor. One process keeps at
+ * most one write batch open at a time; callers that arrive while a batch commits form the
+ * next batch, so N concurrent writers share one fsync (group commit) without any
+ * artificial delay.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import type { Kysely as KyselyType } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { DatabaseConfig } from '../config/index.js';
+import { ShuttingDownError, StorageError } from '../errors/index.js';
+import { isDriverError, toStorageError } from './errors.js';
+import { migrationProvider } from './migrations.js';
+import type { Database } from './schema.js';
+import type { Engine, MigrationState, Store, Tx, TxParticipant } from './types.js';
+
+/** Tuning for {@link openStore}. */
+export interface StoreOptions {
+  /** Most units of work in one transaction. Bounds the latency of the batch's first caller. */
+  readonly maxBatch?: number;
+  /** PostgreSQL pool size. */
+  readonly poolSize?: number;
+}
+
+interface Item {
+  readonly work: (tx: Tx) => Promise<unknown>;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** Open the database named by `config`. Does not migrate: call `store.migrate()`. */
+export async function openStore(config: DatabaseConfig, options: StoreOptions = {}): Promise<Store> {
+  if (config.kind === 'sqlite') return openSqlite(config.path, options);
+  return openPostgres(config.url, config.schema, options);
+}
+
+function openSqlite(path: string, options: StoreOptions): Store {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  let writer: SqliteDatabase.Database;
+  let reader: SqliteDatabase.Database;
+  try {
+    writer = new SqliteDatabase(path);
+    // WAL lets readers run beside the writer; FULL makes every commit durable before we
+    // acknowledge it (promise 1: an acknowledged event is never lost).
+    writer.pragma('journal_mode = WAL');
+    writer.pragma('synchronous = FULL');
+    writer.pragma('busy_timeout = 10000');
+    writer.pragma('foreign_keys = ON');
+    reader = new SqliteDatabase(path, { readonly: false });
+    reader.pragma('busy_timeout = 10000');
+    reader.pragma('query_only = ON');
+  } catch (err) {
+    throw toStorageError(err, `opening SQLite database ${path}`);
+  }
+  const writeDb = new Kysely<Database>({ dialect: new SqliteDialect({ database: writer }) });
+  const readDb = new Kysely<Database>({ dialect: new SqliteDialect({ database: reader }) });
+  return new KyselyStore('sqlite', writeDb, readDb, options);
+}
+
+function openPostgres(url: string, schema: string | undefined, options: StoreOptions): Store {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 5000,
+    // Per-connection search_path isolates tenants and test suites in one database.
+    ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        // int8 -> number: sequence numbers and sizes stay below 2^53.
+        oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => undefined);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const store = new KyselyStore('postgres', db, db, options);
+  store.beforeMigrate = async () => {
+    if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
+  };
+  return store;
+}
+
+class KyselyStore implements Store {
+  private readonly queue: Item[] = [];
+  private draining: Promise<void> | undefined;
+  private closing = false;
+  private readonly maxBatch: number;
+  beforeMigrate: () => Promise<void> = () => Promise.resolve();
+
+  constructor(
+    readonly engine: Engine,
+    private readonly writeDb: KyselyType<Database>,
+    readonly db: KyselyType<Database>,
+    options: StoreOptions,
+  ) {
+    this.maxBatch = options.maxBatch ?? 1000;
+  }
+
+  transact<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new ShuttingDownError());
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      this.draining ??= this.drain().finally(() => {
+        this.draining = undefined;
+      });
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      try {
+        await this.runBatch(batch);
+      } catch (err) {
+        // The batch could not even start or finish (connection lost): nobody was acknowledged.
+        const failure = toStorageError(err, 'transaction');
+        for (const item of batch) item.reject(failure);
+      }
+    }
+  }
+
+  private async runBatch(batch: Item[]): Promise<void> {
+    await this.writeDb.connection().execute(async (conn) => {
+      // IMMEDIATE takes SQLite's write lock up front, so two processes never deadlock on
+      // a read-to-write upgrade; PostgreSQL serialises through the audit head row instead.
+      await (this.engine === 'sqlite' ? sql`begin immediate` : sql`begin`).execute(conn);
+      const participants = new Map<symbol, TxParticipant>();
+      const tx: Tx = {
+        db: conn,
+        engine: this.engine,
+        participant<P extends TxParticipant>(key: symbol, create: () => P): P {
+          let p = participants.get(key) as P | undefined;
+          if (p === undefined) {
+            p = create();
+            p.beginItem();
+            participants.set(key, p);
+          }
+          return p;
+        },
+      };
+      // A single unit of work needs no savepoint: its failure rolls back the whole batch.
+      const savepoints = batch.length > 1;
+      const done: { item: Item; value: unknown }[] = [];
+      let failedSingle: unknown;
+      let hasFailedSingle = false;
+      for (const item of batch) {
+        for (const p of participants.values()) p.beginItem();
+        if (savepoints) await sql`savepoint unit`.execute(conn);
+        try {
+          const value = await item.work(tx);
+          if (savepoints) await sql`release savepoint unit`.execute(conn);
+          done.push({ item, value });
+        } catch (err) {
+          const mapped = isDriverError(err) ? toStorageError(err, 'database write') : err;
+          if (!savepoints) {
+            failedSingle = mapped;
+            hasFailedSingle = true;
+            break;
+          }
+          await sql`rollback to savepoint unit`.execute(conn);
+          await sql`release savepoint unit`.execute(conn);
+          for (const p of participants.values()) p.rollbackItem();
+          item.reject(mapped);
+        }
+      }
+      if (hasFailedSingle) {
+        await this.rollbackQuietly(conn, participants);
+        for (const item of batch) item.reject(failedSingle);
+        return;
+      }
+      try {
+        for (const p of participants.values()) await p.beforeCommit(conn);
+        await sql`commit`.execute(conn);
+      } catch (err) {
+        await this.rollbackQuietly(conn, participants);
+        const failure = toStorageError(err, 'commit');
+        for (const { item } of done) item.reject(failure);
+        return;
+      }
+      for (const p of participants.values()) p.afterCommit();
+      for (const { item, value } of done) item.resolve(value);
+    });
+  }
+
+  private async rollbackQuietly(conn: KyselyType<Database>, participants: Map<symbol, TxParticipant>): Promise<void> {
+    for (const p of participants.values()) p.afterRollback();
+    try {
+      await sql`rollback`.execute(conn);
+    } catch {
+      // The connection is gone; the server rolled the transaction back for us.
+    }
+  }
+
+  private migrator(): Migrator {
+    return new Migrator({ db: this.writeDb as unknown as KyselyType<unknown>, provider: migrationProvider(this.engine) });
+  }
+
+  async migrate(): Promise<readonly MigrationState[]> {
+    try {
+      await this.beforeMigrate();
+      const { error, results } = await this.migrator().migrateToLatest();
+      if (error !== undefined) {
+        const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+        throw new StorageError('MIGRATION_FAILED', `migration ${failed} failed; nothing after it was applied`, { cause: error });
+      }
+    } catch (err) {
+      throw err instanceof StorageError ? err : toStorageError(err, 'migration');
+    }
+    return this.migrationStatus();
+  }
+
+  async migrationStatus(): Promise<readonly MigrationState[]> {
+    try {
+      const all = await this.migrator().getMigrations();
+      return all.map((m) => ({ name: m.name, executedAt: m.executedAt?.toISOString() ?? null }));
+    } catch (err) {
+      throw toStorageError(err, 'reading migration status');
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await sql`select 1`.execute(this.db);
+    } catch (err) {
+      throw toStorageError(err, 'database ping');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    while (this.draining !== undefined) await this.draining;
+    await this.writeDb.destroy();
+    if (this.db !== this.writeDb) await this.db.destroy();
+  }
+}

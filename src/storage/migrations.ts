@@ -1,0 +1,101 @@
+/**
+ * Versioned migrations, written once for both engines. Column types that differ by engine
+ * come from `types`; everything else is portable SQL through Kysely's schema builder.
+ * A migration is never edited once released: add a new one.
+ */
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { sql } from 'kysely';
+import type { Engine } from './types.js';
+
+interface ColumnTypes {
+  readonly int64: 'integer' | 'bigint';
+  readonly bytes: 'blob' | 'bytea';
+}
+
+function columnTypes(engine: Engine): ColumnTypes {
+  // SQLite: INTEGER PRIMARY KEY makes seq the rowid (no second b-tree for the key).
+  return engine === 'sqlite' ? { int64: 'integer', bytes: 'blob' } : { int64: 'bigint', bytes: 'bytea' };
+}
+
+type Step = (db: Kysely<unknown>, types: ColumnTypes, engine: Engine) => Promise<void>;
+
+const steps: readonly { readonly name: string; readonly up: Step; readonly down: Step }[] = [
+  {
+    name: '0001_audit_log',
+    async up(db, t) {
+      await db.schema
+        .createTable('audit_events')
+        .addColumn('seq', t.int64, (c) => c.primaryKey())
+        .addColumn('time', 'text', (c) => c.notNull())
+        .addColumn('actor_kind', 'text', (c) => c.notNull())
+        .addColumn('actor_id', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('resource', 'text', (c) => c.notNull())
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('event', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audit_events_time').on('audit_events').column('time').execute();
+      await db.schema.createIndex('audit_events_actor').on('audit_events').columns(['actor_id', 'actor_kind']).execute();
+      await db.schema.createIndex('audit_events_action').on('audit_events').column('action').execute();
+      await db.schema.createIndex('audit_events_resource').on('audit_events').column('resource').execute();
+
+      await db.schema
+        .createTable('audit_nodes')
+        .addColumn('level', 'integer', (c) => c.notNull())
+        .addColumn('idx', t.int64, (c) => c.notNull())
+        .addColumn('hash', t.bytes, (c) => c.notNull())
+        .addPrimaryKeyConstraint('audit_nodes_pk', ['level', 'idx'])
+        .execute();
+
+      await db.schema
+        .createTable('audit_head')
+        .addColumn('id', 'integer', (c) => c.primaryKey().check(sql`id = 1`))
+        .addColumn('size', t.int64, (c) => c.notNull())
+        .addColumn('root', t.bytes, (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      // SHA-256("") is the root of the empty tree (RFC 6962 section 2.1).
+      const emptyRoot = Buffer.from('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex');
+      await sql`insert into audit_head (id, size, root, updated_at) values (1, 0, ${emptyRoot}, ${new Date().toISOString()})`.execute(db);
+
+      await db.schema
+        .createTable('audit_checkpoints')
+        .addColumn('size', t.int64, (c) => c.primaryKey())
+        .addColumn('root', t.bytes, (c) => c.notNull())
+        .addColumn('note', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('airlock_meta')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .execute();
+    },
+    async down(db) {
+      for (const table of ['airlock_meta', 'audit_checkpoints', 'audit_head', 'audit_nodes', 'audit_events']) {
+        await db.schema.dropTable(table).execute();
+      }
+    },
+  },
+];
+
+/** Names of all migrations this build knows, oldest first. */
+export const MIGRATION_NAMES: readonly string[] = steps.map((s) => s.name);
+
+/** A Kysely migration provider for the given engine. */
+export function migrationProvider(engine: Engine): MigrationProvider {
+  const types = columnTypes(engine);
+  return {
+    getMigrations() {
+      const out: Record<string, Migration> = {};
+      for (const step of steps) {
+        out[step.name] = {
+          up: (db) => step.up(db, types, engine),
+          down: (db) => step.down(db, types, engine),
+        };
+      }
+      return Promise.resolve(out);
+    },
+  };
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    // Two cores: run files in two workers; PostgreSQL suites isolate by schema.
+    maxWorkers: 2,
+    pool: 'forks',
+  },
+});
