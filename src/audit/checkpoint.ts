@@ -193,12 +193,9 @@ export function formatVerifierKey(name: string, publicKey: Buffer): string {
   return `${name}+${id.toString('hex')}+${encoded}`;
 }
 
-/**
- * Parses a verifier key string, checking fields in the order x/mod/sumdb/note NewVerifier does:
- * syntax, then that the key ID matches name and key (so a typo cannot select a different key),
- * then the algorithm byte and key length.
- */
+/** Parses `<name>+<hex key ID>+<base64 key>` like x/mod/sumdb/note NewVerifier; a key ID that mismatches name+key means a mis-copied key. */
 export function parseVerifierKey(vkey: string): NoteVerifier {
+  // Checks run in NewVerifier's order: syntax, key ID over (name, encoded key), algorithm byte, length.
   const malformed = (): AirlockError =>
     invalidKey('malformed', 'a verifier key has the form <name>+<8 hex digit key id>+<base64 key>; check it was copied whole');
   if (vkey.length > MAX_VERIFIER_KEY_CHARS) throw malformed();
@@ -284,15 +281,12 @@ function decodeNoteBytes(note: Uint8Array): string {
   }
 }
 
-/**
- * Verifies a signed note with x/mod/sumdb/note `Open` semantics: the text ends at the last blank
- * line; every signature line must parse; signatures from unknown (name, key ID) pairs are skipped
- * and counted, since witnesses and rotated keys add them (signed-note "Signatures"); a known key's
- * signature that fails is an error; and at least one known signature must verify.
- * Stricter than Go on one point, as the spec recommends: a repeated line from a known key is
- * verified too, so a note carrying a bad copy of a good signature is rejected.
- */
+/** Verifies a note with x/mod/sumdb/note `Open` semantics (signed-note "Signatures"): unknown keys are skipped so witnesses and key rotation work. */
 export function openNote(note: string | Uint8Array, verifiers: readonly NoteVerifier[]): OpenedNote {
+  // The text ends at the last blank line; every signature line must parse; a known key's signature
+  // that fails is an error; at least one known signature must verify. Stricter than Go on one
+  // point, as the spec's "verifiers MUST verify" reads: a repeated line from a known key is
+  // verified too (Go skips repeats), so a note carrying a bad copy of a good signature is rejected.
   const text = typeof note === 'string' ? note : decodeNoteBytes(note);
   if (!isNoteText(text, true)) {
     throw invalidNote('malformed', 'signed note must be valid UTF-8 text with no control characters other than newline (C2SP signed-note)');
@@ -384,12 +378,9 @@ export function formatCheckpoint(cp: Checkpoint): string {
   return `${cp.origin}\n${String(cp.size)}\n${cp.rootHash.toString('base64')}\n${extensions}`;
 }
 
-/**
- * Parses a checkpoint body strictly (tlog-checkpoint "Note text"): exactly one spelling per
- * checkpoint is accepted, so two bodies that differ as text never denote the same tree head.
- * The size must be a JS safe integer, the limit of exact arithmetic in this codebase.
- */
+/** Parses a checkpoint body strictly (tlog-checkpoint "Note text"): one accepted spelling per tree head, so text equality is head equality. */
 export function parseCheckpoint(body: string): Checkpoint {
+  // The size must also be a JS safe integer, the limit of exact arithmetic in this codebase.
   if (!body.endsWith('\n') || !isNoteText(body, true)) {
     throw invalidNote('malformed', 'a checkpoint body is newline-terminated lines of text with no control characters');
   }
@@ -408,11 +399,7 @@ export function parseCheckpoint(body: string): Checkpoint {
   return Object.freeze({ origin, size, rootHash, extensions: Object.freeze(extensions) });
 }
 
-/**
- * Opens a signed checkpoint: verify the note first (its text must be ignored until a trusted
- * signature checks out, signed-note intro), then parse the body, then, if given, require the
- * origin to be the log we expect, so a validly signed checkpoint of another log is not accepted.
- */
+/** openNote then parseCheckpoint (signed-note: text is ignored until verified); expectedOrigin stops another log's valid checkpoint passing. */
 export function openCheckpoint(
   note: string | Uint8Array,
   verifiers: readonly NoteVerifier[],

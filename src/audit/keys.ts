@@ -76,7 +76,7 @@ async function readPrivateKey(keyPath: string): Promise<KeyObject> {
     handle = await open(keyPath, 'r');
   } catch (err) {
     if (isErrnoException(err) && err.code === 'ENOENT') {
-      throw keyError('missing', `no checkpoint signing key at ${keyPath}; start the server once to create it`, keyPath, err);
+      throw keyError('missing', `no checkpoint signing key at ${keyPath}; it is created the first time the audit log signs a checkpoint (check the Airlock home is the intended one)`, keyPath, err);
     }
     throw keyError('unreadable', `cannot open the checkpoint signing key ${keyPath}; check the file's owner and permissions`, keyPath, err);
   }
@@ -175,11 +175,7 @@ function describeKey(name: string, privateKey: KeyObject): { signer: NoteSigner;
   return { signer, verifierKey: formatVerifierKey(name, publicKey), publicKey };
 }
 
-/**
- * Loads the checkpoint signing key, creating it on first use (keys directory 0700, file 0600).
- * Refuses a key file others can access (`insecure_permissions`), a non-Ed25519 key
- * (`wrong_key_type`) and an unparsable file (`unreadable`), all as KEY_INVALID.
- */
+/** Loads the checkpoint signing key, creating it (dir 0700, file 0600) on first use; refuses loose permissions, non-Ed25519 and unparsable files. */
 export async function loadOrCreateCheckpointKey(home: string, name: string): Promise<CheckpointKey> {
   const keyPath = checkpointKeyPath(home);
   checkName(name, keyPath); // before touching the disk, so a bad name creates nothing

@@ -1,0 +1,87 @@
+/**
+ * Composition root: the one place that turns a Config into the object graph (store, audit
+ * log, key, checkpointer). Adapters (server, CLI) call this and nothing below it.
+ */
+import { hostname, userInfo } from 'node:os';
+import { join } from 'node:path';
+import type { Config } from '../config/index.js';
+import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier } from '../audit/index.js';
+import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey } from '../audit/index.js';
+import { openStore } from '../storage/index.js';
+import type { Store } from '../storage/index.js';
+import type { Logger } from '../observability/index.js';
+
+/** The wired application. */
+export interface App {
+  readonly config: Config;
+  readonly store: Store;
+  readonly audit: AuditLogType;
+  readonly key: CheckpointKey;
+  readonly checkpointer: CheckpointerType;
+  /**
+   * Keys trusted for this log's checkpoints: the given verifier keys when there are any (an
+   * auditor who does not trust this machine brings their own), otherwise this home's key.
+   */
+  verifiers(keys?: readonly string[]): NoteVerifier[];
+  /** Stop signing, drain queued writes, close connections. */
+  close(): Promise<void>;
+}
+
+/** Options for {@link openApp}. */
+export interface OpenAppOptions {
+  /** Apply pending migrations first (the embedded default does; managed installs may not). */
+  readonly migrate?: boolean;
+  readonly logger?: Logger | undefined;
+  /** Start the checkpoint cadence (servers do; one-shot CLI commands do not). */
+  readonly checkpointing?: boolean;
+}
+
+/** Identity of the local operator for events the CLI itself records. */
+export function localActor(): AuditEventInput['actor'] {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // No passwd entry (containers): keep "unknown" rather than fail the command.
+  }
+  return { kind: 'system', id: `cli:${user}@${hostname()}` };
+}
+
+/** Open storage, load keys and wire the audit domain. */
+export async function openApp(config: Config, options: OpenAppOptions = {}): Promise<App> {
+  const store = await openStore(config.database);
+  try {
+    if (options.migrate === true) await store.migrate();
+    const key = await loadOrCreateCheckpointKey(config.home, config.auditOrigin);
+    if (key.created) options.logger?.warn({ path: key.path }, 'generated a new audit checkpoint signing key; back it up and publish its verifier key (airlock audit key)');
+    const audit = new AuditLog(store);
+    const checkpointer = new Checkpointer({
+      store,
+      log: audit,
+      signer: key.signer,
+      origin: config.auditOrigin,
+      intervalMs: config.checkpointIntervalMs,
+      statePath: join(config.home, 'state', 'last-checkpoint.json'),
+      onError: (err) => options.logger?.error({ err }, 'checkpoint signing refused or failed'),
+    });
+    if (options.checkpointing === true) checkpointer.start();
+    return {
+      config,
+      store,
+      audit,
+      key,
+      checkpointer,
+      verifiers: (keys = []) => (keys.length > 0 ? keys.map(parseVerifierKey) : [parseVerifierKey(key.verifierKey)]),
+      close: async () => {
+        try {
+          if (options.checkpointing === true) await checkpointer.stop();
+        } finally {
+          await store.close();
+        }
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}

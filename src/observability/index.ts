@@ -1,0 +1,22 @@
+/** Observability: structured logs. Secrets never reach a log line (redaction below). */
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+
+export type { Logger } from 'pino';
+
+/** Paths that may carry credentials in any log object we or fastify produce. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-airlock-token"]',
+  'res.headers["set-cookie"]',
+  '*.password',
+  '*.secret',
+  '*.token',
+  'config.database.url',
+];
+
+/** A JSON logger at `level`, writing to stderr so stdout stays clean for `--json` output. */
+export function createLogger(level: string, destination: NodeJS.WritableStream = process.stderr): Logger {
+  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'airlock' } }, destination);
+}
