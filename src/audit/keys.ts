@@ -6,7 +6,7 @@
  */
 import { randomBytes, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { link, mkdir, open, unlink } from 'node:fs/promises';
+import { chmod, link, mkdir, open, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -186,7 +186,9 @@ export async function loadOrCreateCheckpointKey(home: string, name: string): Pro
   }
   let created: KeyObject | undefined;
   try {
-    await mkdir(path.dirname(keyPath), { recursive: true, mode: KEY_DIR_MODE });
+    const keysDir = path.dirname(keyPath);
+    // mkdir's mode is filtered by the umask; if we made the directory, make its mode exactly 0700.
+    if ((await mkdir(keysDir, { recursive: true, mode: KEY_DIR_MODE })) !== undefined) await chmod(keysDir, KEY_DIR_MODE);
     created = await createKeyFile(keyPath);
   } catch (err) {
     throw keyError('unwritable', `cannot create the checkpoint signing key ${keyPath}; check that the Airlock home is writable`, keyPath, err);

@@ -108,7 +108,7 @@ function isPowerOfTwo(n: number): boolean {
   return n > 0 && 2 ** floorLog2(n) === n;
 }
 
-const half = (n: number): number => n >> 1;
+const half = (n: number): number => Math.floor(n / 2);
 const isOdd = (n: number): boolean => n % 2 === 1;
 
 // ---------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ function openPostgres(url: string, schema: string | undefined, options: StoreOpt
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const store = new KyselyStore('postgres', db, db, options);
+  const store = new KyselyStore('postgres', db, db, options, schema ?? 'public');
   store.beforeMigrate = async () => {
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
   };
@@ -95,6 +95,8 @@ class KyselyStore implements Store {
     private readonly writeDb: KyselyType<Database>,
     readonly db: KyselyType<Database>,
     options: StoreOptions,
+    /** PostgreSQL schema holding the migration tables (kysely otherwise may find another schema's). */
+    private readonly migrationSchema?: string,
   ) {
     this.maxBatch = options.maxBatch ?? 1000;
   }
@@ -195,7 +197,11 @@ class KyselyStore implements Store {
   }
 
   private migrator(): Migrator {
-    return new Migrator({ db: this.writeDb as unknown as KyselyType<unknown>, provider: migrationProvider(this.engine) });
+    return new Migrator({
+      db: this.writeDb as unknown as KyselyType<unknown>,
+      provider: migrationProvider(this.engine),
+      ...(this.migrationSchema === undefined ? {} : { migrationTableSchema: this.migrationSchema }),
+    });
   }
 
   async migrate(): Promise<readonly MigrationState[]> {

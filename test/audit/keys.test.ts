@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it, expect } from 'vitest';
+import { afterAll, describe, it, expect } from 'vitest';
 
 import { AirlockError } from '../../src/errors/index.js';
 import { openCheckpoint, parseVerifierKey, signNote, formatCheckpoint } from '../../src/audit/checkpoint.js';
@@ -11,9 +11,17 @@ import { checkpointKeyPath, loadOrCreateCheckpointKey, loadVerifierKey } from '.
 const NAME = 'airlock.example/audit';
 const posix = process.platform !== 'win32';
 
+const homes: string[] = [];
+
 function tempHome(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-'));
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-'));
+  homes.push(home);
+  return home;
 }
+
+afterAll(() => {
+  for (const home of homes) fs.rmSync(home, { recursive: true, force: true });
+});
 
 async function rejection(promise: Promise<unknown>): Promise<AirlockError> {
   try {
