@@ -24,6 +24,25 @@ export interface BenchLine {
 /** Messages a figure child sends to the orchestrator. */
 export type ChildMessage = { readonly kind: 'line'; readonly line: BenchLine } | { readonly kind: 'state'; readonly state: Record<string, Field> };
 
+// --- Figures -------------------------------------------------------------------------
+
+/** Arguments every figure child receives (each uses what it needs). */
+export interface FigureArgs {
+  /** Scratch directory of this run (removed by run.ts). */
+  readonly dir: string;
+  /** SQLite log shared by figures 3, 5 and 6. */
+  readonly logPath: string;
+  /** Airlock home holding the checkpoint key. */
+  readonly home: string;
+  readonly seconds: number;
+  readonly target: number;
+  readonly concurrency: number;
+}
+
+/** The figures, in the order run.ts runs them. */
+export const FIGURES = ['reference', 'sequential', 'group', 'build', 'verify', 'proofs', 'pg'] as const;
+export type FigureName = (typeof FIGURES)[number];
+
 /** BENCH_QUICK=1: everything scaled down for a smoke check (about a minute in total). */
 export const QUICK = process.env.BENCH_QUICK === '1';
 
@@ -33,21 +52,41 @@ export function round(value: number, digits = 2): number {
   return Math.round(value * f) / f;
 }
 
+const unsent = new Set<Promise<void>>();
+
+function sendToParent(msg: ChildMessage): void {
+  const p = new Promise<void>((resolve) => {
+    if (process.send === undefined) resolve();
+    else
+      process.send(msg, undefined, {}, () => {
+        resolve();
+      });
+  });
+  unsent.add(p);
+  void p.then(() => unsent.delete(p));
+}
+
+/** Wait until every message to the parent has been handed over (call before process.exit). */
+export async function flushMessages(): Promise<void> {
+  await Promise.all([...unsent]);
+}
+
 /** Send a figure line: to the parent when running as a figure child, else to stdout. */
 export function emit(line: BenchLine): void {
   const full: BenchLine = { ...line, quick: QUICK };
-  if (process.send !== undefined) {
-    const msg: ChildMessage = { kind: 'line', line: full };
-    process.send(msg);
-  } else {
-    process.stdout.write(`${JSON.stringify(full)}\n`);
-  }
+  if (process.send !== undefined) sendToParent({ kind: 'line', line: full });
+  else process.stdout.write(`${JSON.stringify(full)}\n`);
 }
 
 /** Hand state to the orchestrator (e.g. the concurrency a later figure should reuse). */
 export function sendState(state: Record<string, Field>): void {
-  const msg: ChildMessage = { kind: 'state', state };
-  process.send?.(msg);
+  sendToParent({ kind: 'state', state });
+}
+
+/** An error's message (stack for Error objects when `stack` is set), for progress output. */
+export function describeError(err: unknown, stack = false): string {
+  if (err instanceof Error) return stack ? (err.stack ?? err.message) : err.message;
+  return typeof err === 'string' ? err : JSON.stringify(err);
 }
 
 /** Progress for humans, on stderr. */
@@ -229,7 +268,7 @@ export async function closedLoop(options: LoopOptions): Promise<LoopResult> {
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, lane));
-  if (firstError !== undefined) progress(`${failures} operations failed; first: ${String(firstError)}`);
+  if (failures > 0) progress(`${failures} operations failed; first: ${describeError(firstError)}`);
   return { count: latency.count, elapsedS: (lastDone - measureFrom) / 1000, latency, total: issued, failures };
 }
 
@@ -244,4 +283,24 @@ export function timeLoop(ms: number, fn: () => void, batch = 1): { iterations: n
     t = now();
   }
   return { iterations, elapsedS: (t - start) / 1000 };
+}
+
+// --- Clean-up on Ctrl-C -------------------------------------------------------------------
+
+const interruptHandlers = new Set<() => Promise<void>>();
+
+/** Run `cleanup` if the process is interrupted (SIGINT/SIGTERM); returns a function to unregister it. */
+export function onInterrupt(cleanup: () => Promise<void>): () => void {
+  interruptHandlers.add(cleanup);
+  return () => interruptHandlers.delete(cleanup);
+}
+
+/** Install the SIGINT/SIGTERM handler that runs the registered clean-ups, then exits. */
+export function installInterruptHandler(): void {
+  const handler = (signal: NodeJS.Signals): void => {
+    progress(`${signal}: cleaning up`);
+    void Promise.allSettled([...interruptHandlers].map((h) => h())).then(() => process.exit(130));
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
 }

@@ -36,3 +36,4 @@ export {
 } from './merkle.js';
 export { encodeInclusionProof, encodeConsistencyProof, decodeInclusionProof, decodeConsistencyProof, verifyProofDocument } from './proof-format.js';
 export type { InclusionProofDocument, ConsistencyProofDocument } from './proof-format.js';
+export { EXPORT_FORMAT, exportLog, latestCheckpoint, verifyExport, type ExportEntryLine, type ExportFinding, type ExportHeader, type ExportOptions, type ExportSummary, type ExportVerification, type VerifyExportOptions } from './export.js';

@@ -6,7 +6,7 @@
  * truncate to 32 bits, so all "bit twiddling" below is done with exact arithmetic on numbers
  * (halving, parity, powers of two), which is exact for every safe integer.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { AirlockError } from '../errors/index.js';
 
 /** Size in bytes of every hash in the tree (SHA-256). */
@@ -31,19 +31,25 @@ const LEAF_PREFIX = Buffer.from([0x00]);
 const NODE_PREFIX = Buffer.from([0x01]);
 const TWO_32 = 2 ** 32;
 
+// One-shot crypto.hash (Node >= 20.12) is ~1.5x faster than createHash().update().digest()
+// for 33-65 byte inputs; the builder's 1M-leaf budget depends on it.
+function sha256(data: Uint8Array): Buffer {
+  return hash('sha256', data, 'buffer');
+}
+
 /** SHA-256(0x00 || data): the hash of one log entry (RFC 6962 §2.1). */
 export function leafHash(data: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
+  return sha256(Buffer.concat([LEAF_PREFIX, data]));
 }
 
 /** SHA-256(0x01 || left || right): an interior node (RFC 6962 §2.1). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  return sha256(Buffer.concat([NODE_PREFIX, left, right]));
 }
 
 /** SHA-256(""): the root of the empty tree (RFC 6962 §2.1). */
 export function emptyRoot(): Buffer {
-  return createHash('sha256').digest();
+  return sha256(new Uint8Array(0));
 }
 
 /** Stable string key of a node, e.g. "3:17", for maps and storage lookups. */
@@ -72,9 +78,9 @@ function checkCount(name: string, value: number): void {
   }
 }
 
-function checkHash(name: string, hash: Uint8Array, reason: string): void {
-  if (hash.length !== HASH_SIZE) {
-    throw proofInvalid(`${name} must be ${HASH_SIZE} bytes, got ${hash.length}`, reason, { length: hash.length });
+function checkHash(name: string, h: Uint8Array, reason: string): void {
+  if (h.length !== HASH_SIZE) {
+    throw proofInvalid(`${name} must be ${HASH_SIZE} bytes, got ${h.length}`, reason, { length: h.length });
   }
 }
 
@@ -354,22 +360,21 @@ export function verifyConsistency(
     fn = half(fn);
     sn = half(sn);
   }
-  // Dry run of step 6 to know the exact proof length before hashing; true = hash for both roots.
+  // Dry run of step 6 to know the exact proof length before hashing: for each path element,
+  // whether it is a left sibling (hashed into both roots) or a right one (new tree only).
   const both: boolean[] = [];
-  let f = fn;
-  let s = sn;
-  while (s > 0) {
-    if (isOdd(f) || f === s) {
+  while (sn > 0) {
+    if (isOdd(fn) || fn === sn) {
       both.push(true);
-      while (!isOdd(f) && f !== 0) {
-        f = half(f);
-        s = half(s);
+      while (!isOdd(fn) && fn !== 0) {
+        fn = half(fn);
+        sn = half(sn);
       }
     } else {
       both.push(false);
     }
-    f = half(f);
-    s = half(s);
+    fn = half(fn);
+    sn = half(sn);
   }
   const [first, ...rest] = proof;
   const seed = seeded ? root1 : first;
@@ -447,7 +452,7 @@ export class MerkleBuilder {
       if (left === undefined) throw new AirlockError('INTERNAL', 'merkle frontier is shorter than its size implies');
       left.copy(this.#scratch, 1);
       node.copy(this.#scratch, 1 + HASH_SIZE);
-      node = createHash('sha256').update(this.#scratch).digest();
+      node = sha256(this.#scratch);
       level += 1;
       index = (index - 1) / 2;
       onNode?.(level, index, node);
@@ -459,7 +464,9 @@ export class MerkleBuilder {
 
   /** The current root: MTH of all appended leaves (the empty root for size 0). */
   root(): Buffer {
-    return this.#stack.reduceRight<Buffer | undefined>((acc, h) => (acc === undefined ? h : nodeHash(h, acc)), undefined) ?? emptyRoot();
+    const r = this.#stack.reduceRight<Buffer | undefined>((acc, h) => (acc === undefined ? h : nodeHash(h, acc)), undefined);
+    // Copy: for a power-of-two size r is our own frontier buffer.
+    return r === undefined ? emptyRoot() : Buffer.from(r);
   }
 
   /** Copies of the frontier hashes, largest subtree first (the nodes frontierNodes(size) names). */

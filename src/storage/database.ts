@@ -113,6 +113,10 @@ class KyselyStore implements Store {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
+      // Yield to the event loop between batches: better-sqlite3 completes every query as a
+      // microtask, so without this a sustained burst would starve timers and sockets (and
+      // callers arriving meanwhile would not get to join the next batch).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = this.queue.splice(0, this.maxBatch);
       try {
         await this.runBatch(batch);

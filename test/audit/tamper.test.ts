@@ -4,11 +4,10 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sql } from 'kysely';
 import { ENGINES } from '../support/engines.js';
-import { auditFixture, ORIGIN } from '../support/audit-fixture.js';
+import { auditFixture, ORIGIN, rewriteHistory } from '../support/audit-fixture.js';
 import type { AuditFixture } from '../support/audit-fixture.js';
-import { MerkleBuilder, ed25519Signer, formatCheckpoint, leafHash, signNote } from '../../src/audit/index.js';
+import { ed25519Signer, formatCheckpoint, leafHash, signNote } from '../../src/audit/index.js';
 
 const SIZE = 20;
 
@@ -182,22 +181,3 @@ describe.each(ENGINES)('audit verify on %s detects tampering', (engine) => {
   });
 });
 
-/** Rewrite entry `seq` and recompute every leaf, node and the head, as a thorough attacker would. */
-async function rewriteHistory(f: AuditFixture, seq: number): Promise<void> {
-  await f.raw(`update audit_events set event = replace(event, '"alice"', '"mallory"'), actor_id = 'mallory' where seq = ${seq}`);
-  const rows = await f.store.db.selectFrom('audit_events').select(['seq', 'event']).orderBy('seq').execute();
-  const b = new MerkleBuilder();
-  const nodes: { level: number; idx: number; hash: Buffer }[] = [];
-  for (const r of rows) {
-    const leaf = leafHash(Buffer.from(r.event));
-    nodes.push({ level: 0, idx: r.seq, hash: leaf });
-    b.append(leaf, (level, index, hash) => nodes.push({ level, idx: index, hash }));
-  }
-  await f.store.transact(async (tx) => {
-    await sql`delete from audit_nodes`.execute(tx.db);
-    await tx.db.insertInto('audit_nodes').values(nodes).execute();
-    await tx.db.updateTable('audit_head').set({ root: b.root() }).where('id', '=', 1).execute();
-  });
-}
-
-export { rewriteHistory };

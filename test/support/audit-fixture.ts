@@ -1,6 +1,7 @@
 /** A populated, checkpointed log on a test store, for verification and tamper tests. */
 import { join } from 'node:path';
-import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey, verifyLog } from '../../src/audit/index.js';
+import { sql } from 'kysely';
+import { AuditLog, Checkpointer, MerkleBuilder, leafHash, loadOrCreateCheckpointKey, parseVerifierKey, verifyLog } from '../../src/audit/index.js';
 import type { AuditEventInput, CheckpointKey, VerifyReport } from '../../src/audit/index.js';
 import type { Engine } from '../../src/storage/index.js';
 import { openTestStore } from './engines.js';
@@ -52,3 +53,22 @@ export async function auditFixture(engine: Engine, size: number): Promise<AuditF
       verifyLog({ db: t.store.db, verifiers: [parseVerifierKey(key.verifierKey)], origin: ORIGIN, externalCheckpoint }),
   };
 }
+
+/** Rewrite entry `seq` and recompute every leaf, node and the head, as a thorough attacker would. */
+export async function rewriteHistory(f: AuditFixture, seq: number): Promise<void> {
+  await f.raw(`update audit_events set event = replace(event, '"alice"', '"mallory"'), actor_id = 'mallory' where seq = ${seq}`);
+  const rows = await f.store.db.selectFrom('audit_events').select(['seq', 'event']).orderBy('seq').execute();
+  const b = new MerkleBuilder();
+  const nodes: { level: number; idx: number; hash: Buffer }[] = [];
+  for (const r of rows) {
+    const leaf = leafHash(Buffer.from(r.event));
+    nodes.push({ level: 0, idx: r.seq, hash: leaf });
+    b.append(leaf, (level, index, hash) => nodes.push({ level, idx: index, hash }));
+  }
+  await f.store.transact(async (tx) => {
+    await sql`delete from audit_nodes`.execute(tx.db);
+    await tx.db.insertInto('audit_nodes').values(nodes).execute();
+    await tx.db.updateTable('audit_head').set({ root: b.root() }).where('id', '=', 1).execute();
+  });
+}
+

@@ -1,0 +1,46 @@
+/**
+ * Entry point of one figure child (forked by run.ts): `node dist/bench/figure.js <name> <json args>`.
+ * Running each figure in its own process keeps its peak RSS, heap and JIT state its own.
+ */
+import type { FigureArgs, FigureName } from './lib.js';
+import { describeError, flushMessages, installInterruptHandler, progress } from './lib.js';
+import { pgFigures } from './pg.js';
+import { referenceFigures } from './reference.js';
+import { buildLog, sqliteGroupCommit, sqliteSequential } from './sqlite.js';
+import { proofFigures, verifyFigure } from './verify.js';
+
+async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
+  switch (name) {
+    case 'reference':
+      referenceFigures(a.dir);
+      return;
+    case 'sequential':
+      return sqliteSequential(a.dir);
+    case 'group':
+      return sqliteGroupCommit(a.logPath, a.seconds);
+    case 'build':
+      return buildLog(a.logPath, a.home, a.target, a.concurrency);
+    case 'verify':
+      return verifyFigure(a.logPath, a.home);
+    case 'proofs':
+      return proofFigures(a.logPath);
+    case 'pg':
+      return pgFigures();
+  }
+}
+
+installInterruptHandler();
+const name = process.argv[2] as FigureName;
+const args = JSON.parse(process.argv[3] ?? '{}') as FigureArgs;
+void runFigure(name, args)
+  .then(
+    () => 0,
+    (err: unknown) => {
+      progress(`figure ${name} failed: ${describeError(err, true)}`);
+      return 1;
+    },
+  )
+  .then(async (code) => {
+    await flushMessages();
+    process.exit(code);
+  });
