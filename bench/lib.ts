@@ -7,6 +7,7 @@
  * own; a child hands its lines to the parent over IPC and the parent prints them.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { AuditEventInput } from '../src/audit/index.js';
 
@@ -73,7 +74,8 @@ export async function flushMessages(): Promise<void> {
 
 /** Send a figure line: to the parent when running as a figure child, else to stdout. */
 export function emit(line: BenchLine): void {
-  const full: BenchLine = { ...line, quick: QUICK };
+  // The 1-minute load average says whether the machine was shared while this was measured.
+  const full: BenchLine = { ...line, quick: QUICK, loadAvg1: round(loadavg()[0] ?? 0, 2) };
   if (process.send !== undefined) sendToParent({ kind: 'line', line: full });
   else process.stdout.write(`${JSON.stringify(full)}\n`);
 }

@@ -23,6 +23,8 @@ export interface StoreOptions {
   readonly maxBatch?: number;
   /** PostgreSQL pool size. */
   readonly poolSize?: number;
+  /** PostgreSQL application_name, so operators can tell Airlock's sessions apart. */
+  readonly applicationName?: string;
 }
 
 interface Item {
@@ -65,6 +67,7 @@ function openPostgres(url: string, schema: string | undefined, options: StoreOpt
     connectionString: url,
     max: options.poolSize ?? 10,
     connectionTimeoutMillis: 5000,
+    application_name: options.applicationName ?? 'airlock',
     // Per-connection search_path isolates tenants and test suites in one database.
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
     types: {
@@ -73,14 +76,23 @@ function openPostgres(url: string, schema: string | undefined, options: StoreOpt
         oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
-  // An idle client losing its server must not crash the process; the next query reports it.
+  // A client losing its server (restart, failover, pg_terminate_backend) emits 'error'; with
+  // no listener Node would crash the process. The query in flight rejects on its own.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const store = new KyselyStore('postgres', db, db, options, schema ?? 'public');
   store.beforeMigrate = async () => {
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
   };
   return store;
+}
+
+/** The transaction could not even start; nothing of the batch has run. */
+class BeginFailed extends Error {
+  constructor(readonly original: unknown) {
+    super('begin failed', { cause: original });
+  }
 }
 
 class KyselyStore implements Store {
@@ -119,10 +131,17 @@ class KyselyStore implements Store {
       await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = this.queue.splice(0, this.maxBatch);
       try {
-        await this.runBatch(batch);
+        try {
+          await this.runBatch(batch);
+        } catch (err) {
+          // A pooled connection that died while idle fails at BEGIN, before any work ran:
+          // retrying once on a fresh connection is safe and spares callers a spurious error.
+          if (!(err instanceof BeginFailed)) throw err;
+          await this.runBatch(batch);
+        }
       } catch (err) {
         // The batch could not even start or finish (connection lost): nobody was acknowledged.
-        const failure = toStorageError(err, 'transaction');
+        const failure = toStorageError(err instanceof BeginFailed ? err.original : err, 'transaction');
         for (const item of batch) item.reject(failure);
       }
     }
@@ -132,7 +151,11 @@ class KyselyStore implements Store {
     await this.writeDb.connection().execute(async (conn) => {
       // IMMEDIATE takes SQLite's write lock up front, so two processes never deadlock on
       // a read-to-write upgrade; PostgreSQL serialises through the audit head row instead.
-      await (this.engine === 'sqlite' ? sql`begin immediate` : sql`begin`).execute(conn);
+      try {
+        await (this.engine === 'sqlite' ? sql`begin immediate` : sql`begin`).execute(conn);
+      } catch (err) {
+        throw new BeginFailed(err);
+      }
       const participants = new Map<symbol, TxParticipant>();
       const tx: Tx = {
         db: conn,

@@ -1,0 +1,99 @@
+/** `airlock server`: run the HTTP API until SIGINT/SIGTERM, then shut down gracefully. */
+import type { Command } from 'commander';
+import { openApp } from '../../app/index.js';
+import type { AuditEventInput } from '../../audit/index.js';
+import { describeError } from '../../errors/index.js';
+import type { Cli } from '../context.js';
+import { EXIT_OK, act, cliConfig, cliLogger, waitForSignal } from '../context.js';
+import { say } from '../io.js';
+import { packageVersion } from '../version.js';
+
+interface ServerOptions {
+  readonly listen?: string;
+  readonly migrate: boolean;
+}
+
+/** The server records its own lifecycle under this actor. */
+const SERVER_ACTOR: AuditEventInput['actor'] = { kind: 'system', id: 'server' };
+
+export function registerServer(program: Command, cli: Cli): void {
+  program
+    .command('server')
+    .description('run the Airlock API server until SIGINT or SIGTERM (records system.server.start and system.server.stop)')
+    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7300; port 0 picks a free port)')
+    .option('--no-migrate', 'do not apply pending database migrations at start-up')
+    .addHelpText(
+      'after',
+      '\nPrints "airlock listening on <url>" on stdout once it accepts connections. On SIGINT or SIGTERM it stops\n' +
+        'accepting requests, finishes those in flight, records system.server.stop, signs a final checkpoint covering\n' +
+        'every entry and exits 0. A second signal abandons the graceful shutdown (exit 1).',
+    )
+    .action(act(cli, (command) => runServer(cli, command)));
+}
+
+async function runServer(cli: Cli, command: Command): Promise<number> {
+  const opts = command.opts<ServerOptions>();
+  const config = cliConfig(cli, command, { listen: opts.listen });
+  const logger = cliLogger(cli, config);
+  // Signals are taken over before anything starts, so one that arrives during start-up still
+  // leads to an orderly stop (and a system.server.stop entry) instead of an abrupt death.
+  const signals = waitForSignal((signal) => {
+    logger.error({ signal }, 'second signal during shutdown: exiting without finishing it');
+    process.exit(1);
+  });
+  try {
+    const { startServer } = await import('../../server/index.js');
+    const app = await openApp(config, { migrate: opts.migrate, checkpointing: true, logger });
+    const listen = `${config.listen.host}:${config.listen.port}`;
+    const base = { actor: SERVER_ACTOR, resource: 'server' } as const;
+    let server: Awaited<ReturnType<typeof startServer>>;
+    try {
+      await app.audit.append({ ...base, action: 'system.server.start', outcome: 'allowed', details: { listen, version: packageVersion(), pid: process.pid } });
+      try {
+        server = await startServer(app, { logger, host: config.listen.host, port: config.listen.port });
+      } catch (err) {
+        // Every recorded start has a matching stop, even when the port could not be bound.
+        await app.audit
+          .append({ ...base, action: 'system.server.stop', outcome: 'failed', reason: `could not start: ${describeError(err)}`, details: { listen } })
+          .catch(() => undefined);
+        throw err;
+      }
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      throw err;
+    }
+    logger.info({ url: server.url }, `airlock listening on ${server.url}`);
+    say(cli.io, `airlock listening on ${server.url}`);
+
+    const signal = await signals.received;
+    logger.info({ signal }, 'shutting down: draining requests, then signing the final checkpoint');
+    let failure: unknown;
+    try {
+      await server.close();
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      await app.audit.append({
+        ...base,
+        action: 'system.server.stop',
+        outcome: failure === undefined ? 'allowed' : 'failed',
+        ...(failure === undefined ? {} : { reason: `closing the listener failed: ${describeError(failure)}` }),
+        details: { signal },
+      });
+    } catch (err) {
+      failure ??= err;
+    }
+    try {
+      // Stops the checkpoint cadence, signs a checkpoint covering system.server.stop, drains writes.
+      await app.close();
+    } catch (err) {
+      failure ??= err;
+    }
+    if (failure !== undefined) throw failure;
+    logger.info('stopped');
+    return EXIT_OK;
+  } finally {
+    signals.dispose();
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * What every command shares: the parsed global options, the configuration, the read-only
+ * way into the database, the trust anchor for checkpoints, and signal handling.
+ */
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { AuditLog, loadVerifierKey, parseVerifierKey } from '../audit/index.js';
+import type { CheckpointVerifierKey, NoteVerifier } from '../audit/index.js';
+import { loadConfig } from '../config/index.js';
+import type { Config } from '../config/index.js';
+import { AirlockError, NotFoundError } from '../errors/index.js';
+import { createLogger } from '../observability/index.js';
+import type { Logger } from '../observability/index.js';
+import { openStore } from '../storage/index.js';
+import type { Store } from '../storage/index.js';
+import type { Io } from './io.js';
+
+/** Exit codes: the contract scripts rely on (also printed by --help and in docs/cli.md). */
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+/** A malformed command line the parser could not catch (conflicting values). Exit 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Options every command accepts (defined once on the program). */
+export interface GlobalOptions {
+  readonly home?: string;
+  readonly databaseUrl?: string;
+  readonly config?: string;
+  readonly logLevel?: string;
+}
+
+/** Per-invocation state shared by main and the commands. */
+export interface Cli {
+  readonly io: Io;
+  exitCode: number;
+  /** The effective log level once known; `debug`/`trace` add stack traces to errors. */
+  logLevel: string | undefined;
+}
+
+/** Wrap a command handler: commander passes (...positionals, options, command). */
+export function act(cli: Cli, handler: (command: Command, args: readonly string[]) => Promise<number>): (...args: unknown[]) => Promise<void> {
+  return async (...args: unknown[]) => {
+    const command = args[args.length - 1] as Command;
+    const positionals = args.slice(0, -2).filter((a): a is string => typeof a === 'string');
+    cli.exitCode = await handler(command, positionals);
+  };
+}
+
+/** Compile the configuration from global flags, AIRLOCK_* variables and the config file. */
+export function cliConfig(cli: Cli, command: Command, extra: { listen?: string | undefined } = {}): Config {
+  const g = command.optsWithGlobals<GlobalOptions>();
+  const config = loadConfig({
+    flags: { home: g.home, databaseUrl: g.databaseUrl, config: g.config, logLevel: g.logLevel, listen: extra.listen },
+    env: cli.io.env,
+    cwd: cli.io.cwd,
+  });
+  cli.logLevel = config.logLevel;
+  return config;
+}
+
+/** Structured logs on stderr at the configured level. */
+export function cliLogger(cli: Cli, config: Config): Logger {
+  return createLogger(config.logLevel, cli.io.stderr);
+}
+
+/** Read access to the log, without a signing key and without writing anything. */
+export interface Reader {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  close(): Promise<void>;
+}
+
+/**
+ * Open the database for reading. Read commands are out-of-band reads by whoever holds the
+ * database: they never migrate, never create a key and never append an audit event. A missing
+ * SQLite file is reported rather than created.
+ */
+export async function openReader(config: Config): Promise<Reader> {
+  if (config.database.kind === 'sqlite' && !existsSync(config.database.path)) {
+    throw new NotFoundError(`there is no database at ${config.database.path}; run \`airlock db migrate\` or start \`airlock server\` first (or check --home)`, {
+      path: config.database.path,
+    });
+  }
+  const store = await openStore(config.database);
+  try {
+    const pending = (await store.migrationStatus()).filter((m) => m.executedAt === null);
+    if (pending.length > 0) {
+      throw new AirlockError('STORAGE_FAILED', `the database is not migrated (${pending.length} pending migration(s)); run \`airlock db migrate\``, {
+        pending: pending.map((m) => m.name),
+      });
+    }
+    return { store, audit: new AuditLog(store), close: () => store.close() };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+/** Collect a repeatable option's values. */
+export function collect(value: string, previous: readonly string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/**
+ * The keys trusted to sign checkpoints: the `--key` values when given (an auditor who does
+ * not trust this machine brings their own), otherwise the public half of this home's key.
+ */
+export async function trustedVerifiers(config: Config | undefined, keys: readonly string[] | undefined): Promise<NoteVerifier[]> {
+  if (keys !== undefined && keys.length > 0) return keys.map((k) => parseVerifierKey(k));
+  if (config === undefined) throw new UsageError('give the verifier key to trust with --key');
+  return [(await homeVerifierKey(config)).verifier];
+}
+
+/** The home's verifier key, with a hint when there is none yet. */
+export async function homeVerifierKey(config: Config): Promise<CheckpointVerifierKey> {
+  try {
+    return await loadVerifierKey(config.home, config.auditOrigin);
+  } catch (err) {
+    if (err instanceof AirlockError && err.details.reason === 'missing') {
+      throw new AirlockError(
+        'KEY_INVALID',
+        `${err.message}. It is created the first time \`airlock server\` or \`airlock db migrate\` runs on this home; an auditor passes the published key with --key instead`,
+        { ...err.details },
+      );
+    }
+    throw err;
+  }
+}
+
+/** Resolves with the first SIGINT/SIGTERM; `dispose` removes the handlers. */
+export interface SignalWait {
+  readonly received: Promise<NodeJS.Signals>;
+  readonly signal: NodeJS.Signals | undefined;
+  dispose(): void;
+}
+
+/**
+ * Take over SIGINT and SIGTERM. A second signal while `onRepeat` is given calls it (the
+ * server uses that to give up on a stuck graceful shutdown).
+ */
+export function waitForSignal(onRepeat?: (signal: NodeJS.Signals) => void): SignalWait {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+  let first: NodeJS.Signals | undefined;
+  let resolveFirst: (s: NodeJS.Signals) => void = () => undefined;
+  const received = new Promise<NodeJS.Signals>((r) => {
+    resolveFirst = r;
+  });
+  const handler = (signal: NodeJS.Signals): void => {
+    if (first === undefined) {
+      first = signal;
+      resolveFirst(signal);
+    } else {
+      onRepeat?.(signal);
+    }
+  };
+  for (const s of signals) process.on(s, handler);
+  return {
+    received,
+    get signal() {
+      return first;
+    },
+    dispose() {
+      for (const s of signals) process.off(s, handler);
+    },
+  };
+}
+
+/** Sleep `ms`, or less if `stop` settles first; never keeps the process alive after `stop`. */
+export async function sleepUnless(ms: number, stop: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      new Promise<void>((done) => {
+        timer = setTimeout(done, ms);
+      }),
+      stop,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
