@@ -47,8 +47,8 @@ export function printJson(io: Io, value: unknown): void {
 }
 
 /** Write one line, waiting for the stream to drain when its buffer is full (large exports). */
-export function writeLine(stream: NodeJS.WritableStream, line: string): Promise<void> | undefined {
-  if (stream.write(`${line}\n`)) return undefined;
+export function writeLine(stream: NodeJS.WritableStream, line: string): Promise<void> {
+  if (stream.write(`${line}\n`)) return Promise.resolve();
   return new Promise((done) => stream.once('drain', done));
 }
 

@@ -95,8 +95,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const fromFlag = flags[key];
     if (fromFlag !== undefined) return fromFlag;
     const fromEnv = env[ENV_NAMES[key]];
-    if (fromEnv !== undefined && fromEnv !== '') return fromEnv as ConfigInput[K];
-    return file[key] as ConfigInput[K] | undefined;
+    if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+    return file[key];
   };
 
   const home = resolve(cwd, pick('home') ?? DEFAULTS.home);

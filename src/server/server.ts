@@ -19,6 +19,20 @@ import { declaredAction, requestEvent } from './request-audit.js';
 import { requestIdOf, setErrorCode } from './request-context.js';
 import { routes } from './routes.js';
 
+/** A registered route and the action it declares (undefined: none, which is refused at run time). */
+export interface RegisteredRoute {
+  readonly method: string;
+  readonly url: string;
+  readonly action: string | undefined;
+}
+
+const ROUTES = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+
+/** Every route registered on a server made by {@link buildServer} (complete once it is ready). */
+export function registeredRoutes(server: FastifyInstance): readonly RegisteredRoute[] {
+  return [...(ROUTES.get(server) ?? [])];
+}
+
 /** Options for {@link buildServer}. */
 export interface ServerOptions {
   readonly logger: Logger;
@@ -63,7 +77,6 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
     // Our own request id (validated); fastify must not take the header as-is.
     requestIdHeader: false,
     genReqId: requestIdOf,
-    requestIdLogLabel: 'requestId',
     // Requests arriving while draining get our audited 503, not fastify's unaudited one.
     return503OnClosing: false,
     // Malformed URLs never reach a route or its hooks: answer and audit them here.
@@ -73,6 +86,14 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
       });
     },
   }) as unknown as FastifyInstance;
+
+  // Collected from the first route on, so the listing is complete (tests assert each declares an action).
+  const registered: RegisteredRoute[] = [];
+  ROUTES.set(server, registered);
+  server.addHook('onRoute', (route) => {
+    const action: unknown = route.config?.action;
+    for (const method of [route.method].flat()) registered.push({ method, url: route.url, action: typeof action === 'string' ? action : undefined });
+  });
 
   // Only JSON bodies exist in this API; anything else is 415. An empty JSON body is "no body".
   server.removeAllContentTypeParsers();

@@ -34,9 +34,12 @@ interface Item {
 }
 
 /** Open the database named by `config`. Does not migrate: call `store.migrate()`. */
-export async function openStore(config: DatabaseConfig, options: StoreOptions = {}): Promise<Store> {
-  if (config.kind === 'sqlite') return openSqlite(config.path, options);
-  return openPostgres(config.url, config.schema, options);
+export function openStore(config: DatabaseConfig, options: StoreOptions = {}): Promise<Store> {
+  try {
+    return Promise.resolve(config.kind === 'sqlite' ? openSqlite(config.path, options) : openPostgres(config.url, config.schema, options));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
 }
 
 function openSqlite(path: string, options: StoreOptions): Store {
@@ -62,6 +65,13 @@ function openSqlite(path: string, options: StoreOptions): Store {
   return new KyselyStore('sqlite', writeDb, readDb, options);
 }
 
+/** int8 -> number: sequence numbers and sizes stay far below 2^53. Everything else as pg does. */
+const INT8_OID = 20;
+const defaultParser = pg.types.getTypeParser as (oid: number, format: string) => (value: string) => unknown;
+function typeParser(oid: number, format: 'text' | 'binary'): (value: string) => unknown {
+  return oid === INT8_OID ? Number : defaultParser(oid, format);
+}
+
 function openPostgres(url: string, schema: string | undefined, options: StoreOptions): Store {
   const pool = new pg.Pool({
     connectionString: url,
@@ -70,11 +80,7 @@ function openPostgres(url: string, schema: string | undefined, options: StoreOpt
     application_name: options.applicationName ?? 'airlock',
     // Per-connection search_path isolates tenants and test suites in one database.
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
-    types: {
-      getTypeParser: ((oid: number, format?: string) =>
-        // int8 -> number: sequence numbers and sizes stay below 2^53.
-        oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
-    },
+    types: { getTypeParser: typeParser as typeof pg.types.getTypeParser },
   });
   // A client losing its server (restart, failover, pg_terminate_backend) emits 'error'; with
   // no listener Node would crash the process. The query in flight rejects on its own.
@@ -225,7 +231,7 @@ class KyselyStore implements Store {
 
   private migrator(): Migrator {
     return new Migrator({
-      db: this.writeDb as unknown as KyselyType<unknown>,
+      db: this.writeDb,
       provider: migrationProvider(this.engine),
       ...(this.migrationSchema === undefined ? {} : { migrationTableSchema: this.migrationSchema }),
     });

@@ -26,7 +26,7 @@ export function requirePostgres(): Promise<void> {
       await client.connect();
       await client.query('select 1');
     } catch (err) {
-      throw new Error(`PostgreSQL is required for the storage suite at ${PG_URL} (CI=${process.env.CI ?? 'unset'}): ${(err as Error).message}`);
+      throw new Error(`PostgreSQL is required for the storage suite at ${PG_URL} (CI=${process.env.CI ?? 'unset'}): ${(err as Error).message}`, { cause: err });
     } finally {
       await client.end().catch(() => undefined);
     }

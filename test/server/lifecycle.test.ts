@@ -1,0 +1,183 @@
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app/index.js';
+import type { AuditEvent, AuditEventInput } from '../../src/audit/index.js';
+import { buildServer, registeredRoutes, startServer } from '../../src/server/index.js';
+import type { ErrorBody } from '../../src/server/index.js';
+import { ENGINES } from '../support/engines.js';
+import { expectError, get, openTestApp, recordOf, rid, silent } from './support.js';
+import type { TestApp } from './support.js';
+
+const ACTION = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/;
+
+describe.each(ENGINES)('HTTP server on %s', (engine) => {
+  let t: TestApp | undefined;
+  afterEach(async () => {
+    await t?.cleanup();
+    t = undefined;
+  });
+
+  it('declares an action on every registered route', async () => {
+    t = await openTestApp(engine);
+    const server = await buildServer(t.app, { logger: silent });
+    try {
+      await server.ready();
+      const routes = registeredRoutes(server);
+      // HEAD routes are fastify's automatic twins of the GET routes; they carry the same config.
+      expect(routes.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`).sort()).toEqual(
+        [
+          'GET /api/v1/audit/checkpoints/latest',
+          'GET /api/v1/audit/entries',
+          'GET /api/v1/audit/entries/:seq',
+          'GET /api/v1/audit/key',
+          'GET /api/v1/audit/proofs/consistency',
+          'GET /api/v1/audit/proofs/inclusion',
+          'GET /api/v1/audit/tree',
+          'GET /healthz',
+          'GET /readyz',
+          'POST /api/v1/audit/checkpoints',
+        ].sort(),
+      );
+      expect(routes.filter((r) => r.method === 'HEAD')).toHaveLength(9);
+      for (const route of routes) expect(route.action, `${route.method} ${route.url} declares an action`).toMatch(ACTION);
+      // The listing is what the enforcement point reads: each route's record carries that action.
+      const tree = await get(server, '/api/v1/audit/tree');
+      expect((await recordOf(t.app, tree.id)).action).toBe(routes.find((r) => r.url === '/api/v1/audit/tree')?.action);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses to serve a route that declares no action (500 INTERNAL, still recorded)', async () => {
+    t = await openTestApp(engine);
+    const server = await buildServer(t.app, { logger: silent });
+    server.get('/undeclared', () => ({ secret: 'served' }));
+    try {
+      await server.ready();
+      expect(registeredRoutes(server).find((r) => r.method === 'GET' && r.url === '/undeclared')).toEqual({ method: 'GET', url: '/undeclared', action: undefined });
+      const { res, id } = await get(server, '/undeclared');
+      const err = expectError(res, 500, 'INTERNAL');
+      expect(err.details).toBeUndefined();
+      expect(res.body).not.toContain('served');
+      expect(await recordOf(t.app, id)).toMatchObject({ action: 'http.request', outcome: 'failed', reason: 'INTERNAL', details: { status: 500 } });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('serves nothing without its audit record: a broken audit table turns every response into 503', async () => {
+    t = await openTestApp(engine);
+    const app = t.app;
+    await app.audit.append({ actor: { kind: 'user', id: 'alice' }, action: 'repo.push', resource: 'repo/1', outcome: 'allowed' });
+    const server = await buildServer(app, { logger: silent });
+    try {
+      expect((await get(server, '/api/v1/audit/tree')).res.statusCode).toBe(200);
+      await app.store.transact((tx) => sql`drop table audit_events`.execute(tx.db));
+      for (const url of ['/api/v1/audit/tree', '/api/v1/audit/key', '/healthz', '/readyz', '/api/v1/audit/entries', '/api/v1/audit/proofs/inclusion?seq=-1', '/nope']) {
+        const { res, id } = await get(server, url);
+        const err = expectError(res, 503, 'STORAGE_UNAVAILABLE');
+        expect(err.details).toBeUndefined();
+        expect(res.headers['x-request-id']).toBe(id);
+        // No data leaves: not the tree, not the key.
+        expect(res.body).not.toMatch(/rootHash|verifierKey|"status":"ok"/);
+      }
+      const post = await server.inject({ method: 'POST', url: '/api/v1/audit/checkpoints' });
+      expectError(post, 503, 'STORAGE_UNAVAILABLE');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('reports not ready (503) when the checkpointer refuses to sign a rewritten history', async () => {
+    t = await openTestApp(engine);
+    const app = t.app;
+    for (let i = 0; i < 5; i++) await app.audit.append({ actor: { kind: 'user', id: 'alice' }, action: 'repo.push', resource: `repo/${i}`, outcome: 'allowed' });
+    const server = await buildServer(app, { logger: silent });
+    try {
+      expect((await server.inject({ method: 'POST', url: '/api/v1/audit/checkpoints' })).statusCode).toBe(201);
+      // Someone with database access rewrites what the published checkpoint committed to.
+      await app.store.transact((tx) => sql`update audit_checkpoints set root = ${Buffer.alloc(32, 7)}`.execute(tx.db));
+      const refused = await server.inject({ method: 'POST', url: '/api/v1/audit/checkpoints' });
+      const err = expectError(refused, 500, 'CHECKPOINT_INCONSISTENT');
+      expect(err.message).toMatch(/refusing to sign/);
+
+      const { res, id } = await get(server, '/readyz');
+      const ready = expectError(res, 503, 'CHECKPOINT_INCONSISTENT');
+      expect(ready.message).toMatch(/refusing to sign/);
+      expect(await recordOf(app, id)).toMatchObject({ action: 'system.health.read', outcome: 'failed', reason: 'CHECKPOINT_INCONSISTENT', details: { status: 503 } });
+      // Liveness is a different question: the process is up.
+      expect((await get(server, '/healthz')).res.statusCode).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('listens on a real socket (port 0) and answers fetch', async () => {
+    t = await openTestApp(engine);
+    const running = await startServer(t.app, { logger: silent, host: '127.0.0.1', port: 0 });
+    try {
+      expect(running.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(running.url).not.toMatch(/:0$/);
+      const id = rid();
+      const res = await fetch(`${running.url}/api/v1/audit/key`, { headers: { 'x-request-id': id, 'user-agent': 'fetch-test' } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-request-id')).toBe(id);
+      expect(res.headers.get('cache-control')).toBe('no-store');
+      expect(((await res.json()) as { algorithm: string }).algorithm).toBe('Ed25519');
+      expect(await recordOf(t.app, id)).toMatchObject({ action: 'audit.key.read', context: { sourceAddress: '127.0.0.1', userAgent: 'fetch-test' } });
+
+      const bad = await fetch(`${running.url}/api/v1/audit/entries/%zz`);
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as ErrorBody).error.code).toBe('VALIDATION_FAILED');
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('closes gracefully: in-flight requests finish with their audit records, then new connections are refused', async () => {
+    t = await openTestApp(engine);
+    const app = t.app;
+    // Hold every audit append until all 50 requests are in flight, so close() starts while
+    // each of them still waits for its record.
+    let arrived = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let allIn!: () => void;
+    const allArrived = new Promise<void>((resolve) => (allIn = resolve));
+    const gated: App = {
+      ...app,
+      audit: Object.assign(Object.create(app.audit) as App['audit'], {
+        append: async (input: AuditEventInput): Promise<AuditEvent> => {
+          arrived += 1;
+          if (arrived === 50) allIn();
+          await gate;
+          return app.audit.append(input);
+        },
+      }),
+    };
+    await Promise.all(Array.from({ length: 50 }, (_, i) => app.audit.append({ actor: { kind: 'user', id: 'alice' }, action: 'repo.push', resource: `repo/${i}`, outcome: 'allowed' })));
+    const before = (await app.audit.head()).size;
+    const running = await startServer(gated, { logger: silent, host: '127.0.0.1', port: 0 });
+    const responses = Array.from({ length: 50 }, (_, i) => fetch(`${running.url}/api/v1/audit/entries/${i}`).then(async (r) => ({ status: r.status, body: await r.text() })));
+    await allArrived;
+    let closed = false;
+    const closing = running.close().then(() => {
+      closed = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed).toBe(false);
+    release();
+    const results = await Promise.all(responses);
+    await closing;
+    expect(results).toHaveLength(50);
+    // Every answer is complete and is what was asked for.
+    results.forEach((r, i) => {
+      expect(r.status).toBe(200);
+      expect((JSON.parse(r.body) as { seq: number }).seq).toBe(i);
+    });
+    expect((await app.audit.head()).size).toBeGreaterThanOrEqual(before + 50);
+    const recorded = await app.audit.search({ action: 'audit.entries.read', limit: 1000 });
+    expect(recorded).toHaveLength(50);
+    await expect(fetch(`${running.url}/healthz`)).rejects.toThrow();
+  });
+});
