@@ -327,8 +327,8 @@ class Sequencer implements TxParticipant {
     // is held until this transaction ends, so sequence numbers are gap-free and unique.
     const head =
       this.tx.engine === 'postgres'
-        ? await sql<{ size: number; root: Buffer }>`select size, root from audit_head where id = 1 for update`.execute(db).then((r) => r.rows[0])
-        : await db.selectFrom('audit_head').select(['size', 'root']).where('id', '=', 1).executeTakeFirst();
+        ? await sql<{ size: number; root: Buffer; updated_at: string }>`select size, root, updated_at from audit_head where id = 1 for update`.execute(db).then((r) => r.rows[0])
+        : await db.selectFrom('audit_head').select(['size', 'root', 'updated_at']).where('id', '=', 1).executeTakeFirst();
     if (head === undefined) throw new AirlockError('STORAGE_FAILED', 'audit head row is missing: run `airlock db migrate`');
     const cached = this.log.cachedHead();
     let frontier: readonly Buffer[];
@@ -344,6 +344,9 @@ class Sequencer implements TxParticipant {
       throw new AirlockError('AUDIT_APPEND_FAILED', 'stored audit tree does not match its head; refusing to append (run `airlock audit verify`)');
     }
     this.builder = builder;
+    // The head keeps the time of the newest entry, so time stays monotonic across batches,
+    // restarts and replicas whose clocks disagree.
+    this.lastTime = head.updated_at;
     this.mark = { size: builder.size, frontier: builder.frontier(), events: 0, nodes: 0 };
     this.loadedInItem = true;
     return builder;
@@ -392,7 +395,7 @@ class Sequencer implements TxParticipant {
     }
     await db
       .updateTable('audit_head')
-      .set({ size: this.builder.size, root: this.builder.root(), updated_at: this.log.now() })
+      .set({ size: this.builder.size, root: this.builder.root(), updated_at: this.lastTime })
       .where('id', '=', 1)
       .execute();
   }

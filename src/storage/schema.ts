@@ -29,6 +29,7 @@ export interface AuditHeadTable {
   id: number;
   size: number;
   root: Buffer;
+  /** Time of the newest entry: later entries never get an earlier time, whatever the clocks. */
   updated_at: string;
 }
 

@@ -113,6 +113,17 @@ describe.each(ENGINES)('audit log on %s', (engine) => {
     expect((await log.head()).size).toBe(0);
   });
 
+  it('keeps time monotonic across batches and restarts even when the clock steps back', async () => {
+    t = await openTestStore(engine);
+    let now = Date.parse('2030-01-01T00:00:10Z');
+    const clock = { now: () => new Date(now) };
+    const first = await new AuditLog(t.store, clock).append(ev(1));
+    now -= 5_000; // the clock steps back five seconds
+    const second = await new AuditLog(t.store, clock).append(ev(2));
+    expect(second.time >= first.time).toBe(true);
+    expect(second.time).toBe('2030-01-01T00:00:10.000Z');
+  });
+
   it('searches by actor, action prefix, resource, outcome and time', async () => {
     t = await openTestStore(engine);
     const log = new AuditLog(t.store);
