@@ -129,7 +129,62 @@ async function oneConfiguration(inflight: number, seconds: number): Promise<void
   }
 }
 
+/**
+ * Reference: what one PostgreSQL connection can commit durably per second on this server
+ * (begin; insert 100 bytes; commit), i.e. the ceiling of any design that holds a lock across
+ * each commit's WAL flush.
+ */
+async function pgCommitReference(): Promise<void> {
+  const schema = `bench_${randomBytes(6).toString('hex')}`;
+  const forget = onInterrupt(() => dropSchema(schema));
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    await client.query(`create schema ${schema}`);
+    await client.query(`create table ${schema}.probe (id bigserial primary key, payload bytea not null)`);
+    const settings = await client.query<{ name: string; setting: string }>(
+      `select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'wal_sync_method', 'commit_delay')`,
+    );
+    const setting = (name: string): string => settings.rows.find((r) => r.name === name)?.setting ?? 'unknown';
+    const payload = randomBytes(100);
+    const lat = new Samples();
+    const ms = QUICK ? 1000 : 3000;
+    const start = now();
+    let t = start;
+    while (t - start < ms) {
+      await client.query('begin');
+      await client.query(`insert into ${schema}.probe (payload) values ($1)`, [payload]);
+      await client.query('commit');
+      const t1 = now();
+      lat.push(t1 - t);
+      t = t1;
+    }
+    const l = lat.summary();
+    emit({
+      bench: 'ref_pg_commit',
+      value: Math.round(lat.count / ((t - start) / 1000)),
+      unit: 'commits/s',
+      engine: 'postgres',
+      n: lat.count,
+      durationS: round((t - start) / 1000, 2),
+      p50: l.p50,
+      p99: l.p99,
+      latencyUnit: 'ms',
+      method: 'one connection: begin; insert 100 B; commit',
+      fsync: setting('fsync'),
+      synchronousCommit: setting('synchronous_commit'),
+      walSyncMethod: setting('wal_sync_method'),
+    });
+  } finally {
+    await client.query(`drop schema if exists ${schema} cascade`).catch(() => undefined);
+    await client.end();
+    forget();
+  }
+}
+
 export async function pgFigures(): Promise<void> {
-  const seconds = QUICK ? 3 : 20;
+  await pgCommitReference();
+  const raw = Number(process.env.BENCH_PG_SECONDS ?? '');
+  const seconds = Number.isFinite(raw) && raw > 0 ? raw : QUICK ? 3 : 20;
   for (const inflight of [1, 32]) await oneConfiguration(inflight, seconds);
 }

@@ -2,13 +2,27 @@
  * Figure 1: what this machine can do at all, measured in the same run as the log figures so
  * that they can be read relative to it: SHA-256 throughput and the single-commit fsync rate.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, hash as oneShotHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { QUICK, Samples, emit, now, progress, round, timeLoop } from './lib.js';
 
+/** Which code was measured: HEAD, plus "+dirty" when src/ has uncommitted changes. */
+function revision(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function referenceFigures(dir: string): void {
   const hashMs = QUICK ? 500 : 2000;
+  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, rev: revision() };
 
   progress('reference: SHA-256 on 1 MiB buffers');
   const mib = randomBytes(1024 * 1024);
@@ -21,6 +35,7 @@ export function referenceFigures(dir: string): void {
     bufferBytes: mib.length,
     durationS: round(big.elapsedS, 2),
     api: 'createHash',
+    ...machine,
   });
 
   progress('reference: SHA-256 on 65-byte inputs (the size of an interior node: 0x01 || left || right)');

@@ -6,6 +6,7 @@
  * Environment:
  *   BENCH_QUICK=1      everything scaled down (about a minute): smoke check, not a measurement
  *   BENCH_SECONDS=N    length of the sustained SQLite group-commit run (default 60; quick 5)
+ *   BENCH_PG_SECONDS=N length of each PostgreSQL run (default 20; quick 3)
  *   BENCH_ONLY=a,b     run only these figures (reference, sequential, group, build, verify, proofs, pg)
  *   BENCH_CPU_PROF=1   write a V8 CPU profile of the verify figure into ./bench-profiles/
  *   BENCH_BUILD_CONCURRENCY=N  appends in flight while building the large log (default 1000)

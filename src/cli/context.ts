@@ -13,45 +13,8 @@ import { createLogger } from '../observability/index.js';
 import type { Logger } from '../observability/index.js';
 import { openStore } from '../storage/index.js';
 import type { Store } from '../storage/index.js';
-import type { Io } from './io.js';
-
-/** Exit codes: the contract scripts rely on (also printed by --help and in docs/cli.md). */
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
-
-/** A malformed command line the parser could not catch (conflicting values). Exit 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
-
-/** Options every command accepts (defined once on the program). */
-export interface GlobalOptions {
-  readonly home?: string;
-  readonly databaseUrl?: string;
-  readonly config?: string;
-  readonly logLevel?: string;
-}
-
-/** Per-invocation state shared by main and the commands. */
-export interface Cli {
-  readonly io: Io;
-  exitCode: number;
-  /** The effective log level once known; `debug`/`trace` add stack traces to errors. */
-  logLevel: string | undefined;
-}
-
-/** Wrap a command handler: commander passes (...positionals, options, command). */
-export function act(cli: Cli, handler: (command: Command, args: readonly string[]) => Promise<number>): (...args: unknown[]) => Promise<void> {
-  return async (...args: unknown[]) => {
-    const command = args[args.length - 1] as Command;
-    const positionals = args.slice(0, -2).filter((a): a is string => typeof a === 'string');
-    cli.exitCode = await handler(command, positionals);
-  };
-}
+import type { Cli, GlobalOptions } from './cli.js';
+import { UsageError } from './cli.js';
 
 /** Compile the configuration from global flags, AIRLOCK_* variables and the config file. */
 export function cliConfig(cli: Cli, command: Command, extra: { listen?: string | undefined } = {}): Config {
@@ -103,11 +66,6 @@ export async function openReader(config: Config): Promise<Reader> {
   }
 }
 
-/** Collect a repeatable option's values. */
-export function collect(value: string, previous: readonly string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
 /**
  * The keys trusted to sign checkpoints: the `--key` values when given (an auditor who does
  * not trust this machine brings their own), otherwise the public half of this home's key.
@@ -124,9 +82,10 @@ export async function homeVerifierKey(config: Config): Promise<CheckpointVerifie
     return await loadVerifierKey(config.home, config.auditOrigin);
   } catch (err) {
     if (err instanceof AirlockError && err.details.reason === 'missing') {
+      const path = typeof err.details.path === 'string' ? err.details.path : 'the home';
       throw new AirlockError(
         'KEY_INVALID',
-        `${err.message}. It is created the first time \`airlock server\` or \`airlock db migrate\` runs on this home; an auditor passes the published key with --key instead`,
+        `no checkpoint signing key at ${path}: it is created the first time \`airlock server\` or \`airlock db migrate\` runs on this home (check --home); an auditor passes the published verifier key with --key instead`,
         { ...err.details },
       );
     }
@@ -137,7 +96,8 @@ export async function homeVerifierKey(config: Config): Promise<CheckpointVerifie
 /** Resolves with the first SIGINT/SIGTERM; `dispose` removes the handlers. */
 export interface SignalWait {
   readonly received: Promise<NodeJS.Signals>;
-  readonly signal: NodeJS.Signals | undefined;
+  /** The first signal received, if any yet. */
+  signal(): NodeJS.Signals | undefined;
   dispose(): void;
 }
 
@@ -163,9 +123,7 @@ export function waitForSignal(onRepeat?: (signal: NodeJS.Signals) => void): Sign
   for (const s of signals) process.on(s, handler);
   return {
     received,
-    get signal() {
-      return first;
-    },
+    signal: () => first,
     dispose() {
       for (const s of signals) process.off(s, handler);
     },

@@ -19,8 +19,18 @@ export interface Io {
   readonly stderrIsTTY: boolean;
 }
 
+let pipeGuard = false;
+
 /** The real process. */
 export function processIo(): Io {
+  if (!pipeGuard) {
+    pipeGuard = true;
+    // `airlock audit tail -f | head -1`: the reader went away, which is a normal way to stop.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   return {
     stdout: process.stdout,
     stderr: process.stderr,
@@ -54,7 +64,8 @@ export function writeLine(stream: NodeJS.WritableStream, line: string): Promise<
 
 /** A progress display; every method is a no-op when progress is off. */
 export interface Progress {
-  update(done: number, total: number): void;
+  /** `total` is omitted when unknown (a streamed input). */
+  update(done: number, total?: number): void;
   end(): void;
 }
 
@@ -70,10 +81,10 @@ export function progress(io: Io, label: string, forced: boolean): Progress {
   return {
     update(done, total) {
       const now = Date.now();
-      if (done < total && now - last < (tty ? 100 : 1000)) return;
+      if ((total === undefined || done < total) && now - last < (tty ? 100 : 1000)) return;
       last = now;
-      const pct = total === 0 ? 100 : Math.floor((done * 100) / total);
-      const text = `${label}: ${done}/${total} (${pct}%)`;
+      const pct = total === undefined ? undefined : total === 0 ? 100 : Math.floor((done * 100) / total);
+      const text = total === undefined ? `${label}: ${done}` : `${label}: ${done}/${total} (${String(pct)}%)`;
       if (tty) io.stderr.write(`\r${text}\x1b[K`);
       else io.stderr.write(`${text}\n`);
       shown = true;

@@ -112,3 +112,8 @@ function fromFastify(err: unknown): HttpError | undefined {
       return undefined;
   }
 }
+
+/** The answer that replaces any response whose audit record could not be written. */
+export function auditUnavailable(): HttpError {
+  return toHttpError(new AirlockError('STORAGE_UNAVAILABLE', 'the audit log is unavailable; the request was not served'));
+}

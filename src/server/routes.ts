@@ -24,12 +24,14 @@ const entryJson = (e: AuditEntry) => ({ seq: e.seq, leafHash: b64(e.leafHash), e
 
 const checkpointJson = (c: SignedCheckpoint) => ({ size: c.size, rootHash: b64(c.rootHash), note: c.note, createdAt: c.createdAt });
 
-/** Rename the domain's field names in an AUDIT_INVALID_RANGE error to the query's. */
+/** Speak the query's field names in an AUDIT_INVALID_RANGE error, not the domain's. */
 function renameRangeField(err: unknown, names: Readonly<Record<string, string>>): unknown {
   if (!isAirlockError(err) || err.code !== 'AUDIT_INVALID_RANGE') return err;
   const field = err.details.field;
-  const name = typeof field === 'string' ? (names[field] ?? field) : '(query)';
-  return new AirlockError('AUDIT_INVALID_RANGE', `invalid query: ${name} is out of range (${err.message})`, { ...err.details, field: name, issues: [{ path: name, message: err.message }] });
+  if (typeof field !== 'string') return err;
+  const name = names[field] ?? field;
+  const message = err.message.startsWith(field) ? name + err.message.slice(field.length) : err.message;
+  return new AirlockError('AUDIT_INVALID_RANGE', `invalid query: ${message}`, { ...err.details, field: name, issues: [{ path: name, message }] });
 }
 
 /** True if the client's Accept header prefers text/plain over JSON. */
@@ -77,7 +79,8 @@ export function routes(app: App): (server: FastifyInstance) => Promise<void> {
 
     server.get('/api/v1/audit/entries', { config: { action: 'audit.entries.read' } }, async (request) => {
       const query = toAuditQuery(parseInput(entriesQuery, request.query, 'query'));
-      // One more than asked says whether another page exists.
+      // One more than asked says whether another page exists. `next` is the last seq served:
+      // pass it as `after` for the next page (as `before` when paging with order=desc).
       const found = await app.audit.search({ ...query, limit: query.limit + 1 });
       const entries = found.slice(0, query.limit);
       const last = entries.at(-1);

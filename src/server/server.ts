@@ -9,14 +9,14 @@
  */
 import type { AddressInfo } from 'node:net';
 import { fastify } from 'fastify';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../app/index.js';
 import { AirlockError, ShuttingDownError } from '../errors/index.js';
 import type { Logger } from '../observability/index.js';
 import type { ErrorBody } from './errors.js';
-import { toHttpError } from './errors.js';
+import { auditUnavailable, toHttpError } from './errors.js';
 import { declaredAction, requestEvent } from './request-audit.js';
-import { requestIdOf, setErrorCode } from './request-context.js';
+import { requestIdOf, setErrorCode, traceIdOf } from './request-context.js';
 import { routes } from './routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
@@ -64,19 +64,23 @@ function errorPayload(body: ErrorBody): string {
 }
 
 /**
- * Build the server for `app`. Routes load when the instance becomes ready (`inject`,
- * `listen` or `ready()` do that), so a caller may still add hooks such as `onRoute` first.
+ * Build the server for `app` (not yet listening: use `inject`, or {@link startServer}).
+ * {@link registeredRoutes} lists its routes once it is ready.
  */
 export async function buildServer(app: App, options: ServerOptions): Promise<FastifyInstance> {
   let draining = false;
+  // Seen as fastify's base logger, so the instance is a plain FastifyInstance.
+  const logger: FastifyBaseLogger = options.logger;
 
   const server = fastify({
-    loggerInstance: options.logger,
+    loggerInstance: logger,
     trustProxy: false,
     bodyLimit: BODY_LIMIT,
     // Our own request id (validated); fastify must not take the header as-is.
     requestIdHeader: false,
     genReqId: requestIdOf,
+    // Every request's log lines carry the trace id its audit record carries.
+    childLoggerFactory: (parent, bindings, opts, raw) => parent.child({ ...bindings, traceId: traceIdOf(raw) }, opts),
     // Requests arriving while draining get our audited 503, not fastify's unaudited one.
     return503OnClosing: false,
     // Malformed URLs never reach a route or its hooks: answer and audit them here.
@@ -85,7 +89,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
         request.log.error({ err }, 'answering a malformed request failed');
       });
     },
-  }) as unknown as FastifyInstance;
+  });
 
   // Collected from the first route on, so the listing is complete (tests assert each declares an action).
   const registered: RegisteredRoute[] = [];
@@ -138,11 +142,12 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
     } catch (err) {
       // Fail closed: the access is not served without its record.
       request.log.error({ err, status }, 'audit append failed; refusing the response');
-      setErrorCode(request.raw, 'STORAGE_UNAVAILABLE');
-      void reply.code(503).type(JSON_TYPE);
+      const refused = auditUnavailable();
+      setErrorCode(request.raw, refused.code);
+      void reply.code(refused.status).type(JSON_TYPE);
       reply.removeHeader('vary');
       if (draining) void reply.header('connection', 'close');
-      return errorPayload({ error: { code: 'STORAGE_UNAVAILABLE', message: 'the audit log is unavailable; the request was not served' } });
+      return errorPayload(refused.body);
     }
     // Once draining, end each connection after its response so close() completes promptly.
     if (draining) void reply.header('connection', 'close');
@@ -154,7 +159,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
     return Promise.resolve();
   });
 
-  // Registered as a plugin so that it loads at ready(): hooks above apply to every route.
+  // A plugin, so the hooks and handlers above apply to every route inside it.
   void server.register(routes(app));
 
   return Promise.resolve(server);
@@ -162,18 +167,16 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
 
 /** Answer a request fastify refused before routing (bad URL), with its audit record. */
 async function answerFrameworkError(app: App, error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const mapped = toHttpError(error);
-  setErrorCode(request.raw, mapped.code);
-  let status = mapped.status;
-  let body = mapped.body;
+  let answer = toHttpError(error);
+  request.log.info({ code: answer.code }, 'request refused');
+  setErrorCode(request.raw, answer.code);
   try {
-    await app.audit.append(requestEvent(request, status, false));
+    await app.audit.append(requestEvent(request, answer.status, false));
   } catch (err) {
-    request.log.error({ err, status }, 'audit append failed; refusing the response');
-    status = 503;
-    body = { error: { code: 'STORAGE_UNAVAILABLE', message: 'the audit log is unavailable; the request was not served' } };
+    request.log.error({ err, status: answer.status }, 'audit append failed; refusing the response');
+    answer = auditUnavailable();
   }
-  void reply.code(status).header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff').type(JSON_TYPE).send(errorPayload(body));
+  void reply.code(answer.status).header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff').type(JSON_TYPE).send(errorPayload(answer.body));
 }
 
 /** Build and listen. Rejects (and releases the port) if the address cannot be bound. */
@@ -188,8 +191,20 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   const address = server.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    // Responses that were already past onSend when draining began keep their connection
+    // alive; reap such connections as soon as they go idle instead of at keepAliveTimeout.
+    const reaper = setInterval(() => {
+      server.server.closeIdleConnections();
+    }, 100);
+    try {
+      await server.close();
+    } finally {
+      clearInterval(reaper);
+    }
+  };
   return {
     url: `http://${host}:${address.port}`,
-    close: () => (closing ??= server.close()),
+    close: () => (closing ??= close()),
   };
 }

@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalEvent, leafHash, openCheckpoint, parseVerifierKey, verifyProofDocument } from '../../src/audit/index.js';
 import type { AuditEvent, AuditEventInput, ConsistencyProofDocument, InclusionProofDocument } from '../../src/audit/index.js';
 import { buildServer } from '../../src/server/index.js';
+import type { ErrorBody } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
 import { expectError, get, openTestApp, recordOf, rid, silent } from './support.js';
 import type { TestApp } from './support.js';
@@ -246,6 +248,28 @@ describe.each(ENGINES)('HTTP API on %s', (engine) => {
       // Refusals are recorded too, with the code as the reason.
       if (url.includes('inclusion?seq=-1')) expect(await recordOf(t.app, id)).toMatchObject({ outcome: 'failed', reason: 'VALIDATION_FAILED', details: { status: 400 } });
     }
+  });
+
+  it('never answers arbitrary query strings and path values with a 500', async () => {
+    const field = fc.constantFrom('seq', 'size', 'from', 'to', 'after', 'before', 'limit', 'order', 'since', 'until', 'actor', 'action', 'resource', 'outcome', '__proto__', 'constructor', 'x');
+    const value = fc.oneof(
+      fc.string(),
+      fc.string({ unit: 'grapheme' }),
+      fc.integer().map(String),
+      fc.double().map(String),
+      fc.constantFrom('', '-0', '00', '1e309', 'NaN', 'Infinity', '%', '*', 'user:', ':x', '2024-02-29T24:00:00Z', '0000-01-01T00:00:00Z', '9999-12-31T23:59:59.999-23:59'),
+    );
+    const path = fc.constantFrom('/api/v1/audit/entries', '/api/v1/audit/proofs/inclusion', '/api/v1/audit/proofs/consistency', '/api/v1/audit/entries/', '/api/v1/audit/tree', '/readyz');
+    await fc.assert(
+      fc.asyncProperty(path, value, fc.array(fc.tuple(field, value), { maxLength: 4 }), async (p, segment, pairs) => {
+        const qs = pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
+        const url = `${p.endsWith('/') ? p + encodeURIComponent(segment) : p}?${qs}`;
+        const res = await server.inject({ url });
+        expect(res.statusCode, url).toBeLessThan(500);
+        if (res.statusCode >= 400) expect(['VALIDATION_FAILED', 'AUDIT_INVALID_RANGE', 'NOT_FOUND'], url).toContain(res.json<ErrorBody>().error.code);
+      }),
+      { numRuns: 150 },
+    );
   });
 
   it('refuses sizes and sequence numbers beyond the tree with AUDIT_INVALID_RANGE naming the field', async () => {

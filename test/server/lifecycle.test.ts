@@ -1,7 +1,11 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { Writable } from 'node:stream';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app/index.js';
 import type { AuditEvent, AuditEventInput } from '../../src/audit/index.js';
+import { createLogger } from '../../src/observability/index.js';
 import { buildServer, registeredRoutes, startServer } from '../../src/server/index.js';
 import type { ErrorBody } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
@@ -179,5 +183,58 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
     const recorded = await app.audit.search({ action: 'audit.entries.read', limit: 1000 });
     expect(recorded).toHaveLength(50);
     await expect(fetch(`${running.url}/healthz`)).rejects.toThrow();
+  });
+
+  it('refuses requests that arrive on an open connection while draining with an audited 503 SHUTTING_DOWN', async () => {
+    t = await openTestApp(engine);
+    const running = await startServer(t.app, { logger: silent, host: '127.0.0.1', port: 0 });
+    const { hostname, port } = new URL(running.url);
+    const socket = connect({ host: hostname, port: Number(port) });
+    await once(socket, 'connect');
+    let response = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (response += chunk));
+    const ended = once(socket, 'end');
+    // The request has begun (so its connection is not idle) but is not complete when close() starts.
+    socket.write('GET /readyz HTTP/1.1\r\nHost: localhost\r\nx-request-id: drain-1\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    const closing = running.close();
+    await new Promise((r) => setTimeout(r, 50));
+    socket.write('\r\n');
+    await ended;
+    await closing;
+    expect(response).toMatch(/^HTTP\/1\.1 503 /);
+    expect(response.toLowerCase()).toContain('connection: close');
+    expect(response).toContain('"code":"SHUTTING_DOWN"');
+    expect(await recordOf(t.app, 'drain-1')).toMatchObject({ action: 'system.health.read', outcome: 'failed', reason: 'SHUTTING_DOWN', details: { status: 503 } });
+  });
+
+  it('logs through the given logger without request bodies or credentials', async () => {
+    t = await openTestApp(engine);
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    const server = await buildServer(t.app, { logger: createLogger('trace', sink) });
+    try {
+      const id = rid();
+      const res = await server.inject({
+        method: 'POST',
+        url: '/api/v1/audit/checkpoints',
+        headers: { 'x-request-id': id, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', authorization: 'Bearer sekrit-bearer', cookie: 'session=sekrit-cookie', 'x-airlock-token': 'sekrit-token' },
+        payload: { password: 'sekrit-body' },
+      });
+      expectError(res, 400, 'VALIDATION_FAILED');
+      const log = lines.join('');
+      expect(log).toContain(id);
+      expect(log).toContain('"traceId":"0af7651916cd43dd8448eb211c80319c"');
+      expect(log).toContain('VALIDATION_FAILED');
+      expect(log).not.toContain('sekrit');
+    } finally {
+      await server.close();
+    }
   });
 });

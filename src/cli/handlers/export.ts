@@ -1,44 +1,16 @@
 /** `airlock audit export` and `airlock audit verify-export`. */
-import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { openApp } from '../../app/index.js';
 import { exportLog, latestCheckpoint, openCheckpoint, parseVerifierKey, verifyExport } from '../../audit/index.js';
 import type { ExportSummary, SignedCheckpoint } from '../../audit/index.js';
 import { AirlockError } from '../../errors/index.js';
-import type { Cli } from '../context.js';
-import { EXIT_FAILED, EXIT_OK, UsageError, act, cliConfig, cliLogger, collect, homeVerifierKey, openReader, trustedVerifiers } from '../context.js';
+import type { Cli } from '../cli.js';
+import { EXIT_FAILED, EXIT_OK, UsageError } from '../cli.js';
+import { cliConfig, cliLogger, homeVerifierKey, openReader, trustedVerifiers } from '../context.js';
 import { inputLines, note, printJson, progress, say, writeLine } from '../io.js';
-import { nonNegativeInt } from '../parse.js';
-
-export function registerExport(audit: Command, cli: Cli): void {
-  audit
-    .command('export')
-    .description('write entries with inclusion proofs against a signed checkpoint as JSON Lines, verifiable offline')
-    .option('--from <seq>', 'first sequence number (default 0)', nonNegativeInt)
-    .option('--to <seq>', 'stop before this sequence number (default: the current tree size)', nonNegativeInt)
-    .option('-o, --output <file>', 'write to FILE instead of stdout')
-    .option('--progress', 'report progress on stderr even when it is not a terminal')
-    .option('--json', 'with -o, print the summary as JSON (without -o, stdout carries the export itself)')
-    .addHelpText(
-      'after',
-      '\nThe first line is a header {"type":"airlock.audit.export/v1","origin","checkpoint","treeSize","rootHash","verifierKey","from","to"};\n' +
-        'each further line is {"type":"entry","seq","event","leafHash","inclusionProof"}. If no signed checkpoint covers the range yet,\n' +
-        'one is signed first (this needs the home\'s signing key).',
-    )
-    .action(act(cli, (command) => runExport(cli, command)));
-
-  audit
-    .command('verify-export')
-    .description('verify an export offline: checkpoint signature, every leaf hash and inclusion proof, contiguous seqs')
-    .argument('<file>', 'export file, or - for stdin')
-    .option('--key <vkey>', "verifier key to trust (repeatable); default: this home's key. Never the key the export names", collect, [])
-    .option('--progress', 'report progress on stderr even when it is not a terminal')
-    .option('--json', 'print the verification result as JSON')
-    .action(act(cli, (command, args) => runVerifyExport(cli, command, args[0] ?? '-')));
-}
 
 interface ExportCliOptions {
   readonly from?: number;
@@ -58,7 +30,61 @@ function verifiesWith(cp: SignedCheckpoint, vkey: string): boolean {
   }
 }
 
-async function runExport(cli: Cli, command: Command): Promise<number> {
+/** Where export lines go. */
+interface Sink {
+  write(line: string): Promise<void>;
+  close(): Promise<void>;
+  /** Give up: a partial export file is removed rather than left looking complete. */
+  abort(): Promise<void>;
+}
+
+function stdoutSink(cli: Cli): Sink {
+  return { write: (line) => writeLine(cli.io.stdout, line), close: () => Promise.resolve(), abort: () => Promise.resolve() };
+}
+
+/** A file written in 64 KiB chunks, owner-readable only (an export holds the whole history). */
+async function fileSink(path: string): Promise<Sink> {
+  const fail = (err: unknown): AirlockError =>
+    new AirlockError('INTERNAL', `cannot write ${path} (${(err as NodeJS.ErrnoException).code ?? 'write failed'})`, { path }, { cause: err });
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'w', 0o600);
+  } catch (err) {
+    throw fail(err);
+  }
+  let buffer = '';
+  const flush = async (): Promise<void> => {
+    const chunk = buffer;
+    buffer = '';
+    try {
+      await handle.write(chunk);
+    } catch (err) {
+      throw fail(err);
+    }
+  };
+  return {
+    async write(line) {
+      buffer += `${line}\n`;
+      if (buffer.length >= 65_536) await flush();
+    },
+    async close() {
+      await flush();
+      try {
+        await handle.sync();
+        await handle.close();
+      } catch (err) {
+        throw fail(err);
+      }
+    },
+    async abort() {
+      await handle.close().catch(() => undefined);
+      await rm(path, { force: true });
+    },
+  };
+}
+
+/** `airlock audit export`: entries with inclusion proofs against a signed checkpoint, as JSON Lines. */
+export async function runExport(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<ExportCliOptions>();
   const config = cliConfig(cli, command);
   const reader = await openReader(config);
@@ -68,7 +94,7 @@ async function runExport(cli: Cli, command: Command): Promise<number> {
     const head = await reader.audit.head();
     const from = opts.from ?? 0;
     const to = opts.to ?? head.size;
-    if (to > head.size) throw new UsageError(`--to ${to} is beyond the end of the log (${head.size} entries)`);
+    if (to > head.size) throw new AirlockError('AUDIT_INVALID_RANGE', `--to ${to} is beyond the end of the log (${head.size} entries)`, { field: 'to' });
     if (from > to) throw new UsageError(`--from ${from} is after --to ${to}`);
 
     let cp = await latestCheckpoint(reader.store.db);
@@ -91,37 +117,22 @@ async function runExport(cli: Cli, command: Command): Promise<number> {
     }
 
     const bar = progress(cli.io, 'exporting', opts.progress === true);
-    const stream = opts.output === undefined ? cli.io.stdout : createWriteStream((path = resolve(cli.io.cwd, opts.output)), { mode: 0o600 });
-    const failed = new Promise<never>((_, reject) => {
-      if (path !== undefined) stream.once('error', reject);
-    });
-    failed.catch(() => undefined);
+    const sink = opts.output === undefined ? stdoutSink(cli) : await fileSink((path = resolve(cli.io.cwd, opts.output)));
     try {
-      summary = await Promise.race([
-        exportLog({
-          log: reader.audit,
-          checkpoint: cp,
-          verifierKey: vkey,
-          from,
-          to,
-          write: (line) => writeLine(stream, line),
-          onProgress: (done, total) => {
-            bar.update(done, total);
-          },
-        }),
-        failed,
-      ]);
-      if (path !== undefined) {
-        stream.end();
-        await Promise.race([once(stream, 'finish'), failed]);
-      }
+      summary = await exportLog({
+        log: reader.audit,
+        checkpoint: cp,
+        verifierKey: vkey,
+        from,
+        to,
+        write: (line) => sink.write(line),
+        onProgress: (done, total) => {
+          bar.update(done, total);
+        },
+      });
+      await sink.close();
     } catch (err) {
-      if (path !== undefined) {
-        stream.end();
-        await rm(path, { force: true });
-        const code = (err as NodeJS.ErrnoException).code;
-        if (!(err instanceof AirlockError) && code !== undefined) throw new AirlockError('INTERNAL', `cannot write ${path} (${code})`, { path });
-      }
+      await sink.abort();
       throw err;
     } finally {
       bar.end();
@@ -140,22 +151,25 @@ async function runExport(cli: Cli, command: Command): Promise<number> {
   return EXIT_OK;
 }
 
-async function runVerifyExport(cli: Cli, command: Command, file: string): Promise<number> {
-  const opts = command.opts<{ key: readonly string[]; progress?: boolean; json?: boolean }>();
+/** `airlock audit verify-export`: offline verification of an export; exit 1 on any finding. */
+export async function runVerifyExport(cli: Cli, command: Command, file: string): Promise<number> {
+  const opts = command.opts<{ key?: readonly string[]; progress?: boolean; json?: boolean }>();
+  const keys = opts.key ?? [];
   // The home's key is the default anchor; an auditor brings theirs with --key (no config needed).
-  const config = opts.key.length === 0 ? cliConfig(cli, command) : undefined;
-  const verifiers = await trustedVerifiers(config, opts.key);
+  const config = keys.length === 0 ? cliConfig(cli, command) : undefined;
+  const verifiers = await trustedVerifiers(config, keys);
   const lines = await inputLines(cli.io, file);
   const bar = progress(cli.io, 'verifying export', opts.progress === true);
   let seen = 0;
   async function* counted(): AsyncGenerator<string> {
     for await (const line of lines) {
       seen++;
-      if (seen % 1000 === 0) bar.update(seen, seen);
+      if (seen % 1000 === 0) bar.update(seen);
       yield line;
     }
   }
   const result = await verifyExport(counted(), verifiers, { origin: config?.auditOrigin });
+  bar.update(seen, seen);
   bar.end();
   const first = result.findings[0];
   const failLine = first === undefined ? undefined : `FAIL: line ${first.line}${first.seq === null ? '' : ` (seq ${first.seq})`}: ${first.message}`;

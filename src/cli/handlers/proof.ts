@@ -12,36 +12,10 @@ import {
 import type { ConsistencyProofDocument, InclusionProofDocument } from '../../audit/index.js';
 import type { Config } from '../../config/index.js';
 import { AirlockError, isAirlockError } from '../../errors/index.js';
-import type { Cli } from '../context.js';
-import { EXIT_FAILED, EXIT_OK, UsageError, act, cliConfig, collect, openReader, trustedVerifiers } from '../context.js';
+import type { Cli } from '../cli.js';
+import { EXIT_FAILED, EXIT_OK, UsageError } from '../cli.js';
+import { cliConfig, openReader, trustedVerifiers } from '../context.js';
 import { note, printJson, readInput, say } from '../io.js';
-import { nonNegativeInt } from '../parse.js';
-
-export function registerProof(audit: Command, cli: Cli): void {
-  const proof = audit.command('proof').description('RFC 9162 inclusion and consistency proofs: produce them, and verify them offline');
-  proof
-    .command('inclusion')
-    .description('prove that entry --seq is in the tree of --size entries')
-    .requiredOption('--seq <n>', 'sequence number of the entry', nonNegativeInt)
-    .option('--size <m>', 'tree size to prove against (default: the latest signed checkpoint covering the entry, else the current size)', nonNegativeInt)
-    .option('--json', 'print the proof document (docs/audit-proofs.md) as JSON, for `airlock audit proof verify`')
-    .action(act(cli, (command) => inclusion(cli, command)));
-  proof
-    .command('consistency')
-    .description('prove that the tree of --from entries is a prefix of the tree of --to entries')
-    .requiredOption('--from <m>', 'older tree size (for example the size of a checkpoint you kept)', nonNegativeInt)
-    .option('--to <n>', 'newer tree size (default: the latest signed checkpoint if at least --from, else the current size)', nonNegativeInt)
-    .option('--json', 'print the proof document as JSON')
-    .action(act(cli, (command) => consistency(cli, command)));
-  proof
-    .command('verify')
-    .description('verify a proof document offline (FILE, or - for stdin); with --checkpoint, also that it matches a signed checkpoint')
-    .argument('<file>', 'proof document produced by `airlock audit proof inclusion|consistency --json`, or - for stdin')
-    .option('--checkpoint <notefile>', 'signed checkpoint note the proof must agree with (root and size)')
-    .option('--key <vkey>', "verifier key trusted for --checkpoint instead of the home's key (repeatable)", collect, [])
-    .option('--json', 'print the result as JSON')
-    .action(act(cli, (command, args) => verifyProof(cli, command, args[0] ?? '-')));
-}
 
 /** Default tree size: the newest signed checkpoint when it is big enough, so the proof can be checked against it. */
 async function defaultSize(db: Parameters<typeof latestCheckpoint>[0], atLeast: number, current: number): Promise<number> {
@@ -49,7 +23,8 @@ async function defaultSize(db: Parameters<typeof latestCheckpoint>[0], atLeast: 
   return cp !== undefined && cp.size >= atLeast && cp.size <= current ? cp.size : current;
 }
 
-async function inclusion(cli: Cli, command: Command): Promise<number> {
+/** `airlock audit proof inclusion`: an RFC 9162 inclusion proof document. */
+export async function inclusion(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<{ seq: number; size?: number; json?: boolean }>();
   const config = cliConfig(cli, command);
   const reader = await openReader(config);
@@ -74,7 +49,8 @@ async function inclusion(cli: Cli, command: Command): Promise<number> {
   return EXIT_OK;
 }
 
-async function consistency(cli: Cli, command: Command): Promise<number> {
+/** `airlock audit proof consistency`: an RFC 9162 consistency proof document. */
+export async function consistency(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<{ from: number; to?: number; json?: boolean }>();
   const config = cliConfig(cli, command);
   const reader = await openReader(config);
@@ -112,14 +88,16 @@ interface ProofVerification {
   error: { code: string; message: string } | null;
 }
 
-async function verifyProof(cli: Cli, command: Command, file: string): Promise<number> {
-  const opts = command.opts<{ checkpoint?: string; key: readonly string[]; json?: boolean }>();
-  if (opts.key.length > 0 && opts.checkpoint === undefined) throw new UsageError('--key is the trust anchor for --checkpoint; give --checkpoint <notefile> too');
+/** `airlock audit proof verify`: check a proof document offline, optionally against a signed checkpoint. */
+export async function verifyProof(cli: Cli, command: Command, file: string): Promise<number> {
+  const opts = command.opts<{ checkpoint?: string; key?: readonly string[]; json?: boolean }>();
+  const keys = opts.key ?? [];
+  if (keys.length > 0 && opts.checkpoint === undefined) throw new UsageError('--key is the trust anchor for --checkpoint; give --checkpoint <notefile> too');
   // Offline: the configuration is read only to find the home's key when no --key is given.
-  const config: Config | undefined = opts.checkpoint !== undefined && opts.key.length === 0 ? cliConfig(cli, command) : undefined;
+  const config: Config | undefined = opts.checkpoint !== undefined && keys.length === 0 ? cliConfig(cli, command) : undefined;
   const text = await readInput(cli.io, file);
   const noteText = opts.checkpoint === undefined ? undefined : await readInput(cli.io, opts.checkpoint);
-  const verifiers = noteText === undefined ? [] : await trustedVerifiers(config, opts.key);
+  const verifiers = noteText === undefined ? [] : await trustedVerifiers(config, keys);
 
   const result: ProofVerification = { ok: false, type: null, checkpoint: null, error: null };
   try {
@@ -166,7 +144,8 @@ async function verifyProof(cli: Cli, command: Command, file: string): Promise<nu
 
   const failure = result.error === null ? undefined : `FAIL: ${result.error.message} (${result.error.code})`;
   if (opts.json === true) {
-    printJson(cli.io, result);
+    const { ok, type, checkpoint, error, ...proof } = result;
+    printJson(cli.io, { ok, type, ...proof, checkpoint, error });
     if (failure !== undefined) note(cli.io, failure);
   } else if (failure !== undefined) {
     say(cli.io, failure);

@@ -5,31 +5,21 @@ import { localActor, openApp } from '../../app/index.js';
 import { describeError } from '../../errors/index.js';
 import { MIGRATION_NAMES, openStore } from '../../storage/index.js';
 import type { MigrationState } from '../../storage/index.js';
-import type { Cli } from '../context.js';
-import { EXIT_OK, act, cliConfig, cliLogger } from '../context.js';
+import type { Cli } from '../cli.js';
+import { EXIT_OK } from '../cli.js';
+import { cliConfig, cliLogger } from '../context.js';
 import { printJson, say } from '../io.js';
 
 interface JsonOption {
   readonly json?: boolean;
 }
 
-export function registerDb(program: Command, cli: Cli): void {
-  const db = program.command('db').description('database schema: apply and inspect migrations');
-  db.command('migrate')
-    .description('apply pending migrations (records a db.migrate audit event naming them)')
-    .option('--json', 'print the result as JSON')
-    .action(act(cli, (command) => migrate(cli, command)));
-  db.command('status')
-    .description('list migrations with when each was applied, and how many are pending (read-only)')
-    .option('--json', 'print the result as JSON')
-    .action(act(cli, (command) => status(cli, command)));
-}
-
 function printStates(cli: Cli, states: readonly MigrationState[]): void {
   for (const m of states) say(cli.io, `${m.name}  ${m.executedAt === null ? 'pending' : `applied ${m.executedAt}`}`);
 }
 
-async function migrate(cli: Cli, command: Command): Promise<number> {
+/** `airlock db migrate`: apply pending migrations and record db.migrate. */
+export async function migrate(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<JsonOption>();
   const config = cliConfig(cli, command);
   const app = await openApp(config, { logger: cliLogger(cli, config) });
@@ -61,7 +51,8 @@ async function migrate(cli: Cli, command: Command): Promise<number> {
   }
 }
 
-async function status(cli: Cli, command: Command): Promise<number> {
+/** `airlock db status`: applied and pending migrations (read-only). */
+export async function status(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<JsonOption>();
   const config = cliConfig(cli, command);
   let states: readonly MigrationState[];

@@ -2,9 +2,11 @@
 import type { Command } from 'commander';
 import { openApp } from '../../app/index.js';
 import type { AuditEventInput } from '../../audit/index.js';
-import { describeError } from '../../errors/index.js';
-import type { Cli } from '../context.js';
-import { EXIT_OK, act, cliConfig, cliLogger, waitForSignal } from '../context.js';
+import { AirlockError, describeError } from '../../errors/index.js';
+import { startServer } from '../../server/index.js';
+import type { Cli } from '../cli.js';
+import { EXIT_OK } from '../cli.js';
+import { cliConfig, cliLogger, waitForSignal } from '../context.js';
 import { say } from '../io.js';
 import { packageVersion } from '../version.js';
 
@@ -16,22 +18,8 @@ interface ServerOptions {
 /** The server records its own lifecycle under this actor. */
 const SERVER_ACTOR: AuditEventInput['actor'] = { kind: 'system', id: 'server' };
 
-export function registerServer(program: Command, cli: Cli): void {
-  program
-    .command('server')
-    .description('run the Airlock API server until SIGINT or SIGTERM (records system.server.start and system.server.stop)')
-    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7300; port 0 picks a free port)')
-    .option('--no-migrate', 'do not apply pending database migrations at start-up')
-    .addHelpText(
-      'after',
-      '\nPrints "airlock listening on <url>" on stdout once it accepts connections. On SIGINT or SIGTERM it stops\n' +
-        'accepting requests, finishes those in flight, records system.server.stop, signs a final checkpoint covering\n' +
-        'every entry and exits 0. A second signal abandons the graceful shutdown (exit 1).',
-    )
-    .action(act(cli, (command) => runServer(cli, command)));
-}
-
-async function runServer(cli: Cli, command: Command): Promise<number> {
+/** `airlock server`: serve until SIGINT/SIGTERM, then shut down gracefully (exit 0). */
+export async function runServer(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<ServerOptions>();
   const config = cliConfig(cli, command, { listen: opts.listen });
   const logger = cliLogger(cli, config);
@@ -42,8 +30,16 @@ async function runServer(cli: Cli, command: Command): Promise<number> {
     process.exit(1);
   });
   try {
-    const { startServer } = await import('../../server/index.js');
     const app = await openApp(config, { migrate: opts.migrate, checkpointing: true, logger });
+    if (!opts.migrate) {
+      const pending = (await app.store.migrationStatus()).filter((m) => m.executedAt === null);
+      if (pending.length > 0) {
+        await app.close();
+        throw new AirlockError('STORAGE_FAILED', `the database has ${pending.length} pending migration(s) and --no-migrate was given; run \`airlock db migrate\` first`, {
+          pending: pending.map((m) => m.name),
+        });
+      }
+    }
     const listen = `${config.listen.host}:${config.listen.port}`;
     const base = { actor: SERVER_ACTOR, resource: 'server' } as const;
     let server: Awaited<ReturnType<typeof startServer>>;
@@ -67,11 +63,12 @@ async function runServer(cli: Cli, command: Command): Promise<number> {
 
     const signal = await signals.received;
     logger.info({ signal }, 'shutting down: draining requests, then signing the final checkpoint');
-    let failure: unknown;
+    let failure: Error | undefined;
+    const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
     try {
       await server.close();
     } catch (err) {
-      failure = err;
+      failure = asError(err);
     }
     try {
       await app.audit.append({
@@ -82,13 +79,13 @@ async function runServer(cli: Cli, command: Command): Promise<number> {
         details: { signal },
       });
     } catch (err) {
-      failure ??= err;
+      failure ??= asError(err);
     }
     try {
       // Stops the checkpoint cadence, signs a checkpoint covering system.server.stop, drains writes.
       await app.close();
     } catch (err) {
-      failure ??= err;
+      failure ??= asError(err);
     }
     if (failure !== undefined) throw failure;
     logger.info('stopped');

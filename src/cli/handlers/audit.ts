@@ -1,75 +1,22 @@
-/** `airlock audit ...`: key, verify, checkpoint, tail, search (proofs and exports in their own files). */
-import { Option } from 'commander';
+/** `airlock audit key|verify|checkpoint|tail|search` (proofs and exports are in their own files). */
 import type { Command } from 'commander';
 import { localActor, openApp } from '../../app/index.js';
-import { ACTOR_KINDS, OUTCOMES, latestCheckpoint, verifyLog } from '../../audit/index.js';
+import { ACTOR_KINDS, latestCheckpoint, verifyLog } from '../../audit/index.js';
 import type { AuditEntry, AuditQuery, Finding, SignedCheckpoint, VerifyReport } from '../../audit/index.js';
 import { NotFoundError, describeError } from '../../errors/index.js';
-import type { Cli } from '../context.js';
-import { EXIT_FAILED, EXIT_OK, act, cliConfig, cliLogger, collect, homeVerifierKey, openReader, sleepUnless, trustedVerifiers, waitForSignal } from '../context.js';
+import type { Cli } from '../cli.js';
+import { EXIT_FAILED, EXIT_OK } from '../cli.js';
+import { cliConfig, cliLogger, homeVerifierKey, openReader, sleepUnless, trustedVerifiers, waitForSignal } from '../context.js';
 import { entryJson, entryLine } from '../format.js';
 import { note, printJson, progress, readInput, say, writeLine } from '../io.js';
-import { boundedInt, isoTime, positiveInt } from '../parse.js';
-import { registerExport } from './export.js';
-import { registerProof } from './proof.js';
 
-const MAX_ROWS = 10_000;
+/** How often `tail --follow` polls. */
 const FOLLOW_INTERVAL_MS = 500;
-
-export function registerAudit(program: Command, cli: Cli): void {
-  const audit = program.command('audit').description('the tamper-evident audit log: verify it, read it, prove and export entries');
-
-  audit
-    .command('key')
-    .description("print this home's checkpoint verifier key (<name>+<key id>+<base64 key>) to publish to auditors")
-    .option('--json', 'print the key and its parts as JSON')
-    .action(act(cli, (command) => key(cli, command)));
-
-  audit
-    .command('verify')
-    .description('verify the whole stored log against its signed checkpoints (read-only; exit 1 on any finding)')
-    .option('--checkpoint <file>', 'also verify against a signed checkpoint kept outside the database (the auditor\'s anchor)')
-    .option('--key <vkey>', 'trust this verifier key instead of the home\'s key (repeatable)', collect, [])
-    .option('--progress', 'report progress on stderr even when it is not a terminal')
-    .option('--json', 'print the verification report as JSON')
-    .action(act(cli, (command) => verify(cli, command)));
-
-  registerProof(audit, cli);
-
-  audit
-    .command('checkpoint')
-    .description('print the latest signed checkpoint note (or sign one now with --sign)')
-    .option('--sign', 'sign a checkpoint of the current tree now (records audit.checkpoint.sign first, so it is covered)')
-    .option('--json', 'print the checkpoint as JSON')
-    .action(act(cli, (command) => checkpoint(cli, command)));
-
-  audit
-    .command('tail')
-    .description('print the last entries of the log, optionally following new ones')
-    .option('-n, --lines <count>', `number of entries to print first (0 to ${MAX_ROWS})`, boundedInt(MAX_ROWS), 20)
-    .option('-f, --follow', `keep printing new entries (polls every ${FOLLOW_INTERVAL_MS} ms) until SIGINT`)
-    .option('--json', 'print JSON Lines: one {"seq","leafHash","event"} object per line')
-    .action(act(cli, (command) => tail(cli, command)));
-
-  audit
-    .command('search')
-    .description('find entries by actor, action, resource, outcome and time (oldest first)')
-    .option('--actor <id>', 'actor id, or KIND:ID (kinds: ' + ACTOR_KINDS.join(', ') + ')')
-    .option('--action <action>', 'exact action, or a prefix ending in * (for example "db.*")')
-    .option('--resource <resource>', 'exact resource, or a prefix ending in *')
-    .addOption(new Option('--outcome <outcome>', 'outcome').choices(OUTCOMES))
-    .option('--since <time>', 'entries at or after this ISO 8601 time (UTC unless an offset is given)', isoTime)
-    .option('--until <time>', 'entries before this ISO 8601 time', isoTime)
-    .option('--limit <n>', `at most this many entries (1 to ${MAX_ROWS})`, positiveInt(MAX_ROWS), 100)
-    .option('--json', 'print {"count","entries":[{"seq","leafHash","event"}]} as JSON')
-    .action(act(cli, (command) => search(cli, command)));
-
-  registerExport(audit, cli);
-}
 
 // --- key ------------------------------------------------------------------------------------
 
-async function key(cli: Cli, command: Command): Promise<number> {
+/** `airlock audit key`: the public verifier key of this home. */
+export async function key(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<{ json?: boolean }>();
   const config = cliConfig(cli, command);
   // Only the public half is read; a missing key is reported, never created here.
@@ -87,7 +34,7 @@ async function key(cli: Cli, command: Command): Promise<number> {
 
 interface VerifyOptions {
   readonly checkpoint?: string;
-  readonly key: readonly string[];
+  readonly key?: readonly string[];
   readonly progress?: boolean;
   readonly json?: boolean;
 }
@@ -97,11 +44,13 @@ function leadFinding(report: VerifyReport): Finding | undefined {
   return report.findings.find((f) => f.seq !== null && f.seq === report.firstBadSeq) ?? report.findings[0];
 }
 
-export function findingLine(f: Finding): string {
+/** One finding as a line: `<kind> at seq <n>: <message>`. */
+function findingLine(f: Finding): string {
   return f.seq === null ? `${f.kind}: ${f.message}` : `${f.kind} at seq ${f.seq}: ${f.message}`;
 }
 
-async function verify(cli: Cli, command: Command): Promise<number> {
+/** `airlock audit verify`: full read-only verification; exit 1 on any finding. */
+export async function verify(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<VerifyOptions>();
   const config = cliConfig(cli, command);
   const verifiers = await trustedVerifiers(config, opts.key);
@@ -155,7 +104,8 @@ function printCheckpoint(cli: Cli, cp: SignedCheckpoint, json: boolean): void {
   else cli.io.stdout.write(cp.note);
 }
 
-async function checkpoint(cli: Cli, command: Command): Promise<number> {
+/** `airlock audit checkpoint [--sign]`: the latest signed checkpoint, or a new one. */
+export async function checkpoint(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<{ sign?: boolean; json?: boolean }>();
   const config = cliConfig(cli, command);
   if (opts.sign === true) {
@@ -190,7 +140,8 @@ async function checkpoint(cli: Cli, command: Command): Promise<number> {
 
 // --- tail -----------------------------------------------------------------------------------
 
-async function tail(cli: Cli, command: Command): Promise<number> {
+/** `airlock audit tail [-n N] [-f]`: the last entries, then new ones until a signal. */
+export async function tail(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<{ lines: number; follow?: boolean; json?: boolean }>();
   const config = cliConfig(cli, command);
   const reader = await openReader(config);
@@ -206,9 +157,9 @@ async function tail(cli: Cli, command: Command): Promise<number> {
     await print(first);
     if (signals === undefined) return EXIT_OK;
     let last = first.at(-1)?.seq ?? head.size - 1;
-    while (signals.signal === undefined) {
+    while (signals.signal() === undefined) {
       await sleepUnless(FOLLOW_INTERVAL_MS, signals.received);
-      if (signals.signal !== undefined) break;
+      if (signals.signal() !== undefined) break;
       for (;;) {
         const batch = await reader.audit.search({ afterSeq: last, limit: 1000 });
         await print(batch);
@@ -244,7 +195,8 @@ function actorFilter(value: string): Pick<AuditQuery, 'actorId' | 'actorKind'> {
   return { actorId: value };
 }
 
-async function search(cli: Cli, command: Command): Promise<number> {
+/** `airlock audit search`: entries matching every given filter, oldest first. */
+export async function search(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<SearchOptions>();
   const config = cliConfig(cli, command);
   const query: AuditQuery = {

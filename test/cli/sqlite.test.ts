@@ -1,0 +1,3 @@
+import { defineLifecycleSuite } from './lifecycle.js';
+
+defineLifecycleSuite('sqlite');
