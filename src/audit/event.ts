@@ -168,5 +168,5 @@ export function parseStoredEvent(text: string): AuditEvent | undefined {
     return undefined;
   }
   const parsed = storedSchema.safeParse(raw);
-  return parsed.success ? (parsed.data as AuditEvent) : undefined;
+  return parsed.success ? parsed.data : undefined;
 }

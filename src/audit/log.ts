@@ -274,7 +274,7 @@ function textFilter(column: 'action' | 'resource', value: string): Expression<Sq
   if (!value.endsWith('*')) return sql<SqlBool>`${sql.ref(column)} = ${value}`;
   const prefix = value.slice(0, -1);
   // substr counts code points on both engines; LIKE differs in case rules and escaping.
-  return sql<SqlBool>`substr(${sql.ref(column)}, 1, ${[...prefix].length}) = ${prefix}`;
+  return sql<SqlBool>`substr(${sql.ref(column)}, 1, ${Array.from(prefix).length}) = ${prefix}`;
 }
 
 function toEntry(seq: number, text: string, leaf: Buffer): AuditEntry {

@@ -24,6 +24,7 @@ export class UsageError extends Error {
 export interface GlobalOptions {
   readonly home?: string;
   readonly databaseUrl?: string;
+  readonly databaseSchema?: string;
   readonly config?: string;
   readonly logLevel?: string;
 }

@@ -20,7 +20,7 @@ import { UsageError } from './cli.js';
 export function cliConfig(cli: Cli, command: Command, extra: { listen?: string | undefined } = {}): Config {
   const g = command.optsWithGlobals<GlobalOptions>();
   const config = loadConfig({
-    flags: { home: g.home, databaseUrl: g.databaseUrl, config: g.config, logLevel: g.logLevel, listen: extra.listen },
+    flags: { home: g.home, databaseUrl: g.databaseUrl, databaseSchema: g.databaseSchema, config: g.config, logLevel: g.logLevel, listen: extra.listen },
     env: cli.io.env,
     cwd: cli.io.cwd,
   });

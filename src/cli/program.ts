@@ -42,6 +42,7 @@ export function buildProgram(cli: Cli): Command {
     .version(packageVersion(), '-V, --version', 'print the version and exit')
     .option('--home <dir>', 'Airlock home: database file, keys, state (env AIRLOCK_HOME, default ./.airlock)')
     .option('--database-url <url>', 'postgres://... or sqlite:<path> (env AIRLOCK_DATABASE_URL; default SQLite in the home)')
+    .option('--database-schema <name>', 'PostgreSQL schema to use (env AIRLOCK_DATABASE_SCHEMA)')
     .option('--config <file>', 'YAML or JSON configuration file (env AIRLOCK_CONFIG)')
     .addOption(new Option('--log-level <level>', 'log level on stderr; debug adds stack traces to errors (env AIRLOCK_LOG_LEVEL)').choices(LOG_LEVELS))
     .addHelpText('afterAll', EXIT_CODES_HELP);

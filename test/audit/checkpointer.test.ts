@@ -98,17 +98,19 @@ describe('checkpoints from several replicas on postgres stay mutually consistent
         const cp = new Checkpointer({ store, log, signer: key.signer, origin: ORIGIN, intervalMs: 20, statePath: join(t.home, `state-${i}`, 'last.json') });
         return { log, cp };
       });
-      const work = replicas.flatMap(({ log, cp }, r) =>
-        Array.from({ length: 60 }, async (_, i) => {
-          await log.append(sampleEvent(r * 1000 + i));
-          if (i % 10 === 0) await cp.checkpointNow();
+      // Each replica appends in its own sequence and signs every few appends, while the other does the same.
+      await Promise.all(
+        replicas.map(async ({ log, cp }, r) => {
+          for (let i = 0; i < 60; i++) {
+            await Promise.all([log.append(sampleEvent(r * 1000 + i)), log.append(sampleEvent(r * 1000 + i + 500))]);
+            if (i % 6 === 0) await cp.checkpointNow();
+          }
         }),
       );
-      await Promise.all(work);
       await Promise.all(replicas.map(({ cp }) => cp.checkpointNow()));
       const rows = await t.store.db.selectFrom('audit_checkpoints').select(['size', 'root', 'note']).orderBy('size').execute();
       expect(rows.length).toBeGreaterThan(2);
-      expect(rows.at(-1)?.size).toBe(120);
+      expect(rows.at(-1)?.size).toBe(240);
       const verifier = parseVerifierKey(key.verifierKey);
       const log = replicas[0]!.log;
       for (let i = 0; i < rows.length; i++) {
