@@ -8,7 +8,7 @@
  */
 import type { Kysely } from 'kysely';
 import { AirlockError } from '../errors/index.js';
-import type { Database } from '../storage/index.js';
+import type { AuditEventsTable, Database } from '../storage/index.js';
 import type { NoteVerifier } from './checkpoint.js';
 import { openCheckpoint } from './checkpoint.js';
 import { MerkleBuilder, consistencyPlan, leafHash, nodeHash, nodeKey, planNodes, resolvePlan, verifyConsistency } from './merkle.js';
@@ -333,16 +333,7 @@ function claimedSeq(text: string): number | undefined {
   }
 }
 
-interface EventRow {
-  seq: number;
-  time: string;
-  actor_kind: string;
-  actor_id: string;
-  action: string;
-  resource: string;
-  outcome: string;
-  event: string;
-}
+type EventRow = AuditEventsTable;
 
 /** The search columns are derived data; a mismatch could hide an entry from a search. */
 function checkIndexColumns(row: EventRow, s: number, add: (k: FaultKind, s: number, m: string) => void): void {
