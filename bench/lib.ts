@@ -215,6 +215,8 @@ export interface LoopOptions {
   /** Stop issuing after this many operations in total (warm-up included). */
   readonly maxOps?: number;
   readonly op: (i: number) => Promise<unknown>;
+  /** Also count completions per window of this length (for throughput over time). */
+  readonly windowMs?: number;
   /** Called about once a second. */
   readonly onTick?: (done: number, elapsedMs: number) => void;
 }
@@ -228,6 +230,8 @@ export interface LoopResult {
   /** All operations, warm-up included. */
   readonly total: number;
   readonly failures: number;
+  /** Operations per second in each full window of `windowMs` (empty without windowMs). */
+  readonly windowRates: number[];
 }
 
 /**
@@ -246,6 +250,8 @@ export async function closedLoop(options: LoopOptions): Promise<LoopResult> {
   let lastDone = measureFrom;
   let firstError: unknown;
   let nextTick = start + 1000;
+  const windowMs = options.windowMs ?? 0;
+  const windows: number[] = [];
 
   const lane = async (): Promise<void> => {
     for (;;) {
@@ -262,6 +268,10 @@ export async function closedLoop(options: LoopOptions): Promise<LoopResult> {
       if (t0 >= measureFrom) {
         latency.push(t1 - t0);
         lastDone = t1;
+        if (windowMs > 0 && t1 < end) {
+          const w = Math.floor((t1 - measureFrom) / windowMs);
+          windows[w] = (windows[w] ?? 0) + 1;
+        }
       }
       if (t1 >= nextTick) {
         nextTick = t1 + 1000;
@@ -271,7 +281,9 @@ export async function closedLoop(options: LoopOptions): Promise<LoopResult> {
   };
   await Promise.all(Array.from({ length: options.concurrency }, lane));
   if (failures > 0) progress(`${failures} operations failed; first: ${describeError(firstError)}`);
-  return { count: latency.count, elapsedS: (lastDone - measureFrom) / 1000, latency, total: issued, failures };
+  const fullWindows = windowMs > 0 ? Math.floor(options.durationMs / windowMs) : 0;
+  const windowRates = Array.from({ length: fullWindows }, (_, w) => Math.round(((windows[w] ?? 0) * 1000) / windowMs));
+  return { count: latency.count, elapsedS: (lastDone - measureFrom) / 1000, latency, total: issued, failures, windowRates };
 }
 
 /** Run `fn` repeatedly for about `ms`; returns iterations and elapsed seconds. */
