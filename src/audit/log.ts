@@ -116,7 +116,8 @@ export class AuditLog {
 
   /** Append one event in a transaction of its own (group-committed with others). */
   append(input: AuditEventInput): Promise<AuditEvent> {
-    return this.store.transact((tx) => this.record(tx, input));
+    // record() writes nothing until commit, so this unit needs no savepoint of its own.
+    return this.store.transact((tx) => this.record(tx, input), { savepoint: false });
   }
 
   /** Be told after every commit that appended events. */
@@ -358,8 +359,8 @@ class Sequencer implements TxParticipant {
     this.mark = { size: this.builder.size, frontier: this.builder.frontier(), events: this.events.length, nodes: this.nodes.length };
   }
 
-  rollbackItem(): void {
-    if (this.loadedInItem) {
+  rollbackItem(savepointRolledBack: boolean): void {
+    if (this.loadedInItem && savepointRolledBack) {
       // Rolling back to the savepoint released the head row lock taken inside it, so the
       // head must be read (and locked) again by the next unit of work.
       this.builder = undefined;

@@ -22,7 +22,7 @@ type Step = (db: Kysely<unknown>, types: ColumnTypes, engine: Engine) => Promise
 const steps: readonly { readonly name: string; readonly up: Step; readonly down: Step }[] = [
   {
     name: '0001_audit_log',
-    async up(db, t) {
+    async up(db, t, engine) {
       await db.schema
         .createTable('audit_events')
         .addColumn('seq', t.int64, (c) => c.primaryKey())
@@ -45,6 +45,8 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
         .addColumn('idx', t.int64, (c) => c.notNull())
         .addColumn('hash', t.bytes, (c) => c.notNull())
         .addPrimaryKeyConstraint('audit_nodes_pk', ['level', 'idx'])
+        // SQLite: the primary key is the table (one b-tree, not a rowid table plus an index).
+        .$call((b) => (engine === 'sqlite' ? b.modifyEnd(sql`without rowid`) : b))
         .execute();
 
       await db.schema

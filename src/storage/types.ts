@@ -12,8 +12,11 @@ export type Engine = 'sqlite' | 'postgres';
 export interface TxParticipant {
   /** A unit of work is starting: remember state to return to. */
   beginItem(): void;
-  /** The unit of work failed and its savepoint was rolled back. */
-  rollbackItem(): void;
+  /**
+   * The unit of work failed. `savepointRolledBack` says whether its SQL was undone (and any
+   * lock it took released); false for units declared `savepoint: false`.
+   */
+  rollbackItem(savepointRolledBack: boolean): void;
   /** Last writes of the batch (for example interior nodes and the tree head). */
   beforeCommit(db: Kysely<Database>): Promise<void>;
   /** The batch is durable. */
@@ -28,6 +31,15 @@ export interface Tx {
   readonly engine: Engine;
   /** The participant registered under `key` for this batch, created on first use. */
   participant<P extends TxParticipant>(key: symbol, create: () => P): P;
+}
+
+/** Per-unit options for {@link Store.transact}. */
+export interface TransactOptions {
+  /**
+   * false: the unit runs no SQL of its own, only through participants (whose writes happen
+   * at commit), so it needs no savepoint. A driver error inside it then fails the batch.
+   */
+  readonly savepoint?: boolean;
 }
 
 /** Migration state, for `airlock db status`. */
@@ -46,7 +58,7 @@ export interface Store {
    * Resolves only once the transaction is durable; a failure of `work` rolls back only its
    * own savepoint; a failed commit rejects every caller in the batch.
    */
-  transact<T>(work: (tx: Tx) => Promise<T>): Promise<T>;
+  transact<T>(work: (tx: Tx) => Promise<T>, options?: TransactOptions): Promise<T>;
   migrate(): Promise<readonly MigrationState[]>;
   migrationStatus(): Promise<readonly MigrationState[]>;
   /** Throws StorageError if the database cannot answer a trivial query. */

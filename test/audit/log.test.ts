@@ -102,6 +102,24 @@ describe.each(ENGINES)('audit log on %s', (engine) => {
     expect((await log.head()).size).toBe(1);
   });
 
+  it('rejects bad units inside a group-committed batch without disturbing the others', async () => {
+    t = await openTestStore(engine);
+    const log = new AuditLog(t.store);
+    const inputs = Array.from({ length: 40 }, (_, i) =>
+      i % 7 === 3 ? ev(i, { details: { blob: 'x'.repeat(30_000) } }) : i % 11 === 5 ? ev(i, { action: 'Not Valid' }) : ev(i),
+    );
+    const results = await Promise.allSettled(inputs.map((e) => log.append(e)));
+    const ok = results.filter((r) => r.status === 'fulfilled').map((r) => r.value.seq);
+    expect(results.filter((r) => r.status === 'rejected').every((r) => (r.reason as { code: string }).code === 'VALIDATION_FAILED')).toBe(true);
+    expect(ok.sort((a, b) => a - b)).toEqual(Array.from({ length: ok.length }, (_, i) => i));
+    expect(ok.length).toBe(40 - 6 - 3);
+    const head = await log.head();
+    const b = new MerkleBuilder();
+    for (const e of await log.search({ limit: 100 })) b.append(leafHash(Buffer.from(canonicalEvent(e.event))));
+    expect(head.size).toBe(ok.length);
+    expect(head.rootHash.equals(b.root())).toBe(true);
+  });
+
   it('validates event input and names every bad field', async () => {
     t = await openTestStore(engine);
     const log = new AuditLog(t.store);
