@@ -6,6 +6,7 @@
  * The scan runs in aligned chunks, so memory stays O(chunk + log n) and every query is a
  * range scan on a primary key.
  */
+import { hash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { AirlockError } from '../errors/index.js';
 import type { AuditEventsTable, Database } from '../storage/index.js';
@@ -65,6 +66,41 @@ export interface VerifyOptions {
 
 const CHUNK_LEVEL = 14;
 const CHUNK = 2 ** CHUNK_LEVEL;
+
+type EventRow = AuditEventsTable;
+
+/** Stored nodes of levels 0..CHUNK_LEVEL under one chunk, in dense per-level arrays. */
+class ChunkNodes {
+  constructor(
+    private readonly begin: number,
+    private readonly levels: readonly (Buffer | undefined)[][],
+  ) {}
+
+  get(level: number, index: number): Buffer | undefined {
+    const base = Math.floor(this.begin / 2 ** level);
+    return this.levels[level]?.[index - base];
+  }
+}
+
+/** One range scan on the primary key per level (cheaper for SQLite than one OR of ranges). */
+async function loadChunkNodes(db: Kysely<Database>, a: number, b: number): Promise<ChunkNodes> {
+  const levels: (Buffer | undefined)[][] = [];
+  for (let level = 0; level <= CHUNK_LEVEL; level++) {
+    const lo = Math.floor(a / 2 ** level);
+    const hi = Math.floor(b / 2 ** level);
+    const arr = new Array<Buffer | undefined>(Math.max(0, hi - lo));
+    levels.push(arr);
+    if (hi <= lo) continue;
+    const rows = await db.selectFrom('audit_nodes').select(['idx', 'hash']).where('level', '=', level).where('idx', '>=', lo).where('idx', '<', hi).execute();
+    for (const r of rows) arr[r.idx - lo] = r.hash;
+  }
+  return new ChunkNodes(a, levels);
+}
+
+/** SHA-256(0x00 || UTF-8(text)) without an intermediate Buffer per entry. */
+function leafHashOfText(text: string): Buffer {
+  return hash('sha256', `\u0000${text}`, 'buffer');
+}
 
 interface SignedRoot {
   readonly size: number;
@@ -148,24 +184,24 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
   for (let a = 0; a < n; a += CHUNK) {
     const b = Math.min(a + CHUNK, n);
     const rowsInChunk = await db.selectFrom('audit_events').selectAll().where('seq', '>=', a).where('seq', '<', b).orderBy('seq').execute();
-    const byseq = new Map(rowsInChunk.map((r) => [r.seq, r]));
-    const nodeRows = await db
-      .selectFrom('audit_nodes')
-      .select(['level', 'idx', 'hash'])
-      .where((eb) =>
-        eb.or(
-          Array.from({ length: CHUNK_LEVEL + 1 }, (_, level) =>
-            eb.and([eb('level', '=', level), eb('idx', '>=', Math.floor(a / 2 ** level)), eb('idx', '<', Math.floor(b / 2 ** level))]),
-          ),
-        ),
-      )
-      .execute();
-    const nodes = new Map(nodeRows.map((r) => [nodeKey({ level: r.level, index: r.idx }), r.hash]));
-    const storedLeaf = (s: number): Buffer | undefined => nodes.get(nodeKey({ level: 0, index: s }));
+    // Dense arrays indexed by position: a 16k-entry chunk needs no hashing of keys.
+    const rowAt: (EventRow | undefined)[] = new Array<EventRow | undefined>(b - a);
+    for (const r of rowsInChunk) rowAt[r.seq - a] = r;
+    const nodes = await loadChunkNodes(db, a, b);
+    const onNode = (level: number, index: number, hash: Buffer): void => {
+      if (level > CHUNK_LEVEL) {
+        highNodes.push({ level, index, hash });
+        return;
+      }
+      const got = nodes.get(level, index);
+      if (got === undefined) add('node_missing', index * 2 ** level, `stored tree node (level ${level}, index ${index}) is missing`);
+      else if (!got.equals(hash)) add('node_modified', index * 2 ** level, `stored tree node (level ${level}, index ${index}) was changed`);
+    };
+    const rows = (seq: number): EventRow | undefined => (seq >= a && seq < b ? rowAt[seq - a] : undefined);
 
     for (let s = a; s < b; s++) {
-      const row = byseq.get(s);
-      const leafStored = storedLeaf(s);
+      const row = rowAt[s - a];
+      const leafStored = nodes.get(0, s);
       let leafFromEvent: Buffer | undefined;
       let storedLeafIsFault = false;
       if (row === undefined) {
@@ -176,9 +212,9 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
           add('event_deleted', s, `entry ${s} is missing from the log`);
         }
       } else {
-        leafFromEvent = leafHash(Buffer.from(row.event, 'utf8'));
+        leafFromEvent = leafHashOfText(row.event);
         if (leafStored !== undefined && !leafFromEvent.equals(leafStored)) {
-          const kind = await classifyMismatch(db, s, row.event, leafFromEvent, leafStored, byseq, nodes);
+          const kind = await classifyMismatch(db, s, row.event, leafFromEvent, leafStored, rows, nodes);
           if (kind === 'node_modified') {
             storedLeafIsFault = true;
             add('node_modified', s, `the stored leaf hash of entry ${s} was changed (the entry itself is intact)`);
@@ -195,17 +231,9 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
       // The stored-tree builder prefers the stored leaf; when that leaf is itself the fault,
       // the recomputed one keeps later node comparisons from cascading.
       const fallback = (storedLeafIsFault ? leafFromEvent : leafStored) ?? leafFromEvent ?? Buffer.alloc(32);
-      stored.append(fallback, (level, index, hash) => {
-        if (level > CHUNK_LEVEL) {
-          highNodes.push({ level, index, hash });
-          return;
-        }
-        const got = nodes.get(nodeKey({ level, index }));
-        if (got === undefined) add('node_missing', index * 2 ** level, `stored tree node (level ${level}, index ${index}) is missing`);
-        else if (!got.equals(hash)) add('node_modified', index * 2 ** level, `stored tree node (level ${level}, index ${index}) was changed`);
-      });
+      stored.append(fallback, onNode);
       events?.append(leafFromEvent ?? fallback);
-      checkSignedRoots();
+      if (pendingSigned.length > 0) checkSignedRoots();
     }
     options.onProgress?.(b, n);
   }
@@ -283,8 +311,6 @@ function describe(kind: FaultKind, s: number): string {
   }
 }
 
-type RowMap = Map<number, { seq: number; event: string }>;
-
 /**
  * Decide what explains "entry s does not hash to stored leaf s". Rows carry their original
  * seq inside the hashed text, so an authentic row found at the wrong position reveals a
@@ -296,21 +322,21 @@ async function classifyMismatch(
   text: string,
   fromEvent: Buffer,
   storedLeaf: Buffer,
-  rows: RowMap,
-  nodes: Map<string, Buffer>,
+  rows: (seq: number) => EventRow | undefined,
+  nodes: ChunkNodes,
 ): Promise<FaultKind> {
-  const sibling = nodes.get(nodeKey({ level: 0, index: s ^ 1 }));
-  const parent = nodes.get(nodeKey({ level: 1, index: s >> 1 }));
+  const sibling = nodes.get(0, s % 2 === 0 ? s + 1 : s - 1);
+  const parent = nodes.get(1, Math.floor(s / 2));
   if (sibling !== undefined && parent !== undefined) {
-    const pair = (leaf: Buffer) => ((s & 1) === 0 ? nodeHash(leaf, sibling) : nodeHash(sibling, leaf));
+    const pair = (leaf: Buffer) => (s % 2 === 0 ? nodeHash(leaf, sibling) : nodeHash(sibling, leaf));
     if (pair(fromEvent).equals(parent) && !pair(storedLeaf).equals(parent)) return 'node_modified';
   }
   const claimed = claimedSeq(text);
   const authenticAt = async (seq: number, leaf: Buffer): Promise<boolean> => {
-    const h = nodes.get(nodeKey({ level: 0, index: seq })) ?? (await db.selectFrom('audit_nodes').select('hash').where('level', '=', 0).where('idx', '=', seq).executeTakeFirst())?.hash;
+    const h = nodes.get(0, seq) ?? (await db.selectFrom('audit_nodes').select('hash').where('level', '=', 0).where('idx', '=', seq).executeTakeFirst())?.hash;
     return h !== undefined && h.equals(leaf);
   };
-  const next = rows.get(s + 1);
+  const next = rows(s + 1);
   if (claimed !== undefined && claimed !== s && (await authenticAt(claimed, fromEvent))) {
     if (claimed === s + 1) {
       const nextClaim = next === undefined ? undefined : claimedSeq(next.event);
@@ -332,8 +358,6 @@ function claimedSeq(text: string): number | undefined {
     return undefined;
   }
 }
-
-type EventRow = AuditEventsTable;
 
 /** The search columns are derived data; a mismatch could hide an entry from a search. */
 function checkIndexColumns(row: EventRow, s: number, add: (k: FaultKind, s: number, m: string) => void): void {

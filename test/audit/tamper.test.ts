@@ -5,7 +5,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ENGINES } from '../support/engines.js';
-import { auditFixture, ORIGIN, rewriteHistory } from '../support/audit-fixture.js';
+import { auditFixture, ORIGIN, rewriteHistory, sampleEvent } from '../support/audit-fixture.js';
 import type { AuditFixture } from '../support/audit-fixture.js';
 import { ed25519Signer, formatCheckpoint, leafHash, signNote } from '../../src/audit/index.js';
 
@@ -29,6 +29,14 @@ describe.each(ENGINES)('audit verify on %s detects tampering', (engine) => {
     const r = await f.verify();
     expect(r.findings).toEqual([]);
     expect(r).toMatchObject({ ok: true, treeSize: SIZE, firstBadSeq: null, unsignedTail: 0, latestCheckpoint: { size: SIZE } });
+  });
+
+  it('passes entries with non-ASCII text and escapes (leaf bytes are UTF-8 of the JCS text)', async () => {
+    f = await auditFixture(engine, 3);
+    await f.log.append({ ...sampleEvent(3), resource: 'pipelines/zoë', details: { emoji: '🚀', nul: '\u0000', rtl: 'שלום', esc: '"\\' } });
+    await f.checkpointer.checkpointNow();
+    const r = await f.verify();
+    expect(r.findings).toEqual([]);
   });
 
   it('an edited event', async () => {
