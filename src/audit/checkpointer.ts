@@ -36,6 +36,8 @@ export interface CheckpointerOptions {
   readonly statePath?: string | undefined;
   /** Told about refusals; a refusal means tampering or a bug and must reach an operator. */
   readonly onError?: ((err: unknown) => void) | undefined;
+  /** Told about every newly signed checkpoint (metrics, witnesses). */
+  readonly onSigned?: ((checkpoint: SignedCheckpoint) => void) | undefined;
 }
 
 interface LastSigned {
@@ -116,8 +118,12 @@ export class Checkpointer {
       await db.insertInto('audit_checkpoints').values({ size: head.size, root: head.root, note, created_at: createdAt }).execute();
       return { size: head.size, rootHash: head.root, note, createdAt, fresh: true };
     });
-    if (cp.fresh) this.writeLocal({ size: cp.size, root: cp.rootHash.toString('base64') });
-    return { size: cp.size, rootHash: cp.rootHash, note: cp.note, createdAt: cp.createdAt };
+    const signed = { size: cp.size, rootHash: cp.rootHash, note: cp.note, createdAt: cp.createdAt };
+    if (cp.fresh) {
+      this.writeLocal({ size: cp.size, root: cp.rootHash.toString('base64') });
+      this.options.onSigned?.(signed);
+    }
+    return signed;
   }
 
   /** The newest stored checkpoint, if any. */

@@ -64,7 +64,9 @@ export interface VerifyOptions {
   readonly maxFindings?: number | undefined;
 }
 
-const CHUNK_LEVEL = 14;
+// 2^11 entries (~1 MiB of rows) per chunk keeps each chunk in V8's young generation: larger
+// chunks were measured slower (GC) and several times larger in RSS.
+const CHUNK_LEVEL = 11;
 const CHUNK = 2 ** CHUNK_LEVEL;
 
 type EventRow = AuditEventsTable;
@@ -359,8 +361,25 @@ function claimedSeq(text: string): number | undefined {
   }
 }
 
-/** The search columns are derived data; a mismatch could hide an entry from a search. */
+/**
+ * The search columns are derived data; a mismatch could hide an entry from a search. The
+ * text is already proven authentic and is RFC 8785 output, so its layout is fixed: keys in
+ * code-unit order, strings escaped exactly as JSON.stringify does, hence no unescaped quote
+ * inside a value. That allows comparing by string position instead of parsing every entry;
+ * anything unexpected falls back to a full parse.
+ */
 function checkIndexColumns(row: EventRow, s: number, add: (k: FaultKind, s: number, m: string) => void): void {
+  const t = row.event;
+  const j = JSON.stringify;
+  const head = `{"action":${j(row.action)},"actor":{"id":${j(row.actor_id)},"kind":${j(row.actor_kind)}},"context":`;
+  const tail = `,"resource":${j(row.resource)},"schemaVersion":1,"seq":${s},"time":${j(row.time)}}`;
+  // The last ',"outcome":' is the top-level one: details come before it and no string can hold it unescaped.
+  const at = t.lastIndexOf(',"outcome":');
+  if (t.startsWith(head) && t.endsWith(tail) && at > 0 && t.startsWith(`${j(row.outcome)},"reason":`, at + 11)) return;
+  checkIndexColumnsSlowly(row, s, add);
+}
+
+function checkIndexColumnsSlowly(row: EventRow, s: number, add: (k: FaultKind, s: number, m: string) => void): void {
   let e: { seq?: unknown; time?: unknown; actor?: { kind?: unknown; id?: unknown }; action?: unknown; resource?: unknown; outcome?: unknown };
   try {
     e = JSON.parse(row.event) as typeof e;
