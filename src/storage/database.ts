@@ -8,12 +8,12 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import type { Kysely as KyselyType } from 'kysely';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { DatabaseConfig } from '../config/index.js';
 import { ShuttingDownError, StorageError } from '../errors/index.js';
 import { isDriverError, toStorageError } from './errors.js';
-import { migrationProvider } from './migrations.js';
+import { applyMigrations, readMigrationState } from './migrations.js';
 import type { Database } from './schema.js';
 import type { Engine, MigrationState, Store, TransactOptions, Tx, TxParticipant } from './types.js';
 
@@ -92,7 +92,7 @@ function openPostgres(url: string, schema: string | undefined, options: StoreOpt
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const store = new KyselyStore('postgres', db, db, options, schema ?? 'public');
+  const store = new KyselyStore('postgres', db, db, options);
   store.beforeMigrate = async () => {
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
   };
@@ -118,8 +118,6 @@ class KyselyStore implements Store {
     private readonly writeDb: KyselyType<Database>,
     readonly db: KyselyType<Database>,
     options: StoreOptions,
-    /** PostgreSQL schema holding the migration tables (kysely otherwise may find another schema's). */
-    private readonly migrationSchema?: string,
   ) {
     this.maxBatch = options.maxBatch ?? 1000;
   }
@@ -242,22 +240,11 @@ class KyselyStore implements Store {
     }
   }
 
-  private migrator(): Migrator {
-    return new Migrator({
-      db: this.writeDb,
-      provider: migrationProvider(this.engine),
-      ...(this.migrationSchema === undefined ? {} : { migrationTableSchema: this.migrationSchema }),
-    });
-  }
-
   async migrate(): Promise<readonly MigrationState[]> {
     try {
       await this.beforeMigrate();
-      const { error, results } = await this.migrator().migrateToLatest();
-      if (error !== undefined) {
-        const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-        throw new StorageError('MIGRATION_FAILED', `migration ${failed} failed; nothing after it was applied`, { cause: error });
-      }
+      // Migrations are written against no table types (they create them).
+      await this.writeDb.connection().execute((conn) => applyMigrations(conn as unknown as KyselyType<unknown>, this.engine));
     } catch (err) {
       throw err instanceof StorageError ? err : toStorageError(err, 'migration');
     }
@@ -266,8 +253,7 @@ class KyselyStore implements Store {
 
   async migrationStatus(): Promise<readonly MigrationState[]> {
     try {
-      const all = await this.migrator().getMigrations();
-      return all.map((m) => ({ name: m.name, executedAt: m.executedAt?.toISOString() ?? null }));
+      return await readMigrationState(this.db as unknown as KyselyType<unknown>, this.engine);
     } catch (err) {
       throw toStorageError(err, 'reading migration status');
     }

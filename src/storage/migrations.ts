@@ -3,9 +3,10 @@
  * come from `types`; everything else is portable SQL through Kysely's schema builder.
  * A migration is never edited once released: add a new one.
  */
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
-import type { Engine } from './types.js';
+import { StorageError } from '../errors/index.js';
+import type { Engine, MigrationState } from './types.js';
 
 interface ColumnTypes {
   readonly int64: 'integer' | 'bigint';
@@ -85,19 +86,60 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
 /** Names of all migrations this build knows, oldest first. */
 export const MIGRATION_NAMES: readonly string[] = steps.map((s) => s.name);
 
-/** A Kysely migration provider for the given engine. */
-export function migrationProvider(engine: Engine): MigrationProvider {
+const TABLE = 'airlock_migrations';
+
+/**
+ * Apply every pending migration in ONE transaction, serialised across processes (SQLite:
+ * BEGIN IMMEDIATE; PostgreSQL: an advisory lock keyed by the schema). Both engines have
+ * transactional DDL, so a failure leaves the database exactly as it was.
+ *
+ * Why not kysely's Migrator: it checks for its tables by introspecting every table of every
+ * schema in the database, which fails when another schema's tables are dropped meanwhile.
+ */
+export async function applyMigrations(conn: Kysely<unknown>, engine: Engine): Promise<string[]> {
   const types = columnTypes(engine);
-  return {
-    getMigrations() {
-      const out: Record<string, Migration> = {};
-      for (const step of steps) {
-        out[step.name] = {
-          up: (db) => step.up(db, types, engine),
-          down: (db) => step.down(db, types, engine),
-        };
+  if (engine === 'sqlite') {
+    await sql`begin immediate`.execute(conn);
+  } else {
+    await sql`begin`.execute(conn);
+    await sql`select pg_advisory_xact_lock(hashtext('airlock.migrations.' || current_schema()))`.execute(conn);
+  }
+  try {
+    await sql`create table if not exists ${sql.table(TABLE)} (name text primary key, executed_at text not null)`.execute(conn);
+    const done = new Set((await sql<{ name: string }>`select name from ${sql.table(TABLE)}`.execute(conn)).rows.map((r) => r.name));
+    const unknown = [...done].filter((n) => !MIGRATION_NAMES.includes(n));
+    if (unknown.length > 0) {
+      // A newer Airlock migrated this database: running older code against it is unsafe.
+      throw new StorageError('MIGRATION_FAILED', `the database has migrations this version does not know (${unknown.join(', ')}); upgrade Airlock`);
+    }
+    const applied: string[] = [];
+    for (const step of steps) {
+      if (done.has(step.name)) continue;
+      try {
+        await step.up(conn, types, engine);
+      } catch (err) {
+        throw new StorageError('MIGRATION_FAILED', `migration ${step.name} failed; nothing was applied`, { cause: err });
       }
-      return Promise.resolve(out);
-    },
-  };
+      await sql`insert into ${sql.table(TABLE)} (name, executed_at) values (${step.name}, ${new Date().toISOString()})`.execute(conn);
+      applied.push(step.name);
+    }
+    await sql`commit`.execute(conn);
+    return applied;
+  } catch (err) {
+    await sql`rollback`.execute(conn).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Every known migration with when it ran (null: pending). Reads only. */
+export async function readMigrationState(db: Kysely<unknown>, engine: Engine): Promise<MigrationState[]> {
+  const exists =
+    engine === 'sqlite'
+      ? (await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${TABLE}`.execute(db)).rows[0]?.n === 1
+      : (await sql<{ t: string | null }>`select to_regclass(${TABLE})::text as t`.execute(db)).rows[0]?.t != null;
+  const ran = new Map<string, string>();
+  if (exists) {
+    for (const r of (await sql<{ name: string; executed_at: string }>`select name, executed_at from ${sql.table(TABLE)}`.execute(db)).rows) ran.set(r.name, r.executed_at);
+  }
+  return MIGRATION_NAMES.map((name) => ({ name, executedAt: ran.get(name) ?? null }));
 }

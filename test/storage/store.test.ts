@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { ENGINES, openTestStore } from '../support/engines.js';
+import { ENGINES, freshDatabase, openTestStore } from '../support/engines.js';
 import type { TestStore } from '../support/engines.js';
-import { MIGRATION_NAMES } from '../../src/storage/index.js';
+import { MIGRATION_NAMES, openStore } from '../../src/storage/index.js';
 
 describe.each(ENGINES)('store on %s', (engine) => {
   let t: TestStore | undefined;
@@ -18,6 +18,29 @@ describe.each(ENGINES)('store on %s', (engine) => {
     expect(status.every((s) => s.executedAt !== null)).toBe(true);
     // Idempotent: a second run applies nothing and fails nothing.
     await expect(t.store.migrate()).resolves.toHaveLength(MIGRATION_NAMES.length);
+  });
+
+  it('reports every migration pending on an empty database, and migrates once under concurrency', async () => {
+    const { config, drop } = await freshDatabase(engine);
+    const stores = [await openStore(config), await openStore(config), await openStore(config)];
+    try {
+      expect((await stores[0]!.migrationStatus()).every((m) => m.executedAt === null)).toBe(true);
+      // PostgreSQL: truly concurrent. SQLite: one process may hold only one waiting writer
+      // (better-sqlite3 waits synchronously), so concurrency there is between processes.
+      const results = engine === 'postgres' ? await Promise.all(stores.map((s) => s.migrate())) : [await stores[0]!.migrate(), await stores[1]!.migrate(), await stores[2]!.migrate()];
+      for (const r of results) expect(r.every((m) => m.executedAt !== null)).toBe(true);
+      const rows = await sql<{ n: number | string }>`select count(*) as n from airlock_migrations`.execute(stores[0]!.db);
+      expect(Number(rows.rows[0]?.n)).toBe(MIGRATION_NAMES.length);
+    } finally {
+      for (const s of stores) await s.close();
+      await drop();
+    }
+  });
+
+  it('refuses to run against a database migrated by a newer version', async () => {
+    t = await openTestStore(engine);
+    await t.raw(`insert into airlock_migrations (name, executed_at) values ('9999_from_the_future', '2030-01-01T00:00:00Z')`);
+    await expect(t.store.migrate()).rejects.toMatchObject({ code: 'MIGRATION_FAILED', message: expect.stringContaining('9999_from_the_future') as unknown });
   });
 
   it('group-commits concurrent units of work and isolates a failing one', async () => {
