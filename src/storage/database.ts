@@ -92,11 +92,7 @@ function openPostgres(url: string, schema: string | undefined, options: StoreOpt
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const store = new KyselyStore('postgres', db, db, options);
-  store.beforeMigrate = async () => {
-    if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
-  };
-  return store;
+  return new KyselyStore('postgres', db, db, options, schema);
 }
 
 /** The transaction could not even start; nothing of the batch has run. */
@@ -111,13 +107,14 @@ class KyselyStore implements Store {
   private draining: Promise<void> | undefined;
   private closing = false;
   private readonly maxBatch: number;
-  beforeMigrate: () => Promise<void> = () => Promise.resolve();
 
   constructor(
     readonly engine: Engine,
     private readonly writeDb: KyselyType<Database>,
     readonly db: KyselyType<Database>,
     options: StoreOptions,
+    /** PostgreSQL schema to create (if missing) when migrating. */
+    private readonly schema?: string,
   ) {
     this.maxBatch = options.maxBatch ?? 1000;
   }
@@ -242,9 +239,8 @@ class KyselyStore implements Store {
 
   async migrate(): Promise<readonly MigrationState[]> {
     try {
-      await this.beforeMigrate();
       // Migrations are written against no table types (they create them).
-      await this.writeDb.connection().execute((conn) => applyMigrations(conn as unknown as KyselyType<unknown>, this.engine));
+      await this.writeDb.connection().execute((conn) => applyMigrations(conn as unknown as KyselyType<unknown>, this.engine, this.schema));
     } catch (err) {
       throw err instanceof StorageError ? err : toStorageError(err, 'migration');
     }

@@ -90,21 +90,24 @@ const TABLE = 'airlock_migrations';
 
 /**
  * Apply every pending migration in ONE transaction, serialised across processes (SQLite:
- * BEGIN IMMEDIATE; PostgreSQL: an advisory lock keyed by the schema). Both engines have
+ * BEGIN IMMEDIATE; PostgreSQL: an advisory lock), creating the PostgreSQL schema if asked. Both engines have
  * transactional DDL, so a failure leaves the database exactly as it was.
  *
  * Why not kysely's Migrator: it checks for its tables by introspecting every table of every
  * schema in the database, which fails when another schema's tables are dropped meanwhile.
  */
-export async function applyMigrations(conn: Kysely<unknown>, engine: Engine): Promise<string[]> {
+export async function applyMigrations(conn: Kysely<unknown>, engine: Engine, schema?: string): Promise<string[]> {
   const types = columnTypes(engine);
   if (engine === 'sqlite') {
     await sql`begin immediate`.execute(conn);
   } else {
     await sql`begin`.execute(conn);
-    await sql`select pg_advisory_xact_lock(hashtext('airlock.migrations.' || current_schema()))`.execute(conn);
+    // One lock for the whole database: migrations are rare, and CREATE SCHEMA IF NOT EXISTS
+    // itself races (unique violation) unless serialised.
+    await sql`select pg_advisory_xact_lock(hashtext('airlock.migrations'))`.execute(conn);
   }
   try {
+    if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(conn);
     await sql`create table if not exists ${sql.table(TABLE)} (name text primary key, executed_at text not null)`.execute(conn);
     const done = new Set((await sql<{ name: string }>`select name from ${sql.table(TABLE)}`.execute(conn)).rows.map((r) => r.name));
     const unknown = [...done].filter((n) => !MIGRATION_NAMES.includes(n));
