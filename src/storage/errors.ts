@@ -4,6 +4,8 @@ import { AirlockError, ConflictError, StorageError } from '../errors/index.js';
 // the driver's error code travels into a message; the original stays as `cause` for logs.
 const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_CANTOPEN']);
 
+const PG_CONNECTION_MESSAGES = /Connection terminated|not queryable|after calling end on the pool|timeout exceeded when trying to connect|Query read timeout/i;
+
 function driverCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const code = (err as { code?: unknown }).code;
@@ -13,7 +15,8 @@ function driverCode(err: unknown): string | undefined {
 /** True if `err` came from a database driver (SQLite result code, SQLSTATE or socket error). */
 export function isDriverError(err: unknown): boolean {
   const code = driverCode(err);
-  if (code === undefined) return err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message);
+  // node-postgres raises some connection failures as plain Errors without a code.
+  if (code === undefined) return err instanceof Error && PG_CONNECTION_MESSAGES.test(err.message);
   return code.startsWith('SQLITE_') || /^[0-9A-Z]{5}$/.test(code) || UNAVAILABLE.has(code);
 }
 

@@ -66,7 +66,7 @@ describe('faults on postgres', () => {
       const results = await settled;
       const ok = results.filter((r) => r.status === 'fulfilled').length;
       for (const r of results) {
-        if (r.status === 'rejected') expect((r.reason as { code?: string }).code).toMatch(/^STORAGE_(UNAVAILABLE|FAILED)$/);
+        if (r.status === 'rejected') expect(String((r.reason as { code?: string }).code) + ' ' + String((r.reason as Error).stack)).toMatch(/^STORAGE_(UNAVAILABLE|FAILED) /);
       }
       // Whatever was acknowledged is there, and only that.
       const after = await log.append(sampleEvent(999));
