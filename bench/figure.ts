@@ -17,7 +17,7 @@ async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
     case 'sequential':
       return sqliteSequential(a.dir);
     case 'group':
-      return sqliteGroupCommit(a.logPath, a.seconds);
+      return sqliteGroupCommit(a.logPath, a.home, a.seconds);
     case 'build':
       return buildLog(a.logPath, a.home, a.target, a.concurrency);
     case 'verify':

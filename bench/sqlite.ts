@@ -4,7 +4,7 @@
  * with the store's default options.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { AuditLog, Checkpointer, loadOrCreateCheckpointKey } from '../src/audit/index.js';
 import { openStore } from '../src/storage/index.js';
 import type { Store } from '../src/storage/index.js';
@@ -82,7 +82,7 @@ export async function sqliteSequential(dir: string): Promise<void> {
  * highest throughput whose p99 meets the goal; the highest throughput if none does), then
  * the sustained run measures time-to-durable of every event for `seconds`.
  */
-export async function sqliteGroupCommit(path: string, seconds: number): Promise<void> {
+export async function sqliteGroupCommit(path: string, home: string, seconds: number): Promise<void> {
   const { store, log } = await openLog(path);
   let issued = 0;
   const op = (): Promise<unknown> => log.append(makeEvent(issued++));
@@ -116,7 +116,8 @@ export async function sqliteGroupCommit(path: string, seconds: number): Promise<
     const warmupS = 2;
     // As in the server: a checkpointer on its default cadence runs beside the appends, and
     // every 16th acknowledged event is timed until the first checkpoint that covers it.
-    const key = await loadOrCreateCheckpointKey(join(dirname(path), 'home-sustained'), ORIGIN);
+    // The same key the log's later figures verify with: one log, one signer.
+    const key = await loadOrCreateCheckpointKey(home, ORIGIN);
     const signed: { size: number; at: number }[] = [];
     const checkpointer = new Checkpointer({
       store,
@@ -124,6 +125,7 @@ export async function sqliteGroupCommit(path: string, seconds: number): Promise<
       signer: key.signer,
       origin: ORIGIN,
       intervalMs: CHECKPOINT_INTERVAL_MS,
+      statePath: join(home, 'state', 'last-checkpoint.json'),
       onSigned: (cp) => signed.push({ size: cp.size, at: now() }),
     });
     checkpointer.start();
