@@ -12,8 +12,7 @@ import { proofFigures, verifyFigure } from './verify.js';
 async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
   switch (name) {
     case 'reference':
-      referenceFigures(a.dir);
-      return;
+      return referenceFigures(a.dir);
     case 'sequential':
       return sqliteSequential(a.dir);
     case 'group':

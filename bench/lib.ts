@@ -303,6 +303,20 @@ export function timeLoop(ms: number, fn: () => void, batch = 1): { iterations: n
 
 const interruptHandlers = new Set<() => Promise<void>>();
 
+/** Run `op` back to back for `ms`, timing every run: the loop behind the commit-rate references. */
+export async function timedCommits(ms: number, op: () => unknown): Promise<{ latency: Samples; seconds: number }> {
+  const latency = new Samples();
+  const start = now();
+  let t = start;
+  while (t - start < ms) {
+    await op();
+    const t1 = now();
+    latency.push(t1 - t);
+    t = t1;
+  }
+  return { latency, seconds: (t - start) / 1000 };
+}
+
 /** Run `cleanup` if the process is interrupted (SIGINT/SIGTERM); returns a function to unregister it. */
 export function onInterrupt(cleanup: () => Promise<void>): () => void {
   interruptHandlers.add(cleanup);

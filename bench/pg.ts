@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { verifyLog } from '../src/audit/index.js';
 import { openStore } from '../src/storage/index.js';
-import { QUICK, Samples, emit, now, onInterrupt, progress, round } from './lib.js';
+import { QUICK, Samples, emit, now, onInterrupt, progress, round, timedCommits } from './lib.js';
 import type { WorkerArgs, WorkerMessage } from './pg-worker.js';
 
 export const PG_URL = process.env.AIRLOCK_BENCH_DATABASE_URL ?? process.env.AIRLOCK_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -147,26 +147,19 @@ async function pgCommitReference(): Promise<void> {
     );
     const setting = (name: string): string => settings.rows.find((r) => r.name === name)?.setting ?? 'unknown';
     const payload = randomBytes(100);
-    const lat = new Samples();
-    const ms = QUICK ? 1000 : 3000;
-    const start = now();
-    let t = start;
-    while (t - start < ms) {
+    const { latency: lat, seconds } = await timedCommits(QUICK ? 1000 : 3000, async () => {
       await client.query('begin');
       await client.query(`insert into ${schema}.probe (payload) values ($1)`, [payload]);
       await client.query('commit');
-      const t1 = now();
-      lat.push(t1 - t);
-      t = t1;
-    }
+    });
     const l = lat.summary();
     emit({
       bench: 'ref_pg_commit',
-      value: Math.round(lat.count / ((t - start) / 1000)),
+      value: Math.round(lat.count / seconds),
       unit: 'commits/s',
       engine: 'postgres',
       n: lat.count,
-      durationS: round((t - start) / 1000, 2),
+      durationS: round(seconds, 2),
       p50: l.p50,
       p99: l.p99,
       latencyUnit: 'ms',

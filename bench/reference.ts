@@ -7,7 +7,7 @@ import { createHash, hash as oneShotHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { QUICK, Samples, emit, now, progress, round, timeLoop } from './lib.js';
+import { QUICK, emit, progress, round, timeLoop, timedCommits } from './lib.js';
 
 /** Which code was measured: HEAD, plus "+dirty" when src/ has uncommitted changes. */
 function revision(): string {
@@ -20,7 +20,7 @@ function revision(): string {
   }
 }
 
-export function referenceFigures(dir: string): void {
+export async function referenceFigures(dir: string): Promise<void> {
   const hashMs = QUICK ? 500 : 2000;
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, rev: revision() };
 
@@ -66,25 +66,18 @@ export function referenceFigures(dir: string): void {
   const file = join(dir, 'fsync-probe.bin');
   const fd = openSync(file, 'w');
   const payload = randomBytes(100);
-  const lat = new Samples();
-  const fsyncMs = QUICK ? 1000 : 3000;
   try {
-    const start = now();
-    let t = start;
-    while (t - start < fsyncMs) {
+    const { latency: lat, seconds } = await timedCommits(QUICK ? 1000 : 3000, () => {
       writeSync(fd, payload);
       fsyncSync(fd);
-      const t1 = now();
-      lat.push(t1 - t);
-      t = t1;
-    }
+    });
     const sum = lat.summary();
     emit({
       bench: 'ref_fsync_commit',
-      value: Math.round(lat.count / ((t - start) / 1000)),
+      value: Math.round(lat.count / seconds),
       unit: 'commits/s',
       n: lat.count,
-      durationS: round((t - start) / 1000, 2),
+      durationS: round(seconds, 2),
       p50: sum.p50,
       p99: sum.p99,
       latencyUnit: 'ms',
