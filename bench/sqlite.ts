@@ -87,7 +87,7 @@ export async function sqliteGroupCommit(path: string, home: string, seconds: num
   let issued = 0;
   const op = (): Promise<unknown> => log.append(makeEvent(issued++));
   try {
-    const levels = QUICK ? [128, 256] : [64, 128, 192, 256, 384, 512];
+    const levels = QUICK ? [128, 256] : [64, 96, 128, 192, 256, 384, 512];
     const sweepMs = QUICK ? 1500 : 3000;
     let best: { concurrency: number; rate: number; p99: number } | undefined;
     for (const concurrency of levels) {
