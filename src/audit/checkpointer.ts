@@ -7,13 +7,13 @@
 import { mkdirSync, openSync, fsyncSync, closeSync, writeSync, readFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Kysely } from 'kysely';
-import { sql } from 'kysely';
 import { AirlockError } from '../errors/index.js';
 import type { Database, Store } from '../storage/index.js';
 import type { NoteSigner } from './checkpoint.js';
 import { formatCheckpoint, signNote } from './checkpoint.js';
 import type { AuditLog } from './log.js';
-import { emptyRoot, nodeKey, planNodes, resolvePlan, rootPlan } from './merkle.js';
+import { emptyRoot, rootPlan } from './merkle.js';
+import { MissingNodeError, readHead, resolveStored } from './tree-store.js';
 
 /** A checkpoint as stored and served. */
 export interface SignedCheckpoint {
@@ -99,19 +99,15 @@ export class Checkpointer {
     const local = this.readLocal();
     const cp = await store.transact(async (tx) => {
       const db = tx.db;
-      const head =
-        tx.engine === 'postgres'
-          ? (await sql<{ size: number; root: Buffer }>`select size, root from audit_head where id = 1 for update`.execute(db)).rows[0]
-          : await db.selectFrom('audit_head').select(['size', 'root']).where('id', '=', 1).executeTakeFirst();
-      if (head === undefined) throw new AirlockError('STORAGE_FAILED', 'audit head row is missing: run `airlock db migrate`');
+      const head = await readHead(db, { engine: tx.engine });
       const latest = await db.selectFrom('audit_checkpoints').select(['size', 'root', 'note', 'created_at']).orderBy('size', 'desc').limit(1).executeTakeFirst();
       if (latest !== undefined && latest.size === head.size && latest.root.equals(head.root)) {
         return { size: latest.size, rootHash: latest.root, note: latest.note, createdAt: latest.created_at, fresh: false };
       }
-      const root = await rootFromNodes(this.options.log, db, head.size);
+      const root = await rootFromNodes(db, head.size);
       if (!root.equals(head.root)) refuse('the tree head does not match the stored tree', head.size);
-      if (latest !== undefined) await assertExtends(this.options.log, db, head.size, latest.size, latest.root, 'the last published checkpoint');
-      if (local !== undefined) await assertExtends(this.options.log, db, head.size, local.size, Buffer.from(local.root, 'base64'), 'the last checkpoint this server signed');
+      if (latest !== undefined) await assertExtends(db, head.size, latest.size, latest.root, 'the last published checkpoint');
+      if (local !== undefined) await assertExtends(db, head.size, local.size, Buffer.from(local.root, 'base64'), 'the last checkpoint this server signed');
       const body = formatCheckpoint({ origin, size: head.size, rootHash: head.root, extensions: [] });
       const note = signNote(body, [signer]);
       const createdAt = new Date().toISOString();
@@ -180,22 +176,20 @@ function refuse(why: string, size: number): never {
   throw new AirlockError('CHECKPOINT_INCONSISTENT', `refusing to sign a checkpoint at size ${size}: ${why}; run \`airlock audit verify\``, { size });
 }
 
-async function rootFromNodes(log: AuditLog, db: Kysely<Database>, size: number): Promise<Buffer> {
+async function rootFromNodes(db: Kysely<Database>, size: number): Promise<Buffer> {
   if (size === 0) return emptyRoot();
-  const plan = rootPlan(size);
-  const nodes = await log.fetchNodes(planNodes(plan), db);
-  return (
-    resolvePlan(plan, (id) => {
-      const h = nodes.get(nodeKey(id));
-      if (h === undefined) refuse(`tree node ${nodeKey(id)} is missing`, size);
-      return h;
-    })[0] ?? emptyRoot()
-  );
+  try {
+    const [root] = await resolveStored(db, [rootPlan(size)]);
+    return root?.[0] ?? emptyRoot();
+  } catch (err) {
+    if (err instanceof MissingNodeError) refuse(`tree node ${err.node} is missing`, size);
+    throw err;
+  }
 }
 
 /** The tree of `size` must contain the tree of `oldSize` with root `oldRoot` as a prefix. */
-async function assertExtends(log: AuditLog, db: Kysely<Database>, size: number, oldSize: number, oldRoot: Buffer, what: string): Promise<void> {
+async function assertExtends(db: Kysely<Database>, size: number, oldSize: number, oldRoot: Buffer, what: string): Promise<void> {
   if (oldSize > size) refuse(`${what} covers ${oldSize} entries but the log has only ${size} (truncated?)`, size);
-  const root = await rootFromNodes(log, db, oldSize);
+  const root = await rootFromNodes(db, oldSize);
   if (!root.equals(oldRoot)) refuse(`the log's first ${oldSize} entries no longer hash to ${what}'s root (history rewritten)`, size);
 }

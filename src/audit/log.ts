@@ -14,8 +14,9 @@ import { AirlockError, NotFoundError } from '../errors/index.js';
 import type { Database, Store, Tx, TxParticipant } from '../storage/index.js';
 import type { AuditEvent, AuditEventInput } from './event.js';
 import { buildEvent, canonicalEvent, parseStoredEvent, validateEventInput } from './event.js';
-import type { NodeId, ProofPlan } from './merkle.js';
+import type { NodeId } from './merkle.js';
 import { MerkleBuilder, consistencyPlan, emptyRoot, frontierNodes, inclusionPlan, leafHash, nodeKey, planNodes, resolvePlan, rootPlan } from './merkle.js';
+import { fetchNodes, nodeGetter, readHead, resolveStored } from './tree-store.js';
 
 /** Source of time; injected so tests can pin it. */
 export interface Clock {
@@ -147,9 +148,8 @@ export class AuditLog {
   }
 
   /** Current size and root as committed. */
-  async head(db: Kysely<Database> = this.store.db): Promise<TreeHead> {
-    const row = await db.selectFrom('audit_head').select(['size', 'root']).where('id', '=', 1).executeTakeFirst();
-    if (row === undefined) throw new AirlockError('STORAGE_FAILED', 'audit head row is missing: run `airlock db migrate`');
+  async head(): Promise<TreeHead> {
+    const row = await readHead(this.store.db);
     return { size: row.size, rootHash: row.root };
   }
 
@@ -177,7 +177,7 @@ export class AuditLog {
       .orderBy('seq', query.order ?? 'asc')
       .limit(Math.min(query.limit ?? 100, 10_000))
       .execute();
-    const leaves = await this.fetchNodes(rows.map((r) => ({ level: 0, index: r.seq })));
+    const leaves = await fetchNodes(this.store.db, rows.map((r) => ({ level: 0, index: r.seq })));
     return rows.map((r) => toEntry(r.seq, r.event, leaves.get(nodeKey({ level: 0, index: r.seq })) ?? leafHash(Buffer.from(r.event))));
   }
 
@@ -186,7 +186,8 @@ export class AuditLog {
     const head = await this.head();
     checkSize('size', size, head.size);
     if (size === 0) return emptyRoot();
-    return (await this.resolve(rootPlan(size)))[0] ?? emptyRoot();
+    const [root] = await resolveStored(this.store.db, [rootPlan(size)]);
+    return root?.[0] ?? emptyRoot();
   }
 
   /** Inclusion proof of entry `leafIndex` in the tree of `treeSize` (default: current). */
@@ -200,8 +201,7 @@ export class AuditLog {
     const plan = inclusionPlan(leafIndex, size);
     const root = rootPlan(size);
     const leafId: NodeId = { level: 0, index: leafIndex };
-    const nodes = await this.fetchNodes([...planNodes(plan), ...planNodes(root), leafId]);
-    const get = getter(nodes);
+    const get = nodeGetter(await fetchNodes(this.store.db, [...planNodes(plan), ...planNodes(root), leafId]));
     return {
       leafIndex,
       treeSize: size,
@@ -220,8 +220,7 @@ export class AuditLog {
     const plan = consistencyPlan(size1, second);
     const r1 = rootPlan(size1);
     const r2 = rootPlan(second);
-    const nodes = await this.fetchNodes([...planNodes(plan), ...planNodes(r1), ...planNodes(r2)]);
-    const get = getter(nodes);
+    const get = nodeGetter(await fetchNodes(this.store.db, [...planNodes(plan), ...planNodes(r1), ...planNodes(r2)]));
     return {
       size1,
       size2: second,
@@ -231,37 +230,6 @@ export class AuditLog {
     };
   }
 
-  private async resolve(plan: ProofPlan, db?: Kysely<Database>): Promise<Buffer[]> {
-    return resolvePlan(plan, getter(await this.fetchNodes(planNodes(plan), db)));
-  }
-
-  /** @internal Fetch stored nodes by id in one query. */
-  async fetchNodes(ids: readonly NodeId[], db: Kysely<Database> = this.store.db): Promise<Map<string, Buffer>> {
-    const out = new Map<string, Buffer>();
-    if (ids.length === 0) return out;
-    const byLevel = new Map<number, Set<number>>();
-    for (const id of ids) {
-      let set = byLevel.get(id.level);
-      if (set === undefined) byLevel.set(id.level, (set = new Set()));
-      set.add(id.index);
-    }
-    const rows = await db
-      .selectFrom('audit_nodes')
-      .select(['level', 'idx', 'hash'])
-      .where((eb) => eb.or([...byLevel].map(([level, idxs]) => eb.and([eb('level', '=', level), eb('idx', 'in', [...idxs])]))))
-      .execute();
-    for (const r of rows) out.set(nodeKey({ level: r.level, index: r.idx }), r.hash);
-    return out;
-  }
-}
-
-function getter(nodes: Map<string, Buffer>): (id: NodeId) => Buffer {
-  return (id) => {
-    const h = nodes.get(nodeKey(id));
-    // A missing node means the stored tree is damaged; `airlock audit verify` names where.
-    if (h === undefined) throw new AirlockError('STORAGE_FAILED', `audit tree node ${nodeKey(id)} is missing; run \`airlock audit verify\``);
-    return h;
-  };
 }
 
 function checkSize(field: string, size: number, max: number): void {
@@ -324,21 +292,14 @@ class Sequencer implements TxParticipant {
 
   private async load(): Promise<MerkleBuilder> {
     const db = this.tx.db;
-    // Explicit serialisation point for every appender on every replica: the head row lock
-    // is held until this transaction ends, so sequence numbers are gap-free and unique.
-    const head =
-      this.tx.engine === 'postgres'
-        ? await sql<{ size: number; root: Buffer; updated_at: string }>`select size, root, updated_at from audit_head where id = 1 for update`.execute(db).then((r) => r.rows[0])
-        : await db.selectFrom('audit_head').select(['size', 'root', 'updated_at']).where('id', '=', 1).executeTakeFirst();
-    if (head === undefined) throw new AirlockError('STORAGE_FAILED', 'audit head row is missing: run `airlock db migrate`');
+    const head = await readHead(db, { engine: this.tx.engine });
     const cached = this.log.cachedHead();
     let frontier: readonly Buffer[];
     if (cached !== undefined && cached.size === head.size && cached.root.equals(head.root)) {
       frontier = cached.frontier;
     } else {
       const ids = frontierNodes(head.size);
-      const nodes = await this.log.fetchNodes(ids, db);
-      frontier = ids.map(getter(nodes));
+      frontier = ids.map(nodeGetter(await fetchNodes(db, ids)));
     }
     const builder = new MerkleBuilder(head.size, frontier);
     if (!builder.root().equals(head.root)) {

@@ -12,7 +12,8 @@ import { AirlockError } from '../errors/index.js';
 import type { AuditEventsTable, Database } from '../storage/index.js';
 import type { NoteVerifier } from './checkpoint.js';
 import { openCheckpoint } from './checkpoint.js';
-import { MerkleBuilder, consistencyPlan, leafHash, nodeHash, nodeKey, planNodes, resolvePlan, verifyConsistency } from './merkle.js';
+import { MerkleBuilder, consistencyPlan, leafHash, nodeHash, nodeKey, verifyConsistency } from './merkle.js';
+import { MissingNodeError, readHead, resolveStored } from './tree-store.js';
 
 /** Every kind of fault the verifier names. */
 export type FaultKind =
@@ -119,8 +120,7 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
     if (findings.length < max) findings.push({ kind, seq, message });
   };
 
-  const head = await db.selectFrom('audit_head').select(['size', 'root']).where('id', '=', 1).executeTakeFirst();
-  if (head === undefined) throw new AirlockError('STORAGE_FAILED', 'audit head row is missing: run `airlock db migrate`');
+  const head = await readHead(db);
   const n = head.size;
 
   // --- Checkpoints: only signed roots are trusted anchors.
@@ -261,16 +261,12 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
   // An auditor's older checkpoint: also prove consistency the way an outside verifier would.
   if (external !== undefined && external.size <= n) {
     try {
-      const plan = consistencyPlan(external.size, n);
-      const ids = planNodes(plan);
-      const got = ids.length === 0 ? new Map<string, Buffer>() : await fetch(db, ids.map((i) => ({ level: i.level, idx: i.index })));
-      const proof = resolvePlan(plan, (id) => {
-        const h = got.get(nodeKey(id));
-        if (h === undefined) throw new AirlockError('AUDIT_PROOF_INVALID', `node ${nodeKey(id)} missing`);
-        return h;
-      });
+      const [proof = []] = await resolveStored(db, [consistencyPlan(external.size, n)]);
       verifyConsistency(external.size, n, external.root, storedRoot, proof);
-    } catch {
+    } catch (err) {
+      // Only a proof that fails (or cannot be built from the stored tree) is a fork; a
+      // database error must surface as one, not be misreported as tampering.
+      if (!(err instanceof MissingNodeError) && !(err instanceof AirlockError && err.code === 'AUDIT_PROOF_INVALID')) throw err;
       add('fork', external.size, `the log is not consistent with the given checkpoint of size ${external.size}: the history was rewritten or forked`);
     }
   }
@@ -289,15 +285,6 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
     firstBadSeq: badSeqs.length === 0 ? null : Math.min(...badSeqs),
     findings,
   };
-}
-
-async function fetch(db: Kysely<Database>, ids: { level: number; idx: number }[]): Promise<Map<string, Buffer>> {
-  const rows = await db
-    .selectFrom('audit_nodes')
-    .select(['level', 'idx', 'hash'])
-    .where((eb) => eb.or(ids.map((i) => eb.and([eb('level', '=', i.level), eb('idx', '=', i.idx)]))))
-    .execute();
-  return new Map(rows.map((r) => [nodeKey({ level: r.level, index: r.idx }), r.hash]));
 }
 
 function describe(kind: FaultKind, s: number): string {
