@@ -5,7 +5,8 @@
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/index.js';
-import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier } from '../audit/index.js';
+import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, SignedCheckpoint } from '../audit/index.js';
+import { describeError } from '../errors/index.js';
 import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey } from '../audit/index.js';
 import { openStore } from '../storage/index.js';
 import type { Store } from '../storage/index.js';
@@ -23,6 +24,11 @@ export interface App {
    * auditor who does not trust this machine brings their own), otherwise this home's key.
    */
   verifiers(keys?: readonly string[]): NoteVerifier[];
+  /**
+   * Sign a checkpoint now on behalf of `actor`. The request is recorded first, so the new
+   * checkpoint covers its own record; a refusal (tampering, or a bug) is recorded as failed.
+   */
+  signCheckpoint(actor: AuditEventInput['actor']): Promise<SignedCheckpoint>;
   /** Stop signing, drain queued writes, close connections. */
   close(): Promise<void>;
 }
@@ -71,6 +77,16 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       audit,
       key,
       checkpointer,
+      signCheckpoint: async (actor) => {
+        const base = { actor, action: 'audit.checkpoint.sign', resource: 'audit/checkpoints' } as const;
+        await audit.append({ ...base, outcome: 'allowed' });
+        try {
+          return await checkpointer.checkpointNow();
+        } catch (err) {
+          await audit.append({ ...base, outcome: 'failed', reason: describeError(err) }).catch(() => undefined);
+          throw err;
+        }
+      },
       verifiers: (keys = []) => (keys.length > 0 ? keys.map(parseVerifierKey) : [parseVerifierKey(key.verifierKey)]),
       close: async () => {
         try {

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { localActor, openApp } from '../../app/index.js';
 import { ACTOR_KINDS, latestCheckpoint, verifyLog } from '../../audit/index.js';
 import type { AuditEntry, AuditQuery, Finding, SignedCheckpoint, VerifyReport } from '../../audit/index.js';
-import { NotFoundError, describeError } from '../../errors/index.js';
+import { NotFoundError } from '../../errors/index.js';
 import type { Cli } from '../cli.js';
 import { EXIT_FAILED, EXIT_OK } from '../cli.js';
 import { cliConfig, cliLogger, homeVerifierKey, openReader, sleepUnless, trustedVerifiers, waitForSignal } from '../context.js';
@@ -111,16 +111,7 @@ export async function checkpoint(cli: Cli, command: Command): Promise<number> {
   if (opts.sign === true) {
     const app = await openApp(config, { logger: cliLogger(cli, config) });
     try {
-      const base = { actor: localActor(), action: 'audit.checkpoint.sign', resource: 'audit/checkpoints' } as const;
-      await app.audit.append({ ...base, outcome: 'allowed' });
-      let cp: SignedCheckpoint;
-      try {
-        cp = await app.checkpointer.checkpointNow();
-      } catch (err) {
-        // A refusal means tampering or a bug: it belongs on the record as well as on stderr.
-        await app.audit.append({ ...base, outcome: 'failed', reason: describeError(err) }).catch(() => undefined);
-        throw err;
-      }
+      const cp = await app.signCheckpoint(localActor());
       printCheckpoint(cli, cp, opts.json === true);
     } finally {
       await app.close();

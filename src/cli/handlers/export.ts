@@ -3,7 +3,7 @@ import { open, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { openApp } from '../../app/index.js';
+import { localActor, openApp } from '../../app/index.js';
 import { exportLog, latestCheckpoint, openCheckpoint, parseVerifierKey, verifyExport } from '../../audit/index.js';
 import type { ExportSummary, SignedCheckpoint } from '../../audit/index.js';
 import { AirlockError } from '../../errors/index.js';
@@ -108,7 +108,7 @@ export async function runExport(cli: Cli, command: Command): Promise<number> {
       // Proofs must be against a signed tree that covers the range: sign one now.
       const app = await openApp(config, { logger: cliLogger(cli, config) });
       try {
-        cp = await app.checkpointer.checkpointNow();
+        cp = await app.signCheckpoint(localActor());
         vkey = app.key.verifierKey;
       } finally {
         await app.close();
