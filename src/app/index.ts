@@ -2,14 +2,15 @@
  * Composition root: the one place that turns a Config into the object graph (store, audit
  * log, key, checkpointer). Adapters (server, CLI) call this and nothing below it.
  */
+import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/index.js';
 import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, SignedCheckpoint } from '../audit/index.js';
-import { describeError } from '../errors/index.js';
+import { AirlockError, NotFoundError, describeError } from '../errors/index.js';
 import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey } from '../audit/index.js';
-import { openStore } from '../storage/index.js';
-import type { Store } from '../storage/index.js';
+import { MIGRATION_NAMES, openStore } from '../storage/index.js';
+import type { MigrationState, Store } from '../storage/index.js';
 import type { Logger } from '../observability/index.js';
 
 /** The wired application. */
@@ -99,5 +100,54 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
   } catch (err) {
     await store.close();
     throw err;
+  }
+}
+
+/** Read access to the log, without a signing key and without writing anything. */
+export interface Reader {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  close(): Promise<void>;
+}
+
+/**
+ * Open the database for reading. Read commands are out-of-band reads by whoever holds the
+ * database: they never migrate, never create a key and never append an audit event. A missing
+ * SQLite file is reported rather than created.
+ */
+export async function openReader(config: Config): Promise<Reader> {
+  if (config.database.kind === 'sqlite' && !existsSync(config.database.path)) {
+    throw new NotFoundError(`there is no database at ${config.database.path}; run \`airlock db migrate\` or start \`airlock server\` first (or check --home)`, {
+      path: config.database.path,
+    });
+  }
+  const store = await openStore(config.database);
+  try {
+    const pending = (await store.migrationStatus()).filter((m) => m.executedAt === null);
+    if (pending.length > 0) {
+      throw new AirlockError('STORAGE_FAILED', `the database is not migrated (${pending.length} pending migration(s)); run \`airlock db migrate\``, {
+        pending: pending.map((m) => m.name),
+      });
+    }
+    return { store, audit: new AuditLog(store), close: () => store.close() };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+/**
+ * Migration state without side effects: a missing SQLite file is reported as all pending,
+ * never created.
+ */
+export async function migrationStatus(config: Config): Promise<readonly MigrationState[]> {
+  if (config.database.kind === 'sqlite' && !existsSync(config.database.path)) {
+    return MIGRATION_NAMES.map((name) => ({ name, executedAt: null }));
+  }
+  const store = await openStore(config.database);
+  try {
+    return await store.migrationStatus();
+  } finally {
+    await store.close();
   }
 }

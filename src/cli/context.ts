@@ -2,17 +2,14 @@
  * What every command shares: the parsed global options, the configuration, the read-only
  * way into the database, the trust anchor for checkpoints, and signal handling.
  */
-import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { AuditLog, loadVerifierKey, parseVerifierKey } from '../audit/index.js';
+import { loadVerifierKey, parseVerifierKey } from '../audit/index.js';
 import type { CheckpointVerifierKey, NoteVerifier } from '../audit/index.js';
 import { loadConfig } from '../config/index.js';
 import type { Config } from '../config/index.js';
-import { AirlockError, NotFoundError } from '../errors/index.js';
+import { AirlockError } from '../errors/index.js';
 import { createLogger } from '../observability/index.js';
 import type { Logger } from '../observability/index.js';
-import { openStore } from '../storage/index.js';
-import type { Store } from '../storage/index.js';
 import type { Cli, GlobalOptions } from './cli.js';
 import { UsageError } from './cli.js';
 
@@ -33,38 +30,8 @@ export function cliLogger(cli: Cli, config: Config): Logger {
   return createLogger(config.logLevel, cli.io.stderr);
 }
 
-/** Read access to the log, without a signing key and without writing anything. */
-export interface Reader {
-  readonly store: Store;
-  readonly audit: AuditLog;
-  close(): Promise<void>;
-}
-
-/**
- * Open the database for reading. Read commands are out-of-band reads by whoever holds the
- * database: they never migrate, never create a key and never append an audit event. A missing
- * SQLite file is reported rather than created.
- */
-export async function openReader(config: Config): Promise<Reader> {
-  if (config.database.kind === 'sqlite' && !existsSync(config.database.path)) {
-    throw new NotFoundError(`there is no database at ${config.database.path}; run \`airlock db migrate\` or start \`airlock server\` first (or check --home)`, {
-      path: config.database.path,
-    });
-  }
-  const store = await openStore(config.database);
-  try {
-    const pending = (await store.migrationStatus()).filter((m) => m.executedAt === null);
-    if (pending.length > 0) {
-      throw new AirlockError('STORAGE_FAILED', `the database is not migrated (${pending.length} pending migration(s)); run \`airlock db migrate\``, {
-        pending: pending.map((m) => m.name),
-      });
-    }
-    return { store, audit: new AuditLog(store), close: () => store.close() };
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
-}
+export { openReader } from '../app/index.js';
+export type { Reader } from '../app/index.js';
 
 /**
  * The keys trusted to sign checkpoints: the `--key` values when given (an auditor who does

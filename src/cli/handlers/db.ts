@@ -1,9 +1,7 @@
 /** `airlock db migrate` and `airlock db status`. */
-import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { localActor, openApp } from '../../app/index.js';
+import { localActor, migrationStatus, openApp } from '../../app/index.js';
 import { describeError } from '../../errors/index.js';
-import { MIGRATION_NAMES, openStore } from '../../storage/index.js';
 import type { MigrationState } from '../../storage/index.js';
 import type { Cli } from '../cli.js';
 import { EXIT_OK } from '../cli.js';
@@ -55,18 +53,7 @@ export async function migrate(cli: Cli, command: Command): Promise<number> {
 export async function status(cli: Cli, command: Command): Promise<number> {
   const opts = command.opts<JsonOption>();
   const config = cliConfig(cli, command);
-  let states: readonly MigrationState[];
-  if (config.database.kind === 'sqlite' && !existsSync(config.database.path)) {
-    // Reading must not create the database file: with no file, everything is pending.
-    states = MIGRATION_NAMES.map((name) => ({ name, executedAt: null }));
-  } else {
-    const store = await openStore(config.database);
-    try {
-      states = await store.migrationStatus();
-    } finally {
-      await store.close();
-    }
-  }
+  const states = await migrationStatus(config);
   const pending = states.filter((m) => m.executedAt === null).length;
   if (opts.json === true) {
     printJson(cli.io, { migrations: states, pending });
