@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/index.js';
-import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, SignedCheckpoint } from '../audit/index.js';
+import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, RequestContext, SignedCheckpoint } from '../audit/index.js';
 import { AirlockError, NotFoundError, describeError } from '../errors/index.js';
 import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey } from '../audit/index.js';
 import { MIGRATION_NAMES, openStore } from '../storage/index.js';
@@ -29,7 +29,7 @@ export interface App {
    * Sign a checkpoint now on behalf of `actor`. The request is recorded first, so the new
    * checkpoint covers its own record; a refusal (tampering, or a bug) is recorded as failed.
    */
-  signCheckpoint(actor: AuditEventInput['actor']): Promise<SignedCheckpoint>;
+  signCheckpoint(actor: AuditEventInput['actor'], context?: RequestContext): Promise<SignedCheckpoint>;
   /** Stop signing, drain queued writes, close connections. */
   close(): Promise<void>;
 }
@@ -78,8 +78,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       audit,
       key,
       checkpointer,
-      signCheckpoint: async (actor) => {
-        const base = { actor, action: 'audit.checkpoint.sign', resource: 'audit/checkpoints' } as const;
+      signCheckpoint: async (actor, context) => {
+        const base = { actor, action: 'audit.checkpoint.sign', resource: 'audit/checkpoints', context } as const;
         await audit.append({ ...base, outcome: 'allowed' });
         try {
           return await checkpointer.checkpointNow();

@@ -10,6 +10,7 @@ import type { AuditEntry, SignedCheckpoint } from '../audit/index.js';
 import { AirlockError, NotFoundError, isAirlockError } from '../errors/index.js';
 import { NotReadyError } from './errors.js';
 import { consistencyQuery, emptyBody, entriesQuery, inclusionQuery, noFields, parseInput, seqParams, toAuditQuery } from './input.js';
+import { traceIdOf } from './request-context.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -108,7 +109,11 @@ export function routes(app: App): (server: FastifyInstance) => Promise<void> {
     server.post('/api/v1/audit/checkpoints', { config: { action: 'audit.checkpoints.create' } }, async (request, reply) => {
       parseInput(noFields, request.query, 'query');
       parseInput(emptyBody, request.body, 'body');
-      const cp = await app.checkpointer.checkpointNow();
+      // Signing is a state change: recorded before it happens, so a failed record signs nothing.
+      const cp = await app.signCheckpoint(
+        { kind: 'anonymous', id: 'anonymous' },
+        { sourceAddress: request.ip, requestId: request.id, traceId: traceIdOf(request.raw) },
+      );
       return reply.code(201).send(checkpointJson(cp));
     });
 

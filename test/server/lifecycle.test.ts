@@ -87,6 +87,8 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
       }
       const post = await server.inject({ method: 'POST', url: '/api/v1/audit/checkpoints' });
       expectError(post, 503, 'STORAGE_UNAVAILABLE');
+      // The state change failed with its record: nothing was signed.
+      expect(await app.store.db.selectFrom('audit_checkpoints').select('size').execute()).toEqual([]);
     } finally {
       await server.close();
     }
