@@ -12,6 +12,12 @@ import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey } f
 import { MIGRATION_NAMES, openStore } from '../storage/index.js';
 import type { MigrationState, Store } from '../storage/index.js';
 import type { Logger } from '../observability/index.js';
+import { Identity, OidcClient, SigningKeys, TokenService, loadOrCreateSealKey } from '../identity/index.js';
+import type { SealKey } from '../identity/index.js';
+import { PolicyHolder } from './policy-holder.js';
+
+export { PolicyHolder } from './policy-holder.js';
+export type { ActivePolicy } from './policy-holder.js';
 
 /** The wired application. */
 export interface App {
@@ -20,6 +26,12 @@ export interface App {
   readonly audit: AuditLogType;
   readonly key: CheckpointKey;
   readonly checkpointer: CheckpointerType;
+  readonly identity: Identity;
+  readonly tokens: TokenService;
+  readonly signingKeys: SigningKeys;
+  readonly policy: PolicyHolder;
+  /** Time for identity decisions (session expiry, MFA age, token lifetimes). */
+  readonly clock: () => Date;
   /**
    * Keys trusted for this log's checkpoints: the given verifier keys when there are any (an
    * auditor who does not trust this machine brings their own), otherwise this home's key.
@@ -41,6 +53,13 @@ export interface OpenAppOptions {
   readonly logger?: Logger | undefined;
   /** Start the checkpoint cadence (servers do; one-shot CLI commands do not). */
   readonly checkpointing?: boolean;
+  /**
+   * With migrate: also store the shipped policy set as version 0 if none is stored (default
+   * true). Tests that need an empty log turn it off; the shipped defaults then apply unstored.
+   */
+  readonly seedPolicy?: boolean;
+  /** Time source for identity (sessions, TOTP, tokens); tests move it to exercise expiry. */
+  readonly clock?: () => Date;
 }
 
 /** Identity of the local operator for events the CLI itself records. */
@@ -62,6 +81,42 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     const key = await loadOrCreateCheckpointKey(config.home, config.auditOrigin);
     if (key.created) options.logger?.warn({ path: key.path }, 'generated a new audit checkpoint signing key; back it up and publish its verifier key (airlock audit key)');
     const audit = new AuditLog(store);
+    // Until the vault (issue 5): TOTP seeds, JWT keys and OIDC verifiers are sealed by a key file.
+    const seal: SealKey = await loadOrCreateSealKey(config.home);
+    const clock = options.clock ?? ((): Date => new Date());
+    const signingKeys = new SigningKeys({ store, seal, clock });
+    const tokens = new TokenService({ keys: signingKeys, issuer: config.publicUrl, clock });
+    const oidcSettings = config.oidc;
+    let oidc: Promise<OidcClient> | undefined;
+    const connectOidc =
+      oidcSettings === undefined
+        ? undefined
+        : () =>
+            (oidc ??= OidcClient.connect({
+              issuer: oidcSettings.issuer,
+              clientId: oidcSettings.clientId,
+              clientSecret: oidcSettings.clientSecret,
+              redirectUri: `${config.publicUrl}/api/v1/auth/oidc/callback`,
+              roleMapping: Object.fromEntries(Object.entries(oidcSettings.roleMapping).map(([k, v]) => [k, [...v]])),
+              groupsClaim: oidcSettings.groupsClaim,
+              trustAmr: oidcSettings.trustAmr,
+              allowInsecure: oidcSettings.allowInsecure,
+            }).catch((err: unknown) => {
+              oidc = undefined;
+              throw err;
+            }));
+    const identity = new Identity(
+      { store, audit, seal, clock },
+      tokens,
+      { idleMs: config.sessionIdleMinutes * 60_000, maxMs: config.sessionMaxHours * 3_600_000, totpIssuer: `Airlock (${new URL(config.publicUrl).host})` },
+      connectOidc,
+    );
+    const policy = new PolicyHolder(store, audit, clock);
+    if (options.migrate === true) {
+      // A migrated database always has the built-in roles and a policy version in force.
+      await store.transact((tx) => identity.roles.ensureBuiltins(tx));
+      if (options.seedPolicy !== false) await policy.seed({ kind: 'system', id: 'airlock' });
+    }
     const checkpointer = new Checkpointer({
       store,
       log: audit,
@@ -78,6 +133,11 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       audit,
       key,
       checkpointer,
+      identity,
+      tokens,
+      signingKeys,
+      policy,
+      clock,
       signCheckpoint: async (actor, context) => {
         const base = { actor, action: 'audit.checkpoint.sign', resource: 'audit/checkpoints', context } as const;
         await audit.append({ ...base, outcome: 'allowed' });

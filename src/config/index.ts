@@ -28,6 +28,27 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Where the file settings came from, if any (for `airlock config show`). */
   readonly configFile: string | undefined;
+  /** Public base URL: JWT issuer, OIDC redirect, and whether cookies are `Secure` (https). */
+  readonly publicUrl: string;
+  /** Sessions end after this long without use, and in any case after `sessionMaxHours`. */
+  readonly sessionIdleMinutes: number;
+  readonly sessionMaxHours: number;
+  /** OpenID Connect SSO (file only; the client secret may come from AIRLOCK_OIDC_CLIENT_SECRET). */
+  readonly oidc: OidcConfig | undefined;
+}
+
+/** SSO settings; see docs/identity.md. */
+export interface OidcConfig {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret: string | undefined;
+  /** IdP group -> Airlock roles. */
+  readonly roleMapping: Readonly<Record<string, readonly string[]>>;
+  readonly groupsClaim: string;
+  /** Accept the IdP's `amr` claim as MFA (RFC 8176 values such as otp, hwk). */
+  readonly trustAmr: boolean;
+  /** Plain-http issuer (tests and local development only). */
+  readonly allowInsecure: boolean;
 }
 
 /** Settings as they may appear in flags or the config file, before validation. */
@@ -39,6 +60,9 @@ export interface ConfigInput {
   auditOrigin?: string | undefined;
   checkpointIntervalMs?: string | number | undefined;
   logLevel?: string | undefined;
+  publicUrl?: string | undefined;
+  sessionIdleMinutes?: string | number | undefined;
+  sessionMaxHours?: string | number | undefined;
 }
 
 /** Environment variable for each setting; also the name errors use. */
@@ -50,6 +74,9 @@ export const ENV_NAMES: Readonly<Record<keyof ConfigInput, string>> = {
   auditOrigin: 'AIRLOCK_AUDIT_ORIGIN',
   checkpointIntervalMs: 'AIRLOCK_CHECKPOINT_INTERVAL_MS',
   logLevel: 'AIRLOCK_LOG_LEVEL',
+  publicUrl: 'AIRLOCK_PUBLIC_URL',
+  sessionIdleMinutes: 'AIRLOCK_SESSION_IDLE_MINUTES',
+  sessionMaxHours: 'AIRLOCK_SESSION_MAX_HOURS',
 };
 
 const DEFAULTS = {
@@ -58,7 +85,21 @@ const DEFAULTS = {
   auditOrigin: 'airlock.local/audit',
   checkpointIntervalMs: 250,
   logLevel: 'info',
+  sessionIdleMinutes: 30,
+  sessionMaxHours: 12,
 } as const;
+
+const oidcSchema = z
+  .object({
+    issuer: z.string().url(),
+    clientId: z.string().min(1),
+    clientSecret: z.string().min(1).optional(),
+    roleMapping: z.record(z.string(), z.array(z.string().min(1))).default({}),
+    groupsClaim: z.string().min(1).default('groups'),
+    trustAmr: z.boolean().default(false),
+    allowInsecure: z.boolean().default(false),
+  })
+  .strict();
 
 const fileSchema = z
   .object({
@@ -69,6 +110,10 @@ const fileSchema = z
     auditOrigin: z.string().min(1),
     checkpointIntervalMs: z.number().int(),
     logLevel: z.string(),
+    publicUrl: z.string().min(1),
+    sessionIdleMinutes: z.number().int(),
+    sessionMaxHours: z.number().int(),
+    oidc: oidcSchema,
   })
   .partial()
   .strict();
@@ -88,7 +133,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const cwd = sources.cwd ?? process.cwd();
   const flags = sources.flags ?? {};
   const configFile = flags.config ?? env.AIRLOCK_CONFIG;
-  const file = configFile === undefined ? {} : readConfigFile(resolve(cwd, configFile));
+  const file: FileInput = configFile === undefined ? {} : readConfigFile(resolve(cwd, configFile));
 
   // Flags > environment > file > defaults, setting by setting.
   const pick = <K extends keyof ConfigInput>(key: K): ConfigInput[K] | undefined => {
@@ -116,7 +161,15 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(ENV_NAMES.logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const publicUrl = parsePublicUrl(pick('publicUrl'), listen);
+  const sessionIdleMinutes = boundedSetting('sessionIdleMinutes', pick('sessionIdleMinutes') ?? DEFAULTS.sessionIdleMinutes, 1, 24 * 60);
+  const sessionMaxHours = boundedSetting('sessionMaxHours', pick('sessionMaxHours') ?? DEFAULTS.sessionMaxHours, 1, 24 * 7);
+  const oidc = file.oidc === undefined ? undefined : { ...file.oidc, clientSecret: nonEmpty(env.AIRLOCK_OIDC_CLIENT_SECRET) ?? file.oidc.clientSecret };
   return Object.freeze({
+    publicUrl,
+    sessionIdleMinutes,
+    sessionMaxHours,
+    oidc,
     home,
     database,
     listen,
@@ -127,7 +180,35 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   });
 }
 
-function readConfigFile(path: string): ConfigInput {
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}
+
+function boundedSetting(key: keyof ConfigInput, value: string | number, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(ENV_NAMES[key], `must be an integer between ${min} and ${max}`);
+  return n;
+}
+
+function parsePublicUrl(value: string | undefined, listen: { host: string; port: number }): string {
+  if (value === undefined) {
+    const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+    return `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${listen.port}`;
+  }
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new ConfigError(ENV_NAMES.publicUrl, `"${value}" is not a URL (for example https://airlock.example.com)`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(ENV_NAMES.publicUrl, 'must be an http:// or https:// URL');
+  if (u.search !== '' || u.hash !== '' || u.username !== '' || u.password !== '') throw new ConfigError(ENV_NAMES.publicUrl, 'must not carry credentials, a query or a fragment');
+  return u.toString().replace(/\/$/, '');
+}
+
+type FileInput = Omit<ConfigInput, never> & { oidc?: z.infer<typeof oidcSchema> };
+
+function readConfigFile(path: string): FileInput {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -189,7 +270,8 @@ export function redactedConfig(config: Config): Record<string, unknown> {
     config.database.kind === 'postgres'
       ? { kind: 'postgres', url: redactUrl(config.database.url), schema: config.database.schema ?? null }
       : config.database;
-  return { ...config, database };
+  const oidc = config.oidc === undefined ? undefined : { ...config.oidc, clientSecret: config.oidc.clientSecret === undefined ? undefined : '***' };
+  return { ...config, database, oidc };
 }
 
 function redactUrl(url: string): string {

@@ -20,6 +20,14 @@ export type ErrorCode =
   | 'CHECKPOINT_INCONSISTENT'
   | 'KEY_INVALID'
   | 'SHUTTING_DOWN'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'MFA_REQUIRED'
+  | 'STEP_UP_REQUIRED'
+  | 'CSRF_FAILED'
+  | 'TOO_MANY_ATTEMPTS'
+  | 'TOKEN_INVALID'
+  | 'POLICY_INVALID'
   | 'INTERNAL';
 
 /** One invalid input field: a dotted path and what is wrong with it. */
@@ -81,6 +89,39 @@ export class StorageError extends AirlockError {
 export class ShuttingDownError extends AirlockError {
   constructor() {
     super('SHUTTING_DOWN', 'the server is shutting down; retry against another replica');
+  }
+}
+
+/**
+ * No valid credential. The message is the same whatever was wrong (unknown user, bad password,
+ * bad code, expired or revoked token) so it cannot be used to enumerate accounts.
+ */
+export class UnauthenticatedError extends AirlockError {
+  constructor(message = 'authentication required: the credentials are missing, invalid or expired', details: Record<string, unknown> = {}) {
+    super('UNAUTHENTICATED', message, details);
+  }
+}
+
+/** Authenticated, but policy does not permit the action (deciding policy ids in details). */
+export class ForbiddenError extends AirlockError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('FORBIDDEN', message, details);
+  }
+}
+
+/** The action needs a fresh MFA proof (step-up) or MFA at all. */
+export class MfaRequiredError extends AirlockError {
+  constructor(code: 'MFA_REQUIRED' | 'STEP_UP_REQUIRED', message: string, details: Record<string, unknown> = {}) {
+    super(code, message, details);
+  }
+}
+
+/** Too many failed attempts: back off until `retryAfterSeconds`. */
+export class TooManyAttemptsError extends AirlockError {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super('TOO_MANY_ATTEMPTS', `too many failed attempts; try again in ${retryAfterSeconds} s`, { retryAfterSeconds });
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 

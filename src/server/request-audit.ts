@@ -1,10 +1,12 @@
 /**
  * Every request leaves a record in the audit log before its response leaves (promise 1, fail
- * closed): served, refused, failed, health probes alike. Identity comes later; until then
- * every caller is anonymous.
+ * closed): served, refused, failed, health probes alike, with who asked (as authenticated by
+ * the enforcement point) and the policies that decided.
  */
 import type { FastifyRequest } from 'fastify';
 import type { AuditEventInput, Outcome } from '../audit/index.js';
+import { actorOf } from '../identity/index.js';
+import { authRecord } from './auth.js';
 import { errorCodeOf, traceIdOf } from './request-context.js';
 
 /** Action recorded for requests that matched no route (or a route that declares none). */
@@ -33,8 +35,9 @@ export function requestEvent(request: FastifyRequest, status: number, matched: b
   const outcome = outcomeOf(status);
   const userAgent = request.headers['user-agent'];
   const route = matched && !request.is404 ? (request.routeOptions.url ?? null) : null;
+  const auth = authRecord(request.raw);
   return {
-    actor: { kind: 'anonymous', id: 'anonymous' },
+    actor: actorOf(auth.actor),
     action: (matched ? declaredAction(request) : undefined) ?? UNMATCHED_ACTION,
     resource: path,
     outcome,
@@ -46,6 +49,6 @@ export function requestEvent(request: FastifyRequest, status: number, matched: b
       requestId: request.id,
       traceId: traceIdOf(request.raw),
     },
-    details: { method: request.method, status, route },
+    details: { method: request.method, status, route, ...auth.details },
   };
 }

@@ -10,12 +10,17 @@ import type { AuditEntry, SignedCheckpoint } from '../audit/index.js';
 import { AirlockError, NotFoundError, isAirlockError } from '../errors/index.js';
 import { NotReadyError } from './errors.js';
 import { consistencyQuery, emptyBody, entriesQuery, inclusionQuery, noFields, parseInput, seqParams, toAuditQuery } from './input.js';
+import type { ResourceSpec } from './auth.js';
+import { principalOf } from './auth.js';
 import { traceIdOf } from './request-context.js';
+import { actorOf } from '../identity/index.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The action this route performs (audit record, and authorization later). */
+    /** The action this route performs: what the enforcement point authorizes and the audit records. */
     action?: string;
+    /** What it acts on (default: the collection named by the action's first segment). */
+    resource?: ResourceSpec;
   }
 }
 
@@ -111,7 +116,7 @@ export function routes(app: App): (server: FastifyInstance) => Promise<void> {
       parseInput(emptyBody, request.body, 'body');
       // Signing is a state change: recorded before it happens, so a failed record signs nothing.
       const cp = await app.signCheckpoint(
-        { kind: 'anonymous', id: 'anonymous' },
+        actorOf(principalOf(request)),
         { sourceAddress: request.ip, requestId: request.id, traceId: traceIdOf(request.raw) },
       );
       return reply.code(201).send(checkpointJson(cp));

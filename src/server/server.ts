@@ -15,8 +15,10 @@ import { AirlockError, ShuttingDownError } from '../errors/index.js';
 import type { Logger } from '../observability/index.js';
 import type { ErrorBody } from './errors.js';
 import { auditUnavailable, toHttpError } from './errors.js';
+import { enforce } from './auth.js';
 import { declaredAction, requestEvent } from './request-audit.js';
 import { requestIdOf, setErrorCode, traceIdOf } from './request-context.js';
+import { identityRoutes } from './identity-routes.js';
 import { routes } from './routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
@@ -25,6 +27,7 @@ export interface RegisteredRoute {
   readonly url: string;
   readonly action: string | undefined;
 }
+
 
 const ROUTES = new WeakMap<FastifyInstance, RegisteredRoute[]>();
 
@@ -114,12 +117,14 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
     void reply.header('x-request-id', request.id);
     void reply.header('cache-control', 'no-store');
     void reply.header('x-content-type-options', 'nosniff');
-    // The single enforcement point: authorization will check this action here.
-    if (declaredAction(request) === undefined) {
+    // The single enforcement point: every route declares its action, checked here and only here.
+    const action = declaredAction(request);
+    if (action === undefined) {
       throw new AirlockError('INTERNAL', 'internal error: this route declares no action', {});
     }
     if (draining) throw new ShuttingDownError();
-    return Promise.resolve();
+    if (request.is404) return;
+    await enforce(app, request, action, request.routeOptions.config.resource);
   });
 
   server.setErrorHandler((err, request, reply) => {
@@ -161,6 +166,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
 
   // A plugin, so the hooks and handlers above apply to every route inside it.
   void server.register(routes(app));
+  void server.register(identityRoutes(app));
 
   return Promise.resolve(server);
 }

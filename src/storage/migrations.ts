@@ -81,6 +81,155 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
       }
     },
   },
+  {
+    // Identity and access (issue 3). Secrets are never stored in plaintext: tokens and keys as
+    // SHA-256 of 256-bit random values, passwords as argon2id, TOTP seeds and private keys sealed.
+    name: '0002_identity',
+    async up(db, t) {
+      await db.schema
+        .createTable('users')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('username', 'text', (c) => c.notNull().unique())
+        .addColumn('display_name', 'text')
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('password_hash', 'text')
+        .addColumn('sso_issuer', 'text')
+        .addColumn('sso_subject', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('disabled_at', 'text')
+        .addUniqueConstraint('users_sso', ['sso_issuer', 'sso_subject'])
+        .execute();
+
+      await db.schema
+        .createTable('roles')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('description', 'text', (c) => c.notNull())
+        .addColumn('builtin', 'integer', (c) => c.notNull())
+        .addColumn('requires_mfa', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('principal_roles')
+        .addColumn('principal_kind', 'text', (c) => c.notNull())
+        .addColumn('principal_id', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull().references('roles.name'))
+        .addColumn('granted_at', 'text', (c) => c.notNull())
+        .addColumn('granted_by', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('principal_roles_pk', ['principal_kind', 'principal_id', 'role'])
+        .execute();
+
+      await db.schema
+        .createTable('mfa_totp')
+        .addColumn('user_id', 'text', (c) => c.primaryKey().references('users.id'))
+        .addColumn('seed_sealed', 'text', (c) => c.notNull())
+        .addColumn('confirmed_at', 'text')
+        .addColumn('last_step', t.int64, (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('recovery_codes')
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('code_hash', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .addPrimaryKeyConstraint('recovery_codes_pk', ['user_id', 'code_hash'])
+        .execute();
+
+      await db.schema
+        .createTable('setup_tokens')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('auth_method', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('last_seen_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('mfa_at', 'text')
+        .addColumn('source_address', 'text')
+        .addColumn('revoked_at', 'text')
+        .addColumn('revoked_reason', 'text')
+        .execute();
+      await db.schema.createIndex('sessions_user').on('sessions').column('user_id').execute();
+
+      await db.schema
+        .createTable('login_throttle')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('failures', 'integer', (c) => c.notNull())
+        .addColumn('window_started_at', 'text', (c) => c.notNull())
+        .addColumn('locked_until', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('service_accounts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('description', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('disabled_at', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('service_account_id', 'text', (c) => c.notNull().references('service_accounts.id'))
+        .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('description', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text')
+        .addColumn('revoked_at', 'text')
+        .addColumn('revoked_by', 'text')
+        .addColumn('last_used_at', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('signing_keys')
+        .addColumn('kid', 'text', (c) => c.primaryKey())
+        .addColumn('alg', 'text', (c) => c.notNull())
+        .addColumn('public_jwk', 'text', (c) => c.notNull())
+        .addColumn('private_sealed', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('retired_at', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('policy_versions')
+        .addColumn('version', t.int64, (c) => c.primaryKey())
+        .addColumn('policies', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull())
+        .addColumn('author', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('oidc_logins')
+        .addColumn('state_hash', 'text', (c) => c.primaryKey())
+        .addColumn('verifier_sealed', 'text', (c) => c.notNull())
+        .addColumn('nonce', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+    async down(db) {
+      for (const table of ['oidc_logins', 'policy_versions', 'signing_keys', 'api_keys', 'service_accounts', 'login_throttle', 'sessions', 'setup_tokens', 'recovery_codes', 'mfa_totp', 'principal_roles', 'roles', 'users']) {
+        await db.schema.dropTable(table).execute();
+      }
+    },
+  },
 ];
 
 /** Names of all migrations this build knows, oldest first. */

@@ -46,6 +46,148 @@ export interface MetaTable {
   value: string;
 }
 
+/** A person. `kind` local (password + TOTP) or sso (OpenID Connect). */
+export interface UsersTable {
+  id: string;
+  username: string;
+  display_name: string | null;
+  kind: string;
+  /** argon2id PHC string; null until set up, and always for SSO users. */
+  password_hash: string | null;
+  sso_issuer: string | null;
+  sso_subject: string | null;
+  created_at: string;
+  created_by: string;
+  disabled_at: string | null;
+}
+
+export interface RolesTable {
+  name: string;
+  description: string;
+  /** 1 for the five built-in roles (cannot be deleted). */
+  builtin: number;
+  /** 1: a principal holding this role must have MFA (approve, reveal, change roles/policies). */
+  requires_mfa: number;
+  created_at: string;
+  created_by: string;
+}
+
+/** Role membership of a user or service account. */
+export interface PrincipalRolesTable {
+  principal_kind: string;
+  principal_id: string;
+  role: string;
+  granted_at: string;
+  granted_by: string;
+}
+
+export interface MfaTotpTable {
+  user_id: string;
+  /** The seed, sealed (AES-256-GCM) by the local identity key; never plaintext. */
+  seed_sealed: string;
+  /** Null until the user proves a first code. */
+  confirmed_at: string | null;
+  /** Highest RFC 6238 time step accepted: a code at or below it is a replay. */
+  last_step: number;
+  created_at: string;
+}
+
+export interface RecoveryCodesTable {
+  user_id: string;
+  /** SHA-256 (hex) of the high-entropy one-time code. */
+  code_hash: string;
+  used_at: string | null;
+}
+
+export interface SetupTokensTable {
+  token_hash: string;
+  user_id: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+export interface SessionsTable {
+  /** Public, non-secret id (for listing and revocation); the token is stored only as a hash. */
+  id: string;
+  token_hash: string;
+  user_id: string;
+  auth_method: string;
+  created_at: string;
+  last_seen_at: string;
+  /** Absolute expiry; idle expiry is last_seen_at + idle timeout. */
+  expires_at: string;
+  /** Time of the last MFA proof (login or step-up); null if the session has none. */
+  mfa_at: string | null;
+  source_address: string | null;
+  revoked_at: string | null;
+  revoked_reason: string | null;
+}
+
+/** Failed-login counters, keyed `account:<name>` or `source:<address>`. */
+export interface LoginThrottleTable {
+  key: string;
+  failures: number;
+  window_started_at: string;
+  locked_until: string | null;
+}
+
+export interface ServiceAccountsTable {
+  id: string;
+  name: string;
+  description: string;
+  created_at: string;
+  created_by: string;
+  disabled_at: string | null;
+}
+
+export interface ApiKeysTable {
+  /** Public key id, also embedded in the key text after the `alk_` prefix. */
+  id: string;
+  service_account_id: string;
+  /** SHA-256 (hex) of the whole key text. */
+  key_hash: string;
+  description: string;
+  created_at: string;
+  created_by: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  revoked_by: string | null;
+  last_used_at: string | null;
+}
+
+/** JWT signing keys (EdDSA), rotated by kid. */
+export interface SigningKeysTable {
+  kid: string;
+  alg: string;
+  public_jwk: string;
+  private_sealed: string;
+  created_at: string;
+  /** No new tokens after this; published until every token it signed has expired. */
+  retired_at: string | null;
+}
+
+/** Every version of the Cedar policy set; the highest version is in force. */
+export interface PolicyVersionsTable {
+  version: number;
+  /** JSON object: policy id -> Cedar text. */
+  policies: string;
+  /** sha256:<hex> of the canonical JSON of `policies`. */
+  digest: string;
+  author: string;
+  reason: string;
+  created_at: string;
+}
+
+/** In-flight OpenID Connect logins (state, PKCE verifier, nonce), for stateless replicas. */
+export interface OidcLoginsTable {
+  state_hash: string;
+  verifier_sealed: string;
+  nonce: string;
+  created_at: string;
+  expires_at: string;
+}
+
 /** The whole database, for `Kysely<Database>`. */
 export interface Database {
   audit_events: AuditEventsTable;
@@ -53,4 +195,17 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_checkpoints: AuditCheckpointsTable;
   airlock_meta: MetaTable;
+  users: UsersTable;
+  roles: RolesTable;
+  principal_roles: PrincipalRolesTable;
+  mfa_totp: MfaTotpTable;
+  recovery_codes: RecoveryCodesTable;
+  setup_tokens: SetupTokensTable;
+  sessions: SessionsTable;
+  login_throttle: LoginThrottleTable;
+  service_accounts: ServiceAccountsTable;
+  api_keys: ApiKeysTable;
+  signing_keys: SigningKeysTable;
+  policy_versions: PolicyVersionsTable;
+  oidc_logins: OidcLoginsTable;
 }

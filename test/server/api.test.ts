@@ -6,7 +6,7 @@ import type { AuditEvent, AuditEventInput, ConsistencyProofDocument, InclusionPr
 import { buildServer } from '../../src/server/index.js';
 import type { ErrorBody } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
-import { expectError, get, openTestApp, recordOf, rid, silent } from './support.js';
+import { TestClock, authed, expectError, get, login, makeUser, openTestApp, recordOf, rid, silent } from './support.js';
 import type { TestApp } from './support.js';
 
 interface EntryJson {
@@ -37,16 +37,21 @@ const SEEDED = 12;
 
 describe.each(ENGINES)('HTTP API on %s', (engine) => {
   let t: TestApp;
+  let bare: FastifyInstance;
+  /** Every request signed in as a security auditor who is also an operator. */
   let server: FastifyInstance;
 
   beforeAll(async () => {
-    t = await openTestApp(engine);
+    const clock = new TestClock();
+    t = await openTestApp(engine, { clock, seedPolicy: false });
     for (let i = 0; i < SEEDED; i++) await t.app.audit.append(seed(i));
-    server = await buildServer(t.app, { logger: silent });
+    const auditor = await makeUser(t.app, clock, 'auditor', ['security-auditor', 'operator']);
+    bare = await buildServer(t.app, { logger: silent });
+    server = authed(bare, await login(bare, clock, auditor));
   });
 
   afterAll(async () => {
-    await server.close();
+    await bare.close();
     await t.cleanup();
   });
 
@@ -60,7 +65,7 @@ describe.each(ENGINES)('HTTP API on %s', (engine) => {
     expect(res.headers['x-powered-by']).toBeUndefined();
     const ev = await recordOf(t.app, id);
     expect(ev).toMatchObject({
-      actor: { kind: 'anonymous', id: 'anonymous' },
+      actor: { kind: 'user', id: 'auditor' },
       action: 'system.health.read',
       resource: '/healthz',
       outcome: 'allowed',
@@ -136,7 +141,7 @@ describe.each(ENGINES)('HTTP API on %s', (engine) => {
     const entry = res.json<EntryJson>();
     expect(entry.seq).toBe(3);
     expect(entry.event.resource).toBe('repo/3');
-    expect((await recordOf(t.app, id)).details).toEqual({ method: 'GET', status: 200, route: '/api/v1/audit/entries/:seq' });
+    expect((await recordOf(t.app, id)).details).toMatchObject({ method: 'GET', status: 200, route: '/api/v1/audit/entries/:seq', decision: 'allow', policies: ['role-security-auditor'] });
 
     const missing = await get(server, '/api/v1/audit/entries/999999');
     expectError(missing.res, 404, 'NOT_FOUND');

@@ -9,7 +9,8 @@ import { createLogger } from '../../src/observability/index.js';
 import { buildServer, registeredRoutes, startServer } from '../../src/server/index.js';
 import type { ErrorBody } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
-import { expectError, get, openTestApp, recordOf, rid, silent } from './support.js';
+import { ACTIONS, PUBLIC_ACTIONS } from '../../src/policy/index.js';
+import { TestClock, authed, expectError, get, openTestApp, recordOf, rid, signIn, silent } from './support.js';
 import type { TestApp } from './support.js';
 
 const ACTION = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/;
@@ -21,32 +22,47 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
     t = undefined;
   });
 
-  it('declares an action on every registered route', async () => {
+  it('declares a known action on every route, and refuses every non-public route to anonymous callers with 401, recorded', async () => {
     t = await openTestApp(engine);
     const server = await buildServer(t.app, { logger: silent });
     try {
       await server.ready();
       const routes = registeredRoutes(server);
-      // HEAD routes are fastify's automatic twins of the GET routes; they carry the same config.
-      expect(routes.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`).sort()).toEqual(
+      expect(routes.length).toBeGreaterThan(30);
+      for (const route of routes) {
+        expect(route.action, `${route.method} ${route.url} declares an action`).toMatch(ACTION);
+        expect(ACTIONS as readonly string[], `${route.method} ${route.url}: ${route.action ?? ''} is an action the policy schema knows`).toContain(route.action);
+      }
+      // Public on purpose, and only these: adding one must be a visible decision.
+      const publicRoutes = routes.filter((r) => r.method !== 'HEAD' && (PUBLIC_ACTIONS as readonly string[]).includes(r.action ?? '')).map((r) => `${r.method} ${r.url}`).sort();
+      expect(publicRoutes).toEqual(
         [
-          'GET /api/v1/audit/checkpoints/latest',
-          'GET /api/v1/audit/entries',
-          'GET /api/v1/audit/entries/:seq',
-          'GET /api/v1/audit/key',
-          'GET /api/v1/audit/proofs/consistency',
-          'GET /api/v1/audit/proofs/inclusion',
-          'GET /api/v1/audit/tree',
+          'GET /.well-known/jwks.json',
+          'GET /.well-known/openid-configuration',
+          'GET /api/v1/auth/oidc/callback',
+          'GET /api/v1/auth/oidc/start',
           'GET /healthz',
           'GET /readyz',
-          'POST /api/v1/audit/checkpoints',
+          'POST /api/v1/auth/login',
+          'POST /api/v1/auth/setup',
+          'POST /api/v1/auth/setup/confirm',
+          'POST /api/v1/auth/token',
         ].sort(),
       );
-      expect(routes.filter((r) => r.method === 'HEAD')).toHaveLength(9);
-      for (const route of routes) expect(route.action, `${route.method} ${route.url} declares an action`).toMatch(ACTION);
-      // The listing is what the enforcement point reads: each route's record carries that action.
-      const tree = await get(server, '/api/v1/audit/tree');
-      expect((await recordOf(t.app, tree.id)).action).toBe(routes.find((r) => r.url === '/api/v1/audit/tree')?.action);
+      let checked = 0;
+      for (const route of routes) {
+        if ((PUBLIC_ACTIONS as readonly string[]).includes(route.action ?? '')) continue;
+        const url = route.url.replace(/:([a-zA-Z]+)/g, (_m, name: string) => (name === 'seq' ? '0' : `x-${name}`));
+        const id = rid('anon');
+        const res = await server.inject({ method: route.method as 'GET', url, headers: { 'x-request-id': id } });
+        expect(res.statusCode, `${route.method} ${url} anonymous`).toBe(401);
+        if (route.method !== 'HEAD') expect(res.json<ErrorBody>().error.code).toBe('UNAUTHENTICATED');
+        const ev = await recordOf(t.app, id);
+        expect(ev, `${route.method} ${url} recorded`).toMatchObject({ actor: { kind: 'anonymous' }, action: route.action, outcome: 'denied', reason: 'UNAUTHENTICATED' });
+        expect(ev.details).toMatchObject({ decision: 'deny' });
+        checked += 1;
+      }
+      expect(checked).toBeGreaterThan(25);
     } finally {
       await server.close();
     }
@@ -70,10 +86,11 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
   });
 
   it('serves nothing without its audit record: a broken audit table turns every response into 503', async () => {
-    t = await openTestApp(engine);
+    const clock = new TestClock();
+    t = await openTestApp(engine, { clock });
     const app = t.app;
     await app.audit.append({ actor: { kind: 'user', id: 'alice' }, action: 'repo.push', resource: 'repo/1', outcome: 'allowed' });
-    const server = await buildServer(app, { logger: silent });
+    const server = authed(await buildServer(app, { logger: silent }), await signIn(app, clock));
     try {
       expect((await get(server, '/api/v1/audit/tree')).res.statusCode).toBe(200);
       await app.store.transact((tx) => sql`drop table audit_events`.execute(tx.db));
@@ -95,10 +112,11 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
   });
 
   it('reports not ready (503) when the checkpointer refuses to sign a rewritten history', async () => {
-    t = await openTestApp(engine);
+    const clock = new TestClock();
+    t = await openTestApp(engine, { clock });
     const app = t.app;
     for (let i = 0; i < 5; i++) await app.audit.append({ actor: { kind: 'user', id: 'alice' }, action: 'repo.push', resource: `repo/${i}`, outcome: 'allowed' });
-    const server = await buildServer(app, { logger: silent });
+    const server = authed(await buildServer(app, { logger: silent }), await signIn(app, clock));
     try {
       expect((await server.inject({ method: 'POST', url: '/api/v1/audit/checkpoints' })).statusCode).toBe(201);
       // Someone with database access rewrites what the published checkpoint committed to.
@@ -119,20 +137,22 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
   });
 
   it('listens on a real socket (port 0) and answers fetch', async () => {
-    t = await openTestApp(engine);
+    const clock = new TestClock();
+    t = await openTestApp(engine, { clock });
+    const authorization = `Bearer ${await signIn(t.app, clock)}`;
     const running = await startServer(t.app, { logger: silent, host: '127.0.0.1', port: 0 });
     try {
       expect(running.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(running.url).not.toMatch(/:0$/);
       const id = rid();
-      const res = await fetch(`${running.url}/api/v1/audit/key`, { headers: { 'x-request-id': id, 'user-agent': 'fetch-test' } });
+      const res = await fetch(`${running.url}/api/v1/audit/key`, { headers: { 'x-request-id': id, 'user-agent': 'fetch-test', authorization } });
       expect(res.status).toBe(200);
       expect(res.headers.get('x-request-id')).toBe(id);
       expect(res.headers.get('cache-control')).toBe('no-store');
       expect(((await res.json()) as { algorithm: string }).algorithm).toBe('Ed25519');
       expect(await recordOf(t.app, id)).toMatchObject({ action: 'audit.key.read', context: { sourceAddress: '127.0.0.1', userAgent: 'fetch-test' } });
 
-      const bad = await fetch(`${running.url}/api/v1/audit/entries/%zz`);
+      const bad = await fetch(`${running.url}/api/v1/audit/entries/%zz`, { headers: { authorization } });
       expect(bad.status).toBe(400);
       expect(((await bad.json()) as ErrorBody).error.code).toBe('VALIDATION_FAILED');
     } finally {
@@ -141,8 +161,10 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
   });
 
   it('closes gracefully: in-flight requests finish with their audit records, then new connections are refused', async () => {
-    t = await openTestApp(engine);
+    const clock = new TestClock();
+    t = await openTestApp(engine, { clock });
     const app = t.app;
+    const authorization = `Bearer ${await signIn(app, clock)}`;
     // Hold every audit append until all 50 requests are in flight, so close() starts while
     // each of them still waits for its record.
     let arrived = 0;
@@ -164,7 +186,7 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
     await Promise.all(Array.from({ length: 50 }, (_, i) => app.audit.append({ actor: { kind: 'user', id: 'alice' }, action: 'repo.push', resource: `repo/${i}`, outcome: 'allowed' })));
     const before = (await app.audit.head()).size;
     const running = await startServer(gated, { logger: silent, host: '127.0.0.1', port: 0 });
-    const responses = Array.from({ length: 50 }, (_, i) => fetch(`${running.url}/api/v1/audit/entries/${i}`).then(async (r) => ({ status: r.status, body: await r.text() })));
+    const responses = Array.from({ length: 50 }, (_, i) => fetch(`${running.url}/api/v1/audit/entries/${i}`, { headers: { authorization } }).then(async (r) => ({ status: r.status, body: await r.text() })));
     await allArrived;
     let closed = false;
     const closing = running.close().then(() => {
@@ -229,11 +251,12 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
         headers: { 'x-request-id': id, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', authorization: 'Bearer sekrit-bearer', cookie: 'session=sekrit-cookie', 'x-airlock-token': 'sekrit-token' },
         payload: { password: 'sekrit-body' },
       });
-      expectError(res, 400, 'VALIDATION_FAILED');
+      // The bearer is not a valid credential: refused before the body is looked at.
+      expectError(res, 401, 'UNAUTHENTICATED');
       const log = lines.join('');
       expect(log).toContain(id);
       expect(log).toContain('"traceId":"0af7651916cd43dd8448eb211c80319c"');
-      expect(log).toContain('VALIDATION_FAILED');
+      expect(log).toContain('UNAUTHENTICATED');
       expect(log).not.toContain('sekrit');
     } finally {
       await server.close();

@@ -1,0 +1,21 @@
+/** Identity: people, sessions, MFA, SSO, service accounts, API keys, and signed tokens (promise 2). */
+export { Identity } from './identity.js';
+export type { Authentication, IdentitySettings } from './identity.js';
+export type { Actor, CallContext, IdentityDeps } from './common.js';
+export { ANONYMOUS, actorOf, mfaAgeSeconds } from './principal.js';
+export type { AnonymousPrincipal, AuthMethod, Principal, ServicePrincipal, UserPrincipal, WorkloadPrincipal } from './principal.js';
+export { BUILTIN_ROLE_INFO } from './roles.js';
+export type { RoleInfo } from './roles.js';
+export type { NewUser, TotpEnrolment, UserInfo } from './users.js';
+export { STEP_UP_WINDOW_MS } from './sessions.js';
+export type { IssuedSession, SessionSettings } from './sessions.js';
+export { API_AUDIENCE } from './service-accounts.js';
+export type { ApiKeyInfo, ServiceAccountInfo } from './service-accounts.js';
+export { loadOrCreateSealKey, sealKeyFromBytes } from './seal.js';
+export type { SealKey } from './seal.js';
+export { SigningKeys } from './signing-keys.js';
+export { TokenService } from './jwt.js';
+export { OidcClient, mapGroupsToRoles } from './oidc.js';
+export type { OidcSettings, OidcIdentity } from './oidc.js';
+export { checkCsrf, csrfTokenFor, tokenHash, tokenKind } from './secret-tokens.js';
+export { totpAt } from './totp.js';
