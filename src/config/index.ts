@@ -91,7 +91,7 @@ const DEFAULTS = {
 
 const oidcSchema = z
   .object({
-    issuer: z.string().url(),
+    issuer: z.url(),
     clientId: z.string().min(1),
     clientSecret: z.string().min(1).optional(),
     roleMapping: z.record(z.string(), z.array(z.string().min(1))).default({}),

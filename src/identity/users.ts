@@ -62,8 +62,7 @@ export class Users {
   async init(actor: Actor, input: { username: string; displayName?: string | undefined }, context?: CallContext): Promise<NewUser> {
     return this.deps.store.transact(async (tx) => {
       await this.roles.ensureBuiltins(tx);
-      const admins = await tx.db.selectFrom('principal_roles').select('principal_id').where('role', '=', 'admin').where('principal_kind', '=', 'user').executeTakeFirst();
-      if (admins !== undefined) throw new ConflictError('this installation is already initialised (an admin exists); ask an admin to create your account');
+      if (await this.hasAdmin(tx.db)) throw new ConflictError('this installation is already initialised (an admin exists); ask an admin to create your account');
       const made = await this.insertUser(tx, actor, { username: input.username, displayName: input.displayName, roles: ['admin'] });
       await record(this.deps, tx, { actor, action: 'identity.init', resource: `users/${made.user.username}`, context, details: { roles: ['admin'] } });
       return made;
@@ -102,6 +101,12 @@ export class Users {
       setupToken,
       setupExpiresAt: iso(expires),
     };
+  }
+
+  /** Whether any user holds the admin role (the server hints at `airlock init` otherwise). */
+  async hasAdmin(db: Tx['db'] = this.deps.store.db): Promise<boolean> {
+    const row = await db.selectFrom('principal_roles').select('principal_id').where('role', '=', 'admin').where('principal_kind', '=', 'user').executeTakeFirst();
+    return row !== undefined;
   }
 
   async list(): Promise<UserInfo[]> {

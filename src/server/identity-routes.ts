@@ -83,13 +83,13 @@ export function identityRoutes(app: App): (server: FastifyInstance) => Promise<v
       return reply.code(204).send();
     });
 
-    server.get('/api/v1/auth/whoami', { config: { action: 'auth.whoami' } }, async (request) => {
+    server.get('/api/v1/auth/whoami', { config: { action: 'auth.whoami' } }, (request, reply) => {
       parseInput(noFields, request.query, 'query');
       const p = principalOf(request);
       const base = { kind: p.kind, name: p.name, roles: p.roles, authMethod: p.authMethod };
-      if (p.kind !== 'user') return base;
+      if (p.kind !== 'user') return reply.send(base);
       const fresh = p.mfaAt === undefined ? undefined : new Date(p.mfaAt.getTime() + STEP_UP_WINDOW_MS);
-      return { ...base, sessionId: p.sessionId, loginMethod: p.loginMethod, mfa: p.mfaAt !== undefined, mfaAt: p.mfaAt?.toISOString() ?? null, stepUpValidUntil: fresh !== undefined && fresh.getTime() > app.clock().getTime() ? fresh.toISOString() : null };
+      return reply.send({ ...base, sessionId: p.sessionId, loginMethod: p.loginMethod, mfa: p.mfaAt !== undefined, mfaAt: p.mfaAt?.toISOString() ?? null, stepUpValidUntil: fresh !== undefined && fresh.getTime() > app.clock().getTime() ? fresh.toISOString() : null });
     });
 
     server.post('/api/v1/auth/step-up', { config: { action: 'auth.stepup' } }, async (request, reply) => {
@@ -132,9 +132,9 @@ export function identityRoutes(app: App): (server: FastifyInstance) => Promise<v
     });
 
     // --- workload identity federation --------------------------------------------------------------
-    server.get('/.well-known/openid-configuration', { config: { action: 'oidc.discovery.read', resource: 'auth' } }, async (request) => {
+    server.get('/.well-known/openid-configuration', { config: { action: 'oidc.discovery.read', resource: 'auth' } }, (request, reply) => {
       parseInput(noFields, request.query, 'query');
-      return app.tokens.discovery(app.config.publicUrl);
+      return reply.send(app.tokens.discovery(app.config.publicUrl));
     });
 
     server.get('/.well-known/jwks.json', { config: { action: 'oidc.discovery.read', resource: 'auth' } }, async (request) => {

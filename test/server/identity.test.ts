@@ -124,7 +124,7 @@ describe.each(ENGINES)('identity and access on %s', (engine) => {
       for (let i = 0; i < 5; i++) expectError((await loginRaw(name, 'wrong password guess', '000000')).res, 401, 'UNAUTHENTICATED');
       const locked = await loginRaw(name, 'wrong password guess', '000000');
       const err = expectError(locked.res, 429, 'TOO_MANY_ATTEMPTS');
-      expect(err.details).toMatchObject({ retryAfterSeconds: expect.any(Number) });
+      expect(typeof err.details?.retryAfterSeconds).toBe('number');
     }
     // Even the right password is refused while locked: the lock is not an oracle.
     // The code one step ahead (accepted as drift) so the clock does not move past the lock.
@@ -198,7 +198,7 @@ describe.each(ENGINES)('identity and access on %s', (engine) => {
     expect(change?.event.details).toMatchObject({ added: ['security-auditor'], removed: [] });
 
     const self = await call('PUT', '/api/v1/users/alice/roles', { token, payload: { roles: ['admin', 'operator'] } });
-    expect(expectError(self.res, 403, 'FORBIDDEN').details).toMatchObject({ policies: expect.arrayContaining(['no-self-role-change']) });
+    expect(expectError(self.res, 403, 'FORBIDDEN').details?.policies).toContain('no-self-role-change');
     await t.app.identity.users.setRoles({ kind: 'system', id: 'test' }, 'dave', ['developer']);
   });
 

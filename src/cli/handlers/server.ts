@@ -59,6 +59,9 @@ export async function runServer(cli: Cli, command: Command): Promise<number> {
       throw err;
     }
     logger.info({ url: server.url }, `airlock listening on ${server.url}`);
+    if (!(await app.identity.users.hasAdmin())) {
+      logger.warn('no admin exists yet: run `airlock init --admin <username>` to create the first one (there is no default password)');
+    }
     say(cli.io, `airlock listening on ${server.url}`);
 
     const signal = await signals.received;
