@@ -3,6 +3,7 @@
  * opens an ordinary session. The in-flight state (state, PKCE verifier, nonce) lives in the
  * database, sealed, so any replica can finish a login another one began.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { ConflictError, UnauthenticatedError } from '../errors/index.js';
 import type { CallContext, IdentityDeps } from './common.js';
 import { checkName, iso, newId, record } from './common.js';
@@ -24,8 +25,8 @@ export class Sso {
     private readonly sessions: Sessions,
   ) {}
 
-  /** Start a login: the URL to send the browser to. */
-  async begin(context: CallContext = {}): Promise<{ url: string }> {
+  /** Start a login: the URL to send the browser to, and the state the browser must keep. */
+  async begin(context: CallContext = {}): Promise<{ url: string; state: string }> {
     const start = await (await this.client()).begin();
     const now = this.deps.clock();
     const stateHash = tokenHash(start.state);
@@ -37,11 +38,15 @@ export class Sso {
         .execute();
       await record(this.deps, tx, { actor: { kind: 'anonymous', id: 'anonymous' }, action: 'auth.oidc.start', resource: 'auth/oidc', context });
     });
-    return { url: start.url };
+    return { url: start.url, state: start.state };
   }
 
-  /** Finish a login from the IdP's redirect. The stored state is spent whatever the outcome. */
-  async complete(callbackUrl: URL, context: CallContext = {}): Promise<IssuedSession> {
+  /**
+   * Finish a login from the IdP's redirect. The stored state is spent whatever the outcome.
+   * `browserState` is the state the starting browser kept (a cookie set at begin): a callback
+   * link finished in another browser is refused (login CSRF, RFC 6749 section 10.12).
+   */
+  async complete(callbackUrl: URL, browserState: string | undefined, context: CallContext = {}): Promise<IssuedSession> {
     const state = callbackUrl.searchParams.get('state') ?? '';
     const stateHash = tokenHash(state);
     const now = this.deps.clock();
@@ -55,6 +60,7 @@ export class Sso {
       return row;
     });
     if (saved === undefined || state === '') return deny('state_unknown');
+    if (browserState === undefined || !sameText(browserState, state)) return deny('state_not_from_this_browser');
     if (Date.parse(saved.expires_at) <= now.getTime()) return deny('state_expired');
     let identity: Awaited<ReturnType<OidcClient['complete']>>;
     try {
@@ -69,20 +75,20 @@ export class Sso {
     } catch {
       return deny('username_invalid');
     }
-    return this.deps.store.transact(async (tx) => {
+    const outcome = await this.deps.store.transact(async (tx) => {
       const known = await tx.db.selectFrom('users').selectAll().where('sso_issuer', '=', identity.issuer).where('sso_subject', '=', identity.subject).executeTakeFirst();
       let userId: string;
       if (known === undefined) {
         const clash = await tx.db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
         // Never attach an IdP identity to an existing local account by name: that is account takeover.
-        if (clash !== undefined) throw new ConflictError(`a user named ${username} already exists and is not linked to this identity provider`);
+        if (clash !== undefined) return { refused: 'username_taken' as const };
         userId = newId();
         await tx.db
           .insertInto('users')
           .values({ id: userId, username, display_name: identity.displayName ?? null, kind: 'sso', password_hash: null, sso_issuer: identity.issuer, sso_subject: identity.subject, created_at: iso(now), created_by: 'sso', disabled_at: null })
           .execute();
       } else {
-        if (known.disabled_at !== null) throw new UnauthenticatedError('single sign-on failed; start the login again');
+        if (known.disabled_at !== null) return { refused: 'user_disabled' as const };
         userId = known.id;
       }
       // The IdP's groups are the source of truth for SSO users' roles, at every login.
@@ -98,5 +104,19 @@ export class Sso {
       });
       return issued;
     });
+    if ('refused' in outcome) {
+      if (outcome.refused === 'username_taken') {
+        await this.deps.audit.append({ actor: { kind: 'anonymous', id: 'anonymous' }, action: 'auth.oidc.callback', resource: `users/${username}`, outcome: 'denied', reason: 'username_taken', context });
+        throw new ConflictError(`a user named ${username} already exists and is not linked to this identity provider`);
+      }
+      return deny(outcome.refused);
+    }
+    return outcome;
   }
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
 }

@@ -3,11 +3,12 @@
  * service accounts, policies, and the OIDC discovery documents for workload tokens.
  * Parse, call the domain, shape JSON; authorization already happened at the enforcement point.
  */
+import { parse as parseCookies, serialize as serializeCookie } from 'cookie';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { App } from '../app/index.js';
 import { AirlockError, NotFoundError } from '../errors/index.js';
-import { STEP_UP_WINDOW_MS, actorOf } from '../identity/index.js';
+import { STEP_UP_WINDOW_MS, actorOf, csrfTokenFor } from '../identity/index.js';
 import type { IssuedSession, Principal, UserPrincipal } from '../identity/index.js';
 import { parsePolicyFiles } from '../policy/index.js';
 import type { ResourceRef } from '../policy/index.js';
@@ -15,6 +16,7 @@ import { credentialOf, principalOf, setSessionCookie } from './auth.js';
 import { emptyBody, noFields, parseInput } from './input.js';
 import { traceIdOf } from './request-context.js';
 
+const OIDC_COOKIE = 'airlock_oidc';
 const name = z.string().min(1).max(64);
 const secret = z.string().min(1).max(1024);
 const roleList = z.array(name).max(50);
@@ -88,8 +90,11 @@ export function identityRoutes(app: App): (server: FastifyInstance) => Promise<v
       const p = principalOf(request);
       const base = { kind: p.kind, name: p.name, roles: p.roles, authMethod: p.authMethod };
       if (p.kind !== 'user') return reply.send(base);
+      // A cookie session (an SSO login ends in one) learns its CSRF token here.
+      const credential = credentialOf(request);
+      const csrf = credential?.source === 'cookie' ? { csrfToken: csrfTokenFor(credential.token) } : {};
       const fresh = p.mfaAt === undefined ? undefined : new Date(p.mfaAt.getTime() + STEP_UP_WINDOW_MS);
-      return reply.send({ ...base, sessionId: p.sessionId, loginMethod: p.loginMethod, mfa: p.mfaAt !== undefined, mfaAt: p.mfaAt?.toISOString() ?? null, stepUpValidUntil: fresh !== undefined && fresh.getTime() > app.clock().getTime() ? fresh.toISOString() : null });
+      return reply.send({ ...base, sessionId: p.sessionId, loginMethod: p.loginMethod, mfa: p.mfaAt !== undefined, mfaAt: p.mfaAt?.toISOString() ?? null, stepUpValidUntil: fresh !== undefined && fresh.getTime() > app.clock().getTime() ? fresh.toISOString() : null, ...csrf });
     });
 
     server.post('/api/v1/auth/step-up', { config: { action: 'auth.stepup' } }, async (request, reply) => {
@@ -118,7 +123,9 @@ export function identityRoutes(app: App): (server: FastifyInstance) => Promise<v
     server.get('/api/v1/auth/oidc/start', { config: { action: 'auth.oidc.start' } }, async (request, reply) => {
       parseInput(noFields, request.query, 'query');
       if (id.sso === undefined) throw new NotFoundError('single sign-on is not configured (set oidc in the config file)');
-      const { url } = await id.sso.begin(ctx(request));
+      const { url, state } = await id.sso.begin(ctx(request));
+      // Binds the login to this browser. Lax, not Strict: it must ride the IdP's cross-site redirect back.
+      void reply.header('set-cookie', serializeCookie(OIDC_COOKIE, state, { httpOnly: true, sameSite: 'lax', secure: app.config.publicUrl.startsWith('https:'), path: '/api/v1/auth/oidc', maxAge: 600 }));
       return reply.redirect(url, 302);
     });
 
@@ -126,8 +133,11 @@ export function identityRoutes(app: App): (server: FastifyInstance) => Promise<v
       parseInput(oidcCallbackQuery, request.query, 'query');
       if (id.sso === undefined) throw new NotFoundError('single sign-on is not configured (set oidc in the config file)');
       const url = new URL(request.url, app.config.publicUrl);
-      const session = await id.sso.complete(url, ctx(request));
+      const raw = request.headers.cookie;
+      const browserState = typeof raw === 'string' ? parseCookies(raw)[OIDC_COOKIE] : undefined;
+      const session = await id.sso.complete(url, browserState, ctx(request));
       setSessionCookie(app, reply, session);
+      void reply.header('set-cookie', serializeCookie(OIDC_COOKIE, '', { httpOnly: true, sameSite: 'lax', path: '/api/v1/auth/oidc', maxAge: 0 }));
       return reply.redirect('/', 302);
     });
 

@@ -202,6 +202,25 @@ describe.each(ENGINES)('identity and access on %s', (engine) => {
     await t.app.identity.users.setRoles({ kind: 'system', id: 'test' }, 'dave', ['developer']);
   });
 
+  it('resets credentials only for someone else (admin + step-up): sessions, TOTP and recovery codes die, a new setup token is issued', async () => {
+    const victimUser = await makeUser(t.app, clock, 'rory', ['developer']);
+    const roryToken = await login(server, clock, victimUser);
+    let token = await login(server, clock, admin);
+    const self = await call('POST', '/api/v1/users/alice/reset', { token });
+    expect(expectError(self.res, 403, 'FORBIDDEN').details?.policies).toContain('no-self-role-change');
+    clock.advance(6 * 60_000);
+    expectError((await call('POST', '/api/v1/users/rory/reset', { token })).res, 403, 'STEP_UP_REQUIRED');
+    token = (await call('POST', '/api/v1/auth/step-up', { token, payload: { code: nextCode(clock, admin) } })).res.json<{ token: string }>().token;
+    const reset = await call('POST', '/api/v1/users/rory/reset', { token });
+    expect(reset.res.statusCode, reset.res.body).toBe(201);
+    const { setupToken } = reset.res.json<{ setupToken: string }>();
+    secrets.push(setupToken);
+    expect(setupToken).toMatch(/^alsu_/);
+    expectError((await call('GET', '/api/v1/auth/whoami', { token: roryToken })).res, 401, 'UNAUTHENTICATED');
+    // The old password and TOTP no longer open anything.
+    expectError((await loginRaw('rory', victimUser.password, nextCode(clock, victimUser))).res, 401, 'UNAUTHENTICATED');
+  });
+
   it('protects cookie sessions against CSRF: state changes need the CSRF header and a same-origin request', async () => {
     const res = await server.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { username: 'dave', password: dev.password, code: nextCode(clock, dev), mode: 'cookie' } });
     expect(res.statusCode).toBe(201);
