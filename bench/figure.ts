@@ -25,6 +25,12 @@ async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
       return proofFigures(a.logPath);
     case 'pg':
       return pgFigures();
+    // Imported on demand: Cedar's WebAssembly and the whole server would otherwise load into
+    // (and count towards the peak RSS of) every other figure's process.
+    case 'authz':
+      return (await import('./authz.js')).benchAuthz();
+    case 'http':
+      return (await import('./http.js')).benchHttp(a.dir, a.httpSeconds, a.httpConnections);
   }
 }
 

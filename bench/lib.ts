@@ -38,10 +38,14 @@ export interface FigureArgs {
   readonly seconds: number;
   readonly target: number;
   readonly concurrency: number;
+  /** Measured window of each HTTP run, seconds. */
+  readonly httpSeconds: number;
+  /** Connections autocannon keeps open in the HTTP figure. */
+  readonly httpConnections: number;
 }
 
 /** The figures, in the order run.ts runs them. */
-export const FIGURES = ['reference', 'sequential', 'group', 'build', 'verify', 'proofs', 'pg'] as const;
+export const FIGURES = ['reference', 'sequential', 'group', 'build', 'verify', 'proofs', 'pg', 'authz', 'http'] as const;
 export type FigureName = (typeof FIGURES)[number];
 
 /** BENCH_QUICK=1: everything scaled down for a smoke check (about a minute in total). */

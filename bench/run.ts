@@ -7,8 +7,12 @@
  *   BENCH_QUICK=1      everything scaled down (about a minute): smoke check, not a measurement
  *   BENCH_SECONDS=N    length of the sustained SQLite group-commit run (default 60; quick 5)
  *   BENCH_PG_SECONDS=N length of each PostgreSQL run (default 20; quick 3)
- *   BENCH_ONLY=a,b     run only these figures (reference, sequential, group, build, verify, proofs, pg)
- *   BENCH_CPU_PROF=1   write a V8 CPU profile of the verify figure into ./bench-profiles/
+ *   BENCH_HTTP_SECONDS=N  measured window of each HTTP run (default 10; quick 3)
+ *   BENCH_HTTP_CONNECTIONS=N  connections autocannon keeps open (default 64)
+ *   BENCH_HTTP_LOG_LEVEL=L    log level of the Airlock server under load (default info, the shipped default)
+ *   BENCH_ONLY=a,b     run only these figures (reference, sequential, group, build, verify, proofs, pg, authz, http)
+ *   BENCH_CPU_PROF=1   write V8 CPU profiles of the verify figure and of the HTTP server's
+ *                      measured window into ./bench-profiles/
  *   BENCH_BUILD_CONCURRENCY=N  appends in flight while building the large log (default 1000)
  *   AIRLOCK_BENCH_DATABASE_URL  PostgreSQL server (default postgres://postgres@127.0.0.1:5432/test)
  */
@@ -83,6 +87,8 @@ async function main(): Promise<number> {
     seconds: positiveInt('BENCH_SECONDS', QUICK ? 5 : 60),
     target: QUICK ? 100_000 : 1_000_000,
     concurrency: positiveInt('BENCH_BUILD_CONCURRENCY', 1000),
+    httpSeconds: positiveInt('BENCH_HTTP_SECONDS', QUICK ? 3 : 10),
+    httpConnections: positiveInt('BENCH_HTTP_CONNECTIONS', 64),
   };
   progress(
     `airlock bench: ${QUICK ? 'QUICK mode (scaled down; smoke check only)' : 'full run'}, ${cpus().length} CPUs, node ${process.version}, scratch ${dir}`,

@@ -2,7 +2,7 @@
  * The whole command tree in one place (docs/cli.md follows it). Definitions only: each action
  * imports its handler when it runs, so `--help` and `--version` load commander and nothing else.
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Cli } from './cli.js';
 import { act, collect } from './cli.js';
 import { boundedInt, isoTime, nonNegativeInt, positiveInt } from './parse.js';
@@ -22,6 +22,13 @@ Exit codes:
   2  usage error: unknown command or option, bad option value, invalid configuration`;
 
 const JSON_HELP = 'print the result as one JSON document on stdout';
+const SERVER_HELP = 'Airlock server URL (env AIRLOCK_SERVER; default: the server of `airlock login`)';
+/** 1, 2, 3, ...: the server bounds these counts itself, and its error names the allowed range. */
+function anyPositive(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
 
 /** Build the command tree for one invocation. */
 export function buildProgram(cli: Cli): Command {
@@ -175,5 +182,199 @@ export function buildProgram(cli: Cli): Command {
     .option('--json', JSON_HELP)
     .action(act(cli, async (command) => (await import('./handlers/config.js')).show(cli, command)));
 
+  // --- identity (first admin locally; everything else over the HTTP API) ---------------------
+  program
+    .command('init')
+    .description('create the first administrator of a new installation (local: opens the database) and print their one-time setup token')
+    .requiredOption('--admin <username>', "the administrator's username (lower-case letters, digits, . _ -)")
+    .option('--display-name <text>', "the administrator's full name")
+    .option('--json', 'print {"username","setupToken","setupExpiresAt"}')
+    .addHelpText(
+      'after',
+      '\nRefused once any administrator exists. The setup token is shown once; the administrator redeems it with\n' +
+        '`airlock account setup`.\n\nExample:\n  $ airlock init --admin alice --display-name "Alice Liddell"',
+    )
+    .action(act(cli, async (command) => (await import('./handlers/identity.js')).init(cli, command)));
+
+  const account = program.command('account').description('your own account: finish setting it up');
+  remote(
+    account
+      .command('setup')
+      .description('redeem a setup token: choose a password, enrol an authenticator app (TOTP), receive recovery codes')
+      .requiredOption('--username <name>', 'the username the setup token was issued for'),
+    'print {"otpauthUri","recoveryCodes"} at the end',
+  )
+    .addHelpText(
+      'after',
+      '\nAsks for the setup token and the new password (twice) with echo off, shows a QR code to scan, then asks for\n' +
+        'the first 6-digit code. When stdin is not a terminal, reads token, password, password again and code as\n' +
+        'lines from stdin (the secret is printed as "secret: <BASE32>" on stderr).\n\n' +
+        'Example:\n  $ airlock account setup --server https://airlock.example.com --username alice',
+    )
+    .action(act(cli, async (command) => (await import('./handlers/identity.js')).accountSetup(cli, command)));
+
+  remote(
+    program
+      .command('login')
+      .description('sign in with password and TOTP code; the session token is stored for later commands (mode 0600)')
+      .requiredOption('--username <name>', 'your username')
+      .option('--code <totp>', 'the current 6-digit code (or a recovery code); asked for when omitted')
+      .option('--password-stdin', 'read the password as the first line of stdin instead of asking'),
+  )
+    .addHelpText(
+      'after',
+      '\nThe session is stored in $AIRLOCK_CLI_CONFIG_DIR, $XDG_CONFIG_HOME/airlock or ~/.config/airlock\n' +
+        '(credentials.json, mode 0600), with the server URL; it is only ever sent to that server.\n\n' +
+        'Examples:\n  $ airlock login --server https://airlock.example.com --username alice\n' +
+        '  $ pass show airlock | airlock login --username alice --password-stdin --code 123456',
+    )
+    .action(act(cli, async (command) => (await import('./handlers/identity.js')).login(cli, command)));
+
+  remote(program.command('whoami').description('show who you are signed in as: name, kind, roles, MFA and step-up freshness'))
+    .action(act(cli, async (command) => (await import('./handlers/identity.js')).whoami(cli, command)));
+
+  remote(program.command('logout').description('end the session on the server and delete the stored token'))
+    .action(act(cli, async (command) => (await import('./handlers/identity.js')).logout(cli, command)));
+
+  remote(
+    program
+      .command('step-up')
+      .description('prove MFA again (TOTP code) so that sensitive actions are allowed for the next 5 minutes')
+      .option('--code <totp>', 'the current 6-digit code; asked for when omitted'),
+  )
+    .addHelpText(
+      'after',
+      '\nSensitive actions (changing roles or policies, approving, revealing secrets) need an MFA proof less than\n' +
+        '5 minutes old. At a terminal, any command refused with STEP_UP_REQUIRED asks for a code and retries once.\n\n' +
+        'Example:\n  $ airlock step-up && airlock user roles bob --set developer,security-auditor',
+    )
+    .action(act(cli, async (command) => (await import('./handlers/identity.js')).stepUp(cli, command)));
+
+  const token = program.command('token').description('short-lived tokens for service accounts');
+  remote(
+    token
+      .command('exchange')
+      .description('exchange a service account API key (env AIRLOCK_API_KEY, else stdin) for a short-lived JWT, printed on stdout')
+      .option('--ttl <seconds>', 'requested lifetime in seconds (default and limits set by the server)', anyPositive),
+    'print {"accessToken","tokenType","expiresAt","serviceAccount"}',
+  )
+    .addHelpText(
+      'after',
+      '\nThe key is never taken as an argument (it would land in shell history and process listings).\n\n' +
+        'Example:\n  $ export AIRLOCK_TOKEN="$(AIRLOCK_API_KEY=$CI_AIRLOCK_KEY airlock token exchange --server https://airlock.example.com)"',
+    )
+    .action(act(cli, async (command) => (await import('./handlers/identity.js')).tokenExchange(cli, command)));
+
+  // --- users and roles ------------------------------------------------------------------------
+  const user = program.command('user').description('people: create, list, disable, assign roles, reset credentials');
+  remote(
+    user
+      .command('create')
+      .description('create a user and print their one-time setup token')
+      .argument('<username>', 'lower-case letters, digits, . _ - (2 to 64 characters)')
+      .option('--role <role>', 'grant this role (repeatable)', collect)
+      .option('--display-name <text>', 'full name'),
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock user create bob --role developer --display-name "Bob Builder"')
+    .action(act(cli, async (command, args) => (await import('./handlers/users.js')).userCreate(cli, command, args[0] ?? '')));
+  remote(user.command('list').description('list users with their roles, MFA enrolment and status'))
+    .action(act(cli, async (command) => (await import('./handlers/users.js')).userList(cli, command)));
+  remote(user.command('show').description('show one user').argument('<username>', 'the user'))
+    .action(act(cli, async (command, args) => (await import('./handlers/users.js')).userShow(cli, command, args[0] ?? '')));
+  remote(user.command('disable').description('disable a user and revoke their sessions').argument('<username>', 'the user'))
+    .action(act(cli, async (command, args) => (await import('./handlers/users.js')).userDisable(cli, command, args[0] ?? '')));
+  remote(
+    user
+      .command('roles')
+      .description("replace a user's roles (a sensitive action: needs a fresh step-up)")
+      .argument('<username>', 'the user')
+      .requiredOption('--set <roles>', 'comma-separated roles; "" removes every role'),
+  )
+    .addHelpText('after', '\nExamples:\n  $ airlock user roles bob --set developer,security-auditor\n  $ airlock user roles bob --set ""')
+    .action(act(cli, async (command, args) => (await import('./handlers/users.js')).userRoles(cli, command, args[0] ?? '')));
+  remote(
+    user
+      .command('reset')
+      .description("reset a user's credentials: revoke password, TOTP, recovery codes and sessions; print a new setup token")
+      .argument('<username>', 'the user'),
+  ).action(act(cli, async (command, args) => (await import('./handlers/users.js')).userReset(cli, command, args[0] ?? '')));
+
+  const role = program.command('role').description('roles: the built-in five and custom ones (permissions live in Cedar policies)');
+  remote(role.command('list').description('list roles'))
+    .action(act(cli, async (command) => (await import('./handlers/users.js')).roleList(cli, command)));
+  remote(
+    role
+      .command('create')
+      .description('create a custom role (grant it permissions with `airlock policy set`)')
+      .argument('<name>', 'role name')
+      .requiredOption('--description <text>', 'what the role is for')
+      .option('--requires-mfa', 'holders must sign in with MFA'),
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock role create db-admin --description "runs database migrations" --requires-mfa')
+    .action(act(cli, async (command, args) => (await import('./handlers/users.js')).roleCreate(cli, command, args[0] ?? '')));
+
+  // --- service accounts -------------------------------------------------------------------------
+  const sa = program.command('service-account').description('service accounts (CI, automation) and their API keys');
+  remote(
+    sa
+      .command('create')
+      .description('create a service account')
+      .argument('<name>', 'lower-case letters, digits, . _ - (2 to 64 characters)')
+      .option('--role <role>', 'grant this role (repeatable)', collect)
+      .option('--description <text>', 'what it is for'),
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock service-account create ci --role developer --description "GitHub Actions"')
+    .action(act(cli, async (command, args) => (await import('./handlers/service-accounts.js')).serviceAccountCreate(cli, command, args[0] ?? '')));
+  remote(sa.command('list').description('list service accounts'))
+    .action(act(cli, async (command) => (await import('./handlers/service-accounts.js')).serviceAccountList(cli, command)));
+  remote(sa.command('disable').description('disable a service account: its keys and tokens stop working').argument('<name>', 'the service account'))
+    .action(act(cli, async (command, args) => (await import('./handlers/service-accounts.js')).serviceAccountDisable(cli, command, args[0] ?? '')));
+  const key = sa.command('key').description("a service account's API keys");
+  remote(
+    key
+      .command('create')
+      .description('create an API key and print it once (alk_...)')
+      .argument('<name>', 'the service account')
+      .option('--description <text>', 'where the key is used')
+      .option('--expires-in-days <n>', 'days until the key expires (default: never; the server sets the limit)', anyPositive),
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock service-account key create ci --description "GitHub Actions" --expires-in-days 90 > ci.key')
+    .action(act(cli, async (command, args) => (await import('./handlers/service-accounts.js')).keyCreate(cli, command, args[0] ?? '')));
+  remote(key.command('list').description("list a service account's keys (never the key text)").argument('<name>', 'the service account'))
+    .action(act(cli, async (command, args) => (await import('./handlers/service-accounts.js')).keyList(cli, command, args[0] ?? '')));
+  remote(
+    key
+      .command('revoke')
+      .description('revoke an API key now (tokens exchanged with it stop working too)')
+      .argument('<name>', 'the service account')
+      .argument('<keyId>', 'the key id from `key list`'),
+  ).action(act(cli, async (command, args) => (await import('./handlers/service-accounts.js')).keyRevoke(cli, command, args[0] ?? '', args[1] ?? '')));
+
+  // --- policy -----------------------------------------------------------------------------------
+  const policy = program.command('policy').description('the Cedar policy set: who may do what');
+  remote(policy.command('get').description('print the policy version in force (version, digest, author, reason) and its Cedar text'))
+    .action(act(cli, async (command) => (await import('./handlers/policy-api.js')).policyGet(cli, command)));
+  remote(
+    policy
+      .command('set')
+      .description('replace the whole policy set with these .cedar files, as a new recorded version (needs a fresh step-up)')
+      .argument('<file...>', '.cedar files (each policy with an @id); - reads stdin')
+      .requiredOption('--reason <text>', 'why: kept with the version and recorded in the audit log'),
+  )
+    .addHelpText('after', '\nThe files replace every policy in force: include all of them.\n\nExample:\n  $ airlock policy set policies/*.cedar --reason "auditors may read runs (TICKET-42)"')
+    .action(
+      act(cli, async (command) => {
+        const files = (command.processedArgs[0] ?? []) as string[];
+        return (await import('./handlers/policy-api.js')).policySet(cli, command, files);
+      }),
+    );
+  remote(policy.command('versions').description('list the stored policy versions: number, time, author, digest, reason'))
+    .action(act(cli, async (command) => (await import('./handlers/policy-api.js')).policyVersions(cli, command)));
+
   return program;
+}
+
+/** The options every command that talks to a server takes. */
+function remote(command: Command, jsonHelp = JSON_HELP): Command {
+  return command.option('--server <url>', SERVER_HELP).option('--json', jsonHelp);
 }
