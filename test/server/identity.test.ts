@@ -105,6 +105,27 @@ describe.each(ENGINES)('identity and access on %s', (engine) => {
     expect(await loginReason(unknown.id)).toBe('unknown_user');
   });
 
+  it('takes as long to refuse an unknown user as a wrong password (no enumeration by timing)', async () => {
+    const timed = async (username: string): Promise<number> => {
+      const started = process.hrtime.bigint();
+      expectError((await loginRaw(username, 'definitely not it', '000000')).res, 401, 'UNAUTHENTICATED');
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    };
+    const known: number[] = [];
+    const unknown: number[] = [];
+    // Interleaved, so load on the machine hits both alike; clock moved so throttling stays out.
+    for (let i = 0; i < 4; i++) {
+      known.push(await timed('dave'));
+      unknown.push(await timed(`nobody-${i}`));
+      clock.advance(16 * 60_000);
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const ratio = median(unknown) / median(known);
+    // Without the dummy argon2id verification the unknown user answers ~100x faster.
+    expect(ratio).toBeGreaterThan(0.5);
+    expect(ratio).toBeLessThan(2);
+  });
+
   it('refuses a wrong TOTP code and a reused one', async () => {
     const code = nextCode(clock, dev);
     const bad = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
