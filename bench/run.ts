@@ -8,7 +8,7 @@
  *   BENCH_SECONDS=N    length of the sustained SQLite group-commit run (default 60; quick 5)
  *   BENCH_PG_SECONDS=N length of each PostgreSQL run (default 20; quick 3)
  *   BENCH_HTTP_SECONDS=N  measured window of each HTTP run (default 10; quick 3)
- *   BENCH_HTTP_CONNECTIONS=N  connections autocannon keeps open (default 64)
+ *   BENCH_HTTP_CONNECTIONS=N  connections autocannon keeps open (default 32)
  *   BENCH_HTTP_LOG_LEVEL=L    log level of the Airlock server under load (default info, the shipped default)
  *   BENCH_ONLY=a,b     run only these figures (reference, sequential, group, build, verify, proofs, pg, authz, http)
  *   BENCH_CPU_PROF=1   write V8 CPU profiles of the verify figure and of the HTTP server's
@@ -88,7 +88,7 @@ async function main(): Promise<number> {
     target: QUICK ? 100_000 : 1_000_000,
     concurrency: positiveInt('BENCH_BUILD_CONCURRENCY', 1000),
     httpSeconds: positiveInt('BENCH_HTTP_SECONDS', QUICK ? 3 : 10),
-    httpConnections: positiveInt('BENCH_HTTP_CONNECTIONS', 64),
+    httpConnections: positiveInt('BENCH_HTTP_CONNECTIONS', 32),
   };
   progress(
     `airlock bench: ${QUICK ? 'QUICK mode (scaled down; smoke check only)' : 'full run'}, ${cpus().length} CPUs, node ${process.version}, scratch ${dir}`,

@@ -11,7 +11,6 @@ import { iso, newId, record, recordableName } from './common.js';
 import { verifyAgainstDummy, verifyPassword } from './passwords.js';
 import type { UserPrincipal } from './principal.js';
 import { hashRecoveryCode } from './recovery-codes.js';
-import { rolesOf } from './roles.js';
 import { ACCOUNT_RULE, SOURCE_RULE, accountKey, clearFailures, lockedFor, recordFailure, sourceKey } from './throttle.js';
 import { csrfTokenFor, newSessionToken, tokenHash } from './secret-tokens.js';
 import { verifyTotp } from './totp.js';
@@ -142,12 +141,15 @@ export class Sessions {
    */
   async authenticate(token: string): Promise<{ principal: UserPrincipal } | { reason: string }> {
     const now = this.deps.clock();
-    const row = await this.deps.store.db
+    // One query for the session, its user and the user's roles: this runs on every request.
+    const rows = await this.deps.store.db
       .selectFrom('sessions')
       .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['sessions.id', 'sessions.user_id', 'sessions.auth_method', 'sessions.last_seen_at', 'sessions.expires_at', 'sessions.mfa_at', 'sessions.revoked_at', 'users.username', 'users.disabled_at'])
+      .leftJoin('principal_roles', (j) => j.onRef('principal_roles.principal_id', '=', 'sessions.user_id').on('principal_roles.principal_kind', '=', 'user'))
+      .select(['sessions.id', 'sessions.user_id', 'sessions.auth_method', 'sessions.last_seen_at', 'sessions.expires_at', 'sessions.mfa_at', 'sessions.revoked_at', 'users.username', 'users.disabled_at', 'principal_roles.role'])
       .where('sessions.token_hash', '=', tokenHash(token))
-      .executeTakeFirst();
+      .execute();
+    const row = rows[0];
     if (row === undefined) return { reason: 'session_unknown' };
     if (row.revoked_at !== null) return { reason: 'session_revoked' };
     if (row.disabled_at !== null) return { reason: 'user_disabled' };
@@ -159,7 +161,7 @@ export class Sessions {
         await tx.db.updateTable('sessions').set({ last_seen_at: iso(now) }).where('id', '=', row.id).execute();
       });
     }
-    const roles = await rolesOf(this.deps.store.db, 'user', row.user_id);
+    const roles = rows.flatMap((r) => (r.role === null ? [] : [r.role])).sort();
     return {
       principal: {
         kind: 'user',

@@ -77,6 +77,8 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
 
   const server = fastify({
     loggerInstance: logger,
+    // The audit log is the access record; per-request log lines are for debugging (below).
+    disableRequestLogging: true,
     trustProxy: false,
     bodyLimit: BODY_LIMIT,
     // Our own request id (validated); fastify must not take the header as-is.
@@ -157,6 +159,11 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
     // Once draining, end each connection after its response so close() completes promptly.
     if (draining) void reply.header('connection', 'close');
     return payload;
+  });
+
+  server.addHook('onResponse', async (request, reply) => {
+    if (options.logger.isLevelEnabled('debug')) request.log.debug({ req: request, status: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
+    return Promise.resolve();
   });
 
   server.addHook('preClose', async () => {
