@@ -108,7 +108,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     const identity = new Identity(
       { store, audit, seal, clock },
       tokens,
-      { idleMs: config.sessionIdleMinutes * 60_000, maxMs: config.sessionMaxHours * 3_600_000, totpIssuer: `Airlock (${new URL(config.publicUrl).host})` },
+      { idleMs: config.sessionIdleMinutes * 60_000, maxMs: config.sessionMaxHours * 3_600_000, totpIssuer: `Airlock (${new URL(config.publicUrl).hostname})` },
       connectOidc,
     );
     const policy = new PolicyHolder(store, audit, clock);

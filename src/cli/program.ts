@@ -370,6 +370,31 @@ export function buildProgram(cli: Cli): Command {
     );
   remote(policy.command('versions').description('list the stored policy versions: number, time, author, digest, reason'))
     .action(act(cli, async (command) => (await import('./handlers/policy-api.js')).policyVersions(cli, command)));
+  policy
+    .command('show')
+    .description('print a policy set, validated first: the shipped defaults, a directory, or the version in force')
+    .option('--policies <dir>', 'a directory of .cedar files (the whole set) instead of the shipped defaults')
+    .option('--active', 'the version in force in the database (read-only)')
+    .option('--schema', 'print the Cedar schema instead')
+    .option('--json', 'print {"source","version","digest","count","policies":{id: text}}')
+    .action(act(cli, async (command) => (await import('./handlers/policy.js')).show(cli, command)));
+  policy
+    .command('test')
+    .description('decide one request offline and print the deciding policies (exit 0 allowed, 1 denied)')
+    .requiredOption('--principal <type:id>', 'user:ID, service-account:ID, workload:ID or anonymous')
+    .option('--role <name>', 'a role the principal holds (repeatable; users and service accounts)', collect)
+    .option('--attr <key=value>', 'a workload attribute: pipeline, run, step (repeatable)', collect)
+    .requiredOption('--action <action>', 'the action, for example runs.read (`airlock policy show --schema` lists them)')
+    .option('--resource <type:id>', 'resource:NAME, user:ID or service-account:ID (default resource:<first part of the action>)')
+    .option('--mfa', 'the session has an MFA proof')
+    .option('--mfa-age <seconds>', 'seconds since the MFA proof (implies --mfa; default 0)')
+    .option('--auth-method <method>', 'context.authMethod (default by principal: session, service-token, workload-token, anonymous)')
+    .option('--source-address <address>', 'context.sourceAddress (default 127.0.0.1)')
+    .option('--policies <dir>', 'evaluate this directory of .cedar files (the whole set) instead of the shipped defaults')
+    .option('--active', 'evaluate the version in force in the database')
+    .option('--json', 'print {"allowed","policies","errors","refusal","request","policySet"}')
+    .addHelpText('after', '\nExample:\n  $ airlock policy test --principal user:bob --role developer --action users.roles.update --resource user:bob')
+    .action(act(cli, async (command) => (await import('./handlers/policy.js')).test(cli, command)));
 
   return program;
 }

@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'TOO_MANY_ATTEMPTS'
   | 'TOKEN_INVALID'
   | 'POLICY_INVALID'
+  | 'SERVER_UNREACHABLE'
+  | 'BAD_RESPONSE'
   | 'INTERNAL';
 
 /** One invalid input field: a dotted path and what is wrong with it. */

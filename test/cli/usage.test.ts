@@ -73,6 +73,39 @@ describe('airlock CLI: usage, help and exit codes', () => {
       'audit verify-export',
       'config',
       'config show',
+      'init',
+      'account',
+      'account setup',
+      'login',
+      'whoami',
+      'logout',
+      'step-up',
+      'token',
+      'token exchange',
+      'user',
+      'user create',
+      'user list',
+      'user show',
+      'user disable',
+      'user roles',
+      'user reset',
+      'role',
+      'role list',
+      'role create',
+      'service-account',
+      'service-account create',
+      'service-account list',
+      'service-account disable',
+      'service-account key',
+      'service-account key create',
+      'service-account key list',
+      'service-account key revoke',
+      'policy',
+      'policy get',
+      'policy set',
+      'policy versions',
+      'policy show',
+      'policy test',
     ]);
     const docs = readFileSync(join(ROOT, 'docs/cli.md'), 'utf8');
     const results = await Promise.all(tree.map((c) => run([...c.path, '--help'], { env })));
@@ -219,13 +252,19 @@ describe('airlock CLI: usage, help and exit codes', () => {
     const r = await run(['server', '--no-migrate', '--listen', '127.0.0.1:0'], { env: { AIRLOCK_HOME: join(home, 'unmigrated') } });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^airlock: the database has 1 pending migration\(s\) and --no-migrate was given; run `airlock db migrate` first \(STORAGE_FAILED\)$/m);
+    expect(r.stderr).toMatch(/^airlock: the database has 2 pending migration\(s\) and --no-migrate was given; run `airlock db migrate` first \(STORAGE_FAILED\)$/m);
   });
 
   it('reports db status on a home with no database without creating one', async () => {
     const r = await run(['db', 'status', '--json'], { env });
     expect(r.code).toBe(0);
-    expect(json(r)).toEqual({ migrations: [{ name: '0001_audit_log', executedAt: null }], pending: 1 });
+    expect(json(r)).toEqual({
+      migrations: [
+        { name: '0001_audit_log', executedAt: null },
+        { name: '0002_identity', executedAt: null },
+      ],
+      pending: 2,
+    });
     expect(existsSync(env.AIRLOCK_HOME!)).toBe(false);
   });
 });
