@@ -42,6 +42,11 @@ export interface App {
    * checkpoint covers its own record; a refusal (tampering, or a bug) is recorded as failed.
    */
   signCheckpoint(actor: AuditEventInput['actor'], context?: RequestContext): Promise<SignedCheckpoint>;
+  /**
+   * Make a migrated database usable: the built-in roles, and the shipped policy set as version
+   * 0 if none is stored (both idempotent). Runs after every migration.
+   */
+  seed(): Promise<void>;
   /** Stop signing, drain queued writes, close connections. */
   close(): Promise<void>;
 }
@@ -112,11 +117,12 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       connectOidc,
     );
     const policy = new PolicyHolder(store, audit, clock);
-    if (options.migrate === true) {
-      // A migrated database always has the built-in roles and a policy version in force.
+    const seed = async (): Promise<void> => {
       await store.transact((tx) => identity.roles.ensureBuiltins(tx));
       if (options.seedPolicy !== false) await policy.seed({ kind: 'system', id: 'airlock' });
-    }
+    };
+    // A migrated database always has the built-in roles and a policy version in force.
+    if (options.migrate === true) await seed();
     const checkpointer = new Checkpointer({
       store,
       log: audit,
@@ -138,6 +144,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       signingKeys,
       policy,
       clock,
+      seed,
       signCheckpoint: async (actor, context) => {
         const base = { actor, action: 'audit.checkpoint.sign', resource: 'audit/checkpoints', context } as const;
         await audit.append({ ...base, outcome: 'allowed' });

@@ -52,7 +52,13 @@ export function defineLifecycleSuite(engine: Engine): void {
     it('reports pending migrations and refuses reads before the database exists, creating nothing', async () => {
       const [status, tail] = await Promise.all([airlock('db', 'status', '--json'), airlock('audit', 'tail')]);
       expect(status.code).toBe(0);
-      expect(json(status)).toEqual({ migrations: [{ name: '0001_audit_log', executedAt: null }], pending: 1 });
+      expect(json(status)).toEqual({
+        migrations: [
+          { name: '0001_audit_log', executedAt: null },
+          { name: '0002_identity', executedAt: null },
+        ],
+        pending: 2,
+      });
       expect(tail.code).toBe(1);
       expect(tail.stderr).toContain('airlock db migrate');
       if (engine === 'sqlite') expect(existsSync(file('airlock.db'))).toBe(false);
@@ -197,7 +203,8 @@ export function defineLifecycleSuite(engine: Engine): void {
       expect(lines).toHaveLength(size + 1);
 
       const edited = [...lines];
-      edited[1] = edited[1]!.replace('"system.server.start"', '"system.server.stArt"');
+      // Whatever entry 0 is, change one letter of its action.
+      edited[1] = edited[1]!.replace(/"action":"(\w)/, (_m, c: string) => `"action":"${c === 'x' ? 'y' : 'x'}`);
       writeFileSync(file('edited.jsonl'), `${edited.join('\n')}\n`);
 
       const [ok, okHuman, toStdout, bad] = await Promise.all([
@@ -261,7 +268,7 @@ export function defineLifecycleSuite(engine: Engine): void {
 
     it('fails verification (exit 1) after the database is tampered with, naming event_modified at seq 0', async () => {
       const before = await treeSize();
-      const update = `UPDATE audit_events SET event = replace(event,'"server"','"mallory"') WHERE seq = 0`;
+      const update = `UPDATE audit_events SET event = replace(event,'{"action":"','{"action":"x') WHERE seq = 0`;
       if (engine === 'sqlite') {
         const db = new SqliteDatabase(file('airlock.db'));
         try {

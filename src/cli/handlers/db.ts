@@ -33,6 +33,7 @@ export async function migrate(cli: Cli, command: Command): Promise<number> {
         .catch(() => undefined);
       throw err;
     }
+    await app.seed();
     const wasApplied = new Set(before.filter((m) => m.executedAt !== null).map((m) => m.name));
     const applied = after.filter((m) => m.executedAt !== null && !wasApplied.has(m.name)).map((m) => m.name);
     const event = await app.audit.append({ actor: localActor(), action: 'db.migrate', resource: 'database', outcome: 'allowed', details: { applied } });
