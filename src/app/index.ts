@@ -12,7 +12,7 @@ import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey } f
 import { MIGRATION_NAMES, openStore } from '../storage/index.js';
 import type { MigrationState, Store } from '../storage/index.js';
 import type { Logger } from '../observability/index.js';
-import { Identity, OidcClient, SigningKeys, TokenService, loadOrCreateSealKey } from '../identity/index.js';
+import { Identity, OidcClient, SigningKeys, TokenService, loadOrCreateSealKey, sealKeyPath } from '../identity/index.js';
 import type { SealKey } from '../identity/index.js';
 import { PolicyHolder } from './policy-holder.js';
 
@@ -87,7 +87,9 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     if (key.created) options.logger?.warn({ path: key.path }, 'generated a new audit checkpoint signing key; back it up and publish its verifier key (airlock audit key)');
     const audit = new AuditLog(store);
     // Until the vault (issue 5): TOTP seeds, JWT keys and OIDC verifiers are sealed by a key file.
+    const sealExisted = existsSync(sealKeyPath(config.home));
     const seal: SealKey = await loadOrCreateSealKey(config.home);
+    if (!sealExisted) options.logger?.warn({ path: sealKeyPath(config.home) }, 'generated a new identity sealing key (it protects TOTP seeds and token signing keys); back it up with the database');
     const clock = options.clock ?? ((): Date => new Date());
     const signingKeys = new SigningKeys({ store, seal, clock });
     const tokens = new TokenService({ keys: signingKeys, issuer: config.publicUrl, clock });

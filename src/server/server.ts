@@ -8,7 +8,7 @@
  *              becomes 503 STORAGE_UNAVAILABLE (nothing is served without its record)
  */
 import type { AddressInfo } from 'node:net';
-import { fastify } from 'fastify';
+import { LogController, fastify } from 'fastify';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../app/index.js';
 import { AirlockError, ShuttingDownError } from '../errors/index.js';
@@ -78,7 +78,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   const server = fastify({
     loggerInstance: logger,
     // The audit log is the access record; per-request log lines are for debugging (below).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: false,
     bodyLimit: BODY_LIMIT,
     // Our own request id (validated); fastify must not take the header as-is.
