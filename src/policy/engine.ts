@@ -141,17 +141,12 @@ function deny(errors: readonly string[], policies: readonly string[] = []): Deci
 }
 
 /** A validated policy set, ready to answer requests. Immutable: an update loads a new engine. */
-/** Decisions remembered per policy set; cleared wholesale when full (bounded memory). */
-const MEMO_ENTRIES = 10_000;
-
 export class PolicyEngine {
   /** sha256:<hex> of the canonical JSON of {@link policies}. */
   readonly digest: string;
   readonly policies: PolicySource;
   private readonly setId: string;
   private readonly schemaName: string;
-
-  private readonly memo = new Map<string, Decision>();
 
   private constructor(policies: PolicySource, digest: string, setId: string, loaded: LoadedSchema) {
     this.policies = policies;
@@ -195,15 +190,7 @@ export class PolicyEngine {
    * and no forbid does; a policy that fails to evaluate also refuses (fail closed).
    */
   authorize(req: AuthzRequest): Decision {
-    // Exact memo: a decision depends only on this (immutable) policy set and the request, whose
-    // entities are all carried in it, so an equal request always gets the equal answer.
-    const key = JSON.stringify(req);
-    const hit = this.memo.get(key);
-    if (hit !== undefined) return hit;
-    const decision = this.decide(req);
-    if (this.memo.size >= MEMO_ENTRIES) this.memo.clear();
-    this.memo.set(key, decision);
-    return decision;
+    return this.decide(req);
   }
 
   private decide(req: AuthzRequest): Decision {
