@@ -190,10 +190,6 @@ export class PolicyEngine {
    * and no forbid does; a policy that fails to evaluate also refuses (fail closed).
    */
   authorize(req: AuthzRequest): Decision {
-    return this.decide(req);
-  }
-
-  private decide(req: AuthzRequest): Decision {
     let call: StatefulAuthorizationCall;
     try {
       const built = this.call(req);
