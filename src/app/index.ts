@@ -43,6 +43,11 @@ export interface App {
    */
   signCheckpoint(actor: AuditEventInput['actor'], context?: RequestContext): Promise<SignedCheckpoint>;
   /**
+   * Retire the current token-signing key and start signing with a new one, recorded in the
+   * same transaction. The retired key stays in the JWKS until its last token has expired.
+   */
+  rotateSigningKey(actor: AuditEventInput['actor']): Promise<{ kid: string; retired: string[] }>;
+  /**
    * Make a migrated database usable: the built-in roles, and the shipped policy set as version
    * 0 if none is stored (both idempotent). Runs after every migration.
    */
@@ -147,6 +152,14 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       policy,
       clock,
       seed,
+      rotateSigningKey: (actor) =>
+        store.transact(async (tx) => {
+          const before = await tx.db.selectFrom('signing_keys').select('kid').where('retired_at', 'is', null).execute();
+          const kid = await signingKeys.rotate(tx);
+          const retired = before.map((r) => r.kid);
+          await audit.record(tx, { actor, action: 'tokens.signing-key.rotate', resource: `signing-keys/${kid}`, outcome: 'allowed', details: { kid, retired } });
+          return { kid, retired };
+        }),
       signCheckpoint: async (actor, context) => {
         const base = { actor, action: 'audit.checkpoint.sign', resource: 'audit/checkpoints', context } as const;
         await audit.append({ ...base, outcome: 'allowed' });

@@ -250,7 +250,13 @@ export function buildProgram(cli: Cli): Command {
     )
     .action(act(cli, async (command) => (await import('./handlers/identity.js')).stepUp(cli, command)));
 
-  const token = program.command('token').description('short-lived tokens for service accounts');
+  const token = program.command('token').description('short-lived tokens: exchange an API key; rotate the signing key');
+  token
+    .command('rotate-signing-key')
+    .description('retire the key that signs service and workload tokens and start a new one (local: needs the database and $AIRLOCK_HOME/keys)')
+    .option('--json', 'print {"kid","retired"}')
+    .addHelpText('after', '\nTokens signed by the retired key stay valid until they expire: the key stays in /.well-known/jwks.json until then.')
+    .action(act(cli, async (command) => (await import('./handlers/keys.js')).rotateSigningKey(cli, command)));
   remote(
     token
       .command('exchange')

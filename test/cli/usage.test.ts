@@ -82,6 +82,7 @@ describe('airlock CLI: usage, help and exit codes', () => {
       'step-up',
       'token',
       'token exchange',
+      'token rotate-signing-key',
       'user',
       'user create',
       'user list',

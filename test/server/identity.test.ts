@@ -396,6 +396,25 @@ describe.each(ENGINES)('identity and access on %s', (engine) => {
     expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(900);
   });
 
+  it('rotates the signing key by kid: old tokens keep verifying through the JWKS, new ones use the new key, recorded', async () => {
+    const before = await t.app.tokens.mintWorkloadToken({ pipeline: 'web', runId: 'run-8', step: 'test', audience: 'vault', commit: 'c'.repeat(40), trigger: 'push' });
+    const rotated = await t.app.rotateSigningKey({ kind: 'system', id: 'test' });
+    expect(rotated.retired.length).toBeGreaterThan(0);
+    const after = await t.app.tokens.mintWorkloadToken({ pipeline: 'web', runId: 'run-8', step: 'test', audience: 'vault', commit: 'c'.repeat(40), trigger: 'push' });
+    const kidOf = (jwt: string) => (JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString('utf8')) as { kid: string }).kid;
+    expect(kidOf(after.token)).toBe(rotated.kid);
+    expect(kidOf(before.token)).not.toBe(rotated.kid);
+    const jwks = (await call('GET', '/.well-known/jwks.json')).res.json<JSONWebKeySet>();
+    expect(jwks.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([rotated.kid, kidOf(before.token)]));
+    for (const tok of [before.token, after.token]) await expect(jwtVerify(tok, createLocalJWKSet(jwks), { audience: 'vault', currentDate: clock.now() })).resolves.toBeDefined();
+    const rec = (await t.app.audit.search({ action: 'tokens.signing-key.rotate', limit: 5 })).at(-1);
+    expect(rec?.event.details).toMatchObject({ kid: rotated.kid });
+    // Two hours on, the retired key's last tokens have expired and it is no longer published.
+    clock.advance(2 * 3_600_000);
+    const later = (await call('GET', '/.well-known/jwks.json')).res.json<JSONWebKeySet>();
+    expect(later.keys.map((k) => k.kid)).toEqual([rotated.kid]);
+  });
+
   it('versions policy changes: admin + step-up only, validated first, recorded with digests', async () => {
     let token = await login(server, clock, admin);
     const before = (await call('GET', '/api/v1/policies', { token })).res.json<{ version: number; digest: string; policies: Record<string, string> }>();
