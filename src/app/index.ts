@@ -15,6 +15,11 @@ import type { Logger } from '../observability/index.js';
 import { Identity, OidcClient, SigningKeys, TokenService, loadOrCreateSealKey, sealKeyPath } from '../identity/index.js';
 import type { SealKey } from '../identity/index.js';
 import { PolicyHolder } from './policy-holder.js';
+import { BlobStore } from '../artifacts/index.js';
+import { EmbeddedRunner, GitCli, Projects, Runs } from '../runs/index.js';
+import type { Job } from '../runs/index.js';
+import { executeStep } from '../runner/index.js';
+import { loadOrCreateRunnerKey } from './runner-key.js';
 
 export { PolicyHolder } from './policy-holder.js';
 export type { ActivePolicy } from './policy-holder.js';
@@ -30,6 +35,16 @@ export interface App {
   readonly tokens: TokenService;
   readonly signingKeys: SigningKeys;
   readonly policy: PolicyHolder;
+  readonly blobs: BlobStore;
+  readonly projects: Projects;
+  readonly runs: Runs;
+  /** The environment Airlock provides to a step besides its declared variables. */
+  providedEnv(job: Job, runner: string): Promise<Record<string, string>>;
+  /**
+   * Run pipeline jobs in this process (the embedded runner) and reap lost leases until close.
+   * Servers do (unless told not to); one-shot CLI commands do not.
+   */
+  startRunner(options: { readonly labels: readonly string[]; readonly concurrency: number; readonly reap: boolean }): Promise<void>;
   /** Time for identity decisions (session expiry, MFA age, token lifetimes). */
   readonly clock: () => Date;
   /**
@@ -130,6 +145,59 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     };
     // A migrated database always has the built-in roles and a policy version in force.
     if (options.migrate === true) await seed();
+    const blobs = new BlobStore(join(config.home, 'artifacts'));
+    const runsDeps = { store, audit, git: new GitCli(join(config.home, 'repos')), clock, runsDir: join(config.home, 'runs') };
+    const projects = new Projects(runsDeps);
+    const runs = new Runs(runsDeps, projects);
+    const providedEnv = async (job: Job, runner: string): Promise<Record<string, string>> => {
+      const token = await tokens.mintWorkloadToken({
+        pipeline: job.pipeline,
+        runId: job.runId,
+        step: job.step,
+        audience: 'airlock-api',
+        commit: job.commit,
+        trigger: 'manual',
+        ...(job.environment === undefined ? {} : { environment: job.environment }),
+        ttlSeconds: Math.min(900, Math.max(60, Math.ceil(job.timeoutMs / 1000) + 60)),
+      });
+      return {
+        AIRLOCK_RUN_ID: job.runId,
+        AIRLOCK_RUN_NUMBER: String(job.runNumber),
+        AIRLOCK_PROJECT: job.project,
+        AIRLOCK_PIPELINE: job.pipeline,
+        AIRLOCK_STAGE: job.stage,
+        AIRLOCK_STEP: job.step,
+        AIRLOCK_ATTEMPT: String(job.attempt),
+        AIRLOCK_COMMIT: job.commit,
+        AIRLOCK_TRACE_ID: job.traceId,
+        AIRLOCK_RUNNER: runner,
+        AIRLOCK_SERVER: config.publicUrl,
+        AIRLOCK_TOKEN: token.token,
+      };
+    };
+    let embedded: EmbeddedRunner | undefined;
+    let reaper: NodeJS.Timeout | undefined;
+    const startRunner = async (opts: { readonly labels: readonly string[]; readonly concurrency: number; readonly reap: boolean }): Promise<void> => {
+      if (opts.reap && reaper === undefined) {
+        // Steps whose runner died (this process before a restart, or an agent) end when their lease lapses.
+        const reap = () => void runs.reapLost().catch((err: unknown) => options.logger?.error({ err }, 'reaping lost steps failed'));
+        reaper = setInterval(reap, 5000);
+        reap();
+      }
+      if (opts.concurrency === 0 || embedded !== undefined) return;
+      const runnerKey = await loadOrCreateRunnerKey(config.home);
+      const name = `embedded@${hostname()}`;
+      embedded = new EmbeddedRunner(runs, {
+        name,
+        labels: opts.labels,
+        concurrency: opts.concurrency,
+        execute: (job, io) => executeStep(job, { blobs, workRoot: join(config.home, 'runs', 'work'), signer: runnerKey, ...io }),
+        provided: (job) => providedEnv(job, name),
+        sourceDir: (runId) => runs.sourceDir(runId),
+        logger: options.logger,
+      });
+      embedded.start();
+    };
     const checkpointer = new Checkpointer({
       store,
       log: audit,
@@ -150,6 +218,11 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       tokens,
       signingKeys,
       policy,
+      blobs,
+      projects,
+      runs,
+      providedEnv,
+      startRunner,
       clock,
       seed,
       rotateSigningKey: (actor) =>
@@ -173,6 +246,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       verifiers: (keys = []) => (keys.length > 0 ? keys.map(parseVerifierKey) : [parseVerifierKey(key.verifierKey)]),
       close: async () => {
         try {
+          if (reaper !== undefined) clearInterval(reaper);
+          await embedded?.stop();
           if (options.checkpointing === true) await checkpointer.stop();
         } finally {
           await store.close();

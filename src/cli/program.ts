@@ -60,6 +60,8 @@ export function buildProgram(cli: Cli): Command {
     .description('run the Airlock API server until SIGINT or SIGTERM (records system.server.start and system.server.stop)')
     .option('--listen <host:port>', 'address to listen on (env AIRLOCK_LISTEN, default 127.0.0.1:7300; port 0 picks a free port)')
     .option('--no-migrate', 'do not apply pending database migrations at start-up')
+    .option('--no-runner', 'do not run pipeline steps in this process (leave them to remote agents)')
+    .option('--runner-label <label>', 'a label of the embedded runner (repeatable; default embedded, linux); steps run here only if it has all their runs-on labels', collect)
     .addHelpText(
       'after',
       '\nPrints "airlock listening on <url>" on stdout once it accepts connections. On SIGINT or SIGTERM it stops\n' +
@@ -355,6 +357,50 @@ export function buildProgram(cli: Cli): Command {
       .argument('<name>', 'the service account')
       .argument('<keyId>', 'the key id from `key list`'),
   ).action(act(cli, async (command, args) => (await import('./handlers/service-accounts.js')).keyRevoke(cli, command, args[0] ?? '', args[1] ?? '')));
+
+  // --- pipelines -----------------------------------------------------------------------------
+  program
+    .command('lint')
+    .description('validate a pipeline file (default ./airlock.yaml): schema, stage graph, and hard-coded credentials')
+    .argument('[file]', 'the pipeline file', 'airlock.yaml')
+    .option('--json', 'print {"ok","problems":[{file,line,col,path,code,message,hint}]}')
+    .addHelpText('after', '\nExit codes: 0 clean, 1 problems found (each printed as file:line:col: code: message), 2 usage error.')
+    .action(act(cli, async (command, args) => (await import('./handlers/pipeline.js')).lint(cli, command, args[0])));
+  const schemaCmd = program.command('schema').description('print published JSON Schemas');
+  schemaCmd
+    .command('pipeline')
+    .description('the JSON Schema (draft 2020-12) of airlock.yaml')
+    .action(act(cli, async (command) => (await import('./handlers/pipeline.js')).schema(cli, command)));
+
+  const project = program.command('project').description('projects: git repositories that hold an airlock.yaml');
+  remote(project.command('add').description('register a git repository (a local path or a URL) as a project').argument('<name>', 'project name').requiredOption('--repo <path-or-url>', 'the repository'))
+    .addHelpText('after', '\nExample:\n  $ airlock project add web --repo https://git.example.com/web.git')
+    .action(act(cli, async (command, args) => (await import('./handlers/runs.js')).projectAdd(cli, command, args[0] ?? '')));
+  remote(project.command('list').description('list projects')).action(act(cli, async (command) => (await import('./handlers/runs.js')).projectList(cli, command)));
+
+  remote(
+    program
+      .command('run')
+      .description('run a project\'s pipeline at a commit: resolve the ref, read airlock.yaml from that commit, run every stage')
+      .argument('<project>', 'project name')
+      .option('--ref <ref>', 'branch, tag or commit (default HEAD of the repository)')
+      .option('--reason <text>', 'why: recorded with the run')
+      .option('--param <key=value>', 'a run parameter (repeatable)', collect)
+      .option('--wait', 'wait for the run to end; exit 1 unless it succeeded')
+      .option('-f, --follow', 'stream the output of every step until the run ends (implies --wait)'),
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock run web --ref main --reason "release 1.4" --follow')
+    .action(act(cli, async (command, args) => (await import('./handlers/runs.js')).runStart(cli, command, args[0] ?? '')));
+
+  const runsCmd = program.command('runs').description('runs: list, inspect, cancel');
+  remote(runsCmd.command('list').description('the newest runs').option('--project <name>', 'only this project').option('--limit <n>', 'at most this many (default 50, at most 500)', positiveInt(500)))
+    .action(act(cli, async (command) => (await import('./handlers/runs.js')).runsList(cli, command)));
+  remote(runsCmd.command('show').description('the whole story of a run: commit, trigger, stages, steps, outputs, reasons').argument('<run>', 'run id, or project#number'))
+    .action(act(cli, async (command, args) => (await import('./handlers/runs.js')).runsShow(cli, command, args[0] ?? '')));
+  remote(runsCmd.command('cancel').description('cancel a queued or running run').argument('<run>', 'run id, or project#number').option('--reason <text>', 'why: recorded'))
+    .action(act(cli, async (command, args) => (await import('./handlers/runs.js')).runsCancel(cli, command, args[0] ?? '')));
+  remote(program.command('logs').description('the stored output of every step of a run').argument('<run>', 'run id, or project#number').option('-f, --follow', 'keep streaming until the run ends'), 'not applicable: output is the raw log')
+    .action(act(cli, async (command, args) => (await import('./handlers/runs.js')).logs(cli, command, args[0] ?? '')));
 
   // --- policy -----------------------------------------------------------------------------------
   const policy = program.command('policy').description('the Cedar policy set: who may do what');

@@ -1,4 +1,4 @@
-/** Roles: the five built-in job functions plus custom ones. Permissions live in Cedar policies. */
+/** Roles: the five built-in job functions, the machine role `runner`, and custom ones. Permissions live in Cedar policies. */
 import { ConflictError, ValidationError } from '../errors/index.js';
 import type { Tx } from '../storage/index.js';
 import type { Actor, CallContext, IdentityDeps } from './common.js';
@@ -21,6 +21,8 @@ export const BUILTIN_ROLE_INFO: readonly RoleInfo[] = [
   { name: 'operator', description: 'runs the platform: pipelines, runs, deployments, checkpoints', builtin: true, requiresMfa: true },
   { name: 'security-auditor', description: 'reads the audit log, identities and policies; changes nothing', builtin: true, requiresMfa: false },
   { name: 'admin', description: 'manages users, service accounts, roles and policies', builtin: true, requiresMfa: true },
+  // A machine role: held by the service account of a registered remote agent (docs/agents.md).
+  { name: 'runner', description: 'remote agent: takes pipeline jobs and reports their results', builtin: true, requiresMfa: false },
 ];
 
 export class Roles {

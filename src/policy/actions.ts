@@ -13,6 +13,7 @@ export const PUBLIC_ACTIONS = [
   'auth.oidc.start',
   'auth.oidc.callback',
   'oidc.discovery.read',
+  'agents.register',
 ] as const;
 
 /** Permitted to every signed-in user and service account. */
@@ -42,6 +43,8 @@ export const PRIVILEGED_ACTIONS = [
   'deployments.create',
   'deployments.approve',
   'breakglass.use',
+  'agents.tokens.create',
+  'agents.disable',
 ] as const;
 
 /** Refused without an MFA proof in the last {@link STEP_UP_MAX_AGE_SECONDS} (policy "step-up-required"). */
@@ -68,6 +71,8 @@ export const ACTIONS = [
   'service-accounts.keys.revoke',
   'policies.read',
   'policies.update',
+  'projects.read',
+  'projects.create',
   'pipelines.run',
   'runs.read',
   'runs.cancel',
@@ -78,6 +83,11 @@ export const ACTIONS = [
   'deployments.approve',
   'breakglass.use',
   'artifacts.read',
+  'agents.read',
+  'agents.tokens.create',
+  'agents.disable',
+  'agents.jobs.claim',
+  'agents.jobs.report',
 ] as const;
 
 /** An action name the schema declares. */
@@ -97,8 +107,8 @@ export const STEP_UP_MAX_AGE_SECONDS = 300;
 /** context.mfaAgeSeconds when the session has no MFA proof at all. */
 export const NO_MFA_AGE_SECONDS = 2_147_483_647;
 
-/** The job functions shipped in policies/*.cedar. */
-export const BUILTIN_ROLES = ['developer', 'release-manager', 'operator', 'security-auditor', 'admin'] as const;
+/** The job functions shipped in policies/*.cedar, and `runner`, the machine role of remote agents. */
+export const BUILTIN_ROLES = ['developer', 'release-manager', 'operator', 'security-auditor', 'admin', 'runner'] as const;
 export type BuiltinRole = (typeof BUILTIN_ROLES)[number];
 
 /**

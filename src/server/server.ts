@@ -18,8 +18,10 @@ import { auditUnavailable, toHttpError } from './errors.js';
 import { enforce } from './auth.js';
 import { declaredAction, requestEvent } from './request-audit.js';
 import { requestIdOf, setErrorCode, traceIdOf } from './request-context.js';
+import { agentRoutes } from './agent-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { routes } from './routes.js';
+import { runRoutes } from './run-routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
 export interface RegisteredRoute {
@@ -174,6 +176,8 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   // A plugin, so the hooks and handlers above apply to every route inside it.
   void server.register(routes(app));
   void server.register(identityRoutes(app));
+  void server.register(agentRoutes(app));
+  void server.register(runRoutes(app));
 
   return Promise.resolve(server);
 }

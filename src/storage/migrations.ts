@@ -230,6 +230,115 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
       }
     },
   },
+  {
+    // Pipelines and runners (issue 4).
+    name: '0003_runs',
+    async up(db, t, engine) {
+      await db.schema
+        .createTable('projects')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('repo', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('runs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id'))
+        .addColumn('number', t.int64, (c) => c.notNull())
+        .addColumn('ref', 'text', (c) => c.notNull())
+        .addColumn('commit_sha', 'text', (c) => c.notNull())
+        .addColumn('commit_json', 'text', (c) => c.notNull())
+        .addColumn('pipeline_name', 'text', (c) => c.notNull())
+        .addColumn('pipeline_digest', 'text', (c) => c.notNull())
+        .addColumn('pipeline_json', 'text', (c) => c.notNull())
+        .addColumn('trigger_json', 'text', (c) => c.notNull())
+        .addColumn('trace_id', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .addUniqueConstraint('runs_project_number', ['project_id', 'number'])
+        .execute();
+      await db.schema.createIndex('runs_state').on('runs').column('state').execute();
+
+      await db.schema
+        .createTable('run_stages')
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id'))
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .addPrimaryKeyConstraint('run_stages_pk', ['run_id', 'stage'])
+        .execute();
+
+      await db.schema
+        .createTable('run_steps')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id'))
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('step', 'text', (c) => c.notNull())
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addColumn('attempt', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('labels', 'text', (c) => c.notNull())
+        .addColumn('runner', 'text')
+        .addColumn('lease_expires_at', 'text')
+        .addColumn('reason', 'text')
+        .addColumn('exit_code', 'integer')
+        .addColumn('result_json', 'text')
+        .addColumn('queued_at', 'text')
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .execute();
+      await db.schema.createIndex('run_steps_run').on('run_steps').columns(['run_id', 'stage', 'step', 'attempt']).unique().execute();
+      await db.schema.createIndex('run_steps_state').on('run_steps').column('state').execute();
+
+      await db.schema
+        .createTable('run_logs')
+        // Insertion order across all steps: the cursor `airlock logs -f` follows.
+        .addColumn('id', engine === 'sqlite' ? 'integer' : 'bigserial', (c) => (engine === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey()))
+        .addColumn('step_id', 'text', (c) => c.notNull().references('run_steps.id'))
+        .addColumn('seq', 'integer', (c) => c.notNull())
+        .addColumn('stream', 'text', (c) => c.notNull())
+        .addColumn('data', t.bytes, (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('run_logs_step').on('run_logs').columns(['step_id', 'seq']).unique().execute();
+
+      await db.schema
+        .createTable('agents')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('service_account_id', 'text', (c) => c.notNull().references('service_accounts.id'))
+        .addColumn('labels', 'text', (c) => c.notNull())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('registered_with', 'text', (c) => c.notNull())
+        .addColumn('last_seen_at', 'text')
+        .addColumn('disabled_at', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('agent_registration_tokens')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('labels', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .execute();
+    },
+    async down(db) {
+      for (const table of ['agent_registration_tokens', 'agents', 'run_logs', 'run_steps', 'run_stages', 'runs', 'projects']) {
+        await db.schema.dropTable(table).execute();
+      }
+    },
+  },
 ];
 
 /** Names of all migrations this build knows, oldest first. */

@@ -1,3 +1,4 @@
+import type { Generated } from 'kysely';
 /**
  * Table shapes as Kysely sees them. Both engines return these JavaScript types: BLOB and
  * bytea come back as Buffer, and PostgreSQL int8 is parsed to number by the pool (every
@@ -188,6 +189,108 @@ export interface OidcLoginsTable {
   expires_at: string;
 }
 
+export interface ProjectsTable {
+  id: string;
+  name: string;
+  /** A local path or a git URL, as given to `airlock project add`. */
+  repo: string;
+  created_at: string;
+  created_by: string;
+}
+
+/** One project at one commit. */
+export interface RunsTable {
+  id: string;
+  project_id: string;
+  /** 1, 2, 3 … per project. */
+  number: number;
+  ref: string;
+  commit_sha: string;
+  /** JSON: author, committer (name, email, time), subject. */
+  commit_json: string;
+  pipeline_name: string;
+  pipeline_digest: string;
+  /** JSON: the parsed pipeline definition read from the commit. */
+  pipeline_json: string;
+  /** JSON: who triggered it, how, why, and the parameters. */
+  trigger_json: string;
+  trace_id: string;
+  /** queued | running | succeeded | failed | cancelled */
+  state: string;
+  reason: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface RunStagesTable {
+  run_id: string;
+  stage: string;
+  position: number;
+  /** pending | running | succeeded | failed | cancelled | skipped */
+  state: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** One attempt of one step: also the job a runner leases. */
+export interface RunStepsTable {
+  id: string;
+  run_id: string;
+  stage: string;
+  step: string;
+  position: number;
+  attempt: number;
+  /** pending | queued | running | succeeded | failed | timed_out | refused | cancelled | skipped | lost */
+  state: string;
+  /** JSON array: the step's runs-on labels; a runner takes the job only if it has them all. */
+  labels: string;
+  /** embedded, or agent:<name>. */
+  runner: string | null;
+  /** A running job whose lease passes unrenewed is lost (agent died, server restarted). */
+  lease_expires_at: string | null;
+  reason: string | null;
+  exit_code: number | null;
+  /** JSON: outputs, fingerprint, log digests, the signed link. */
+  result_json: string | null;
+  queued_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface RunLogsTable {
+  id: Generated<number>;
+  step_id: string;
+  seq: number;
+  stream: string;
+  data: Buffer;
+  at: string;
+}
+
+export interface AgentsTable {
+  id: string;
+  name: string;
+  /** The agent acts as this service account (its API key is the agent credential). */
+  service_account_id: string;
+  /** JSON array of labels. */
+  labels: string;
+  /** Ed25519 public key (SPKI PEM) that signs the agent's link records. */
+  public_key: string;
+  created_at: string;
+  registered_with: string;
+  last_seen_at: string | null;
+  disabled_at: string | null;
+}
+
+export interface AgentRegistrationTokensTable {
+  token_hash: string;
+  labels: string;
+  created_at: string;
+  created_by: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
 /** The whole database, for `Kysely<Database>`. */
 export interface Database {
   audit_events: AuditEventsTable;
@@ -208,4 +311,11 @@ export interface Database {
   signing_keys: SigningKeysTable;
   policy_versions: PolicyVersionsTable;
   oidc_logins: OidcLoginsTable;
+  projects: ProjectsTable;
+  runs: RunsTable;
+  run_stages: RunStagesTable;
+  run_steps: RunStepsTable;
+  run_logs: RunLogsTable;
+  agents: AgentsTable;
+  agent_registration_tokens: AgentRegistrationTokensTable;
 }

@@ -56,8 +56,9 @@ export function defineLifecycleSuite(engine: Engine): void {
         migrations: [
           { name: '0001_audit_log', executedAt: null },
           { name: '0002_identity', executedAt: null },
+          { name: '0003_runs', executedAt: null },
         ],
-        pending: 2,
+        pending: 3,
       });
       expect(tail.code).toBe(1);
       expect(tail.stderr).toContain('airlock db migrate');

@@ -21,14 +21,16 @@ function allowedActions(principal: PrincipalRef, context: AuthzContext = FRESH_M
 }
 
 // Written out from the issue, not derived from the source: a drifting policy fails here.
-const PUBLIC = ['system.health.read', 'auth.login', 'auth.setup', 'auth.token.exchange', 'auth.oidc.start', 'auth.oidc.callback', 'oidc.discovery.read'];
+const PUBLIC = ['system.health.read', 'auth.login', 'auth.setup', 'auth.token.exchange', 'auth.oidc.start', 'auth.oidc.callback', 'oidc.discovery.read', 'agents.register'];
 const SELF = ['auth.logout', 'auth.whoami', 'auth.stepup', 'audit.tree.read', 'audit.checkpoints.read', 'audit.proofs.read', 'audit.key.read'];
 const ROLE_GRANTS: Record<string, string[]> = {
   developer: ['pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read'],
-  operator: ['pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'deployments.create', 'audit.checkpoints.create', 'service-accounts.read'],
+  operator: ['pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'deployments.create', 'audit.checkpoints.create', 'service-accounts.read', 'agents.tokens.create', 'agents.disable', 'agents.read'],
   'release-manager': ['runs.read', 'artifacts.read', 'deployments.create', 'deployments.approve', 'audit.entries.read'],
-  'security-auditor': ['audit.entries.read', 'users.read', 'roles.read', 'service-accounts.read', 'service-accounts.keys.read', 'policies.read', 'runs.read', 'artifacts.read'],
+  'security-auditor': ['audit.entries.read', 'users.read', 'roles.read', 'service-accounts.read', 'service-accounts.keys.read', 'policies.read', 'runs.read', 'artifacts.read', 'agents.read'],
   admin: [...ACTIONS],
+  // A machine role: a person holding it gains nothing (below: what a service account gets).
+  runner: [],
 };
 const expected = (...lists: string[][]): string[] => [...new Set(lists.flat())].sort();
 
@@ -87,6 +89,26 @@ describe('role matrix (every action, with a fresh MFA proof)', () => {
     expect(engine.authorize(req(sa, 'pipelines.run', token)).allowed).toBe(true);
     expect(engine.authorize(req(sa, 'auth.whoami', token)).allowed).toBe(true);
     expect(engine.authorize(req(sa, 'deployments.create', token))).toMatchObject({ allowed: false, policies: ['mfa-required'] });
+  });
+
+  it('runner: a service account takes and reports jobs on Resource::"agents", nothing else; a user with the role gets nothing', () => {
+    const agent: PrincipalRef = { type: 'ServiceAccount', id: 'agent-linux-1', roles: ['runner'] };
+    const token: AuthzContext = { authMethod: 'service-token', mfa: false, mfaAgeSeconds: 2147483647, sourceAddress: '10.1.1.2' };
+    expect(allowedActions(agent, token)).toEqual(expected(PUBLIC, SELF, ['agents.jobs.claim', 'agents.jobs.report']));
+    expect(engine.authorize(req(agent, 'agents.jobs.claim', token))).toEqual({ allowed: true, policies: ['role-runner'], errors: [] });
+    // Only on the agents collection, not on some other resource.
+    expect(engine.authorize(req(agent, 'agents.jobs.claim', token, { type: 'Resource', id: 'runs' })).allowed).toBe(false);
+    for (const a of ['agents.tokens.create', 'agents.read', 'runs.read', 'pipelines.run', 'artifacts.read', 'service-accounts.keys.create']) {
+      expect(engine.authorize(req(agent, a, token)).allowed, a).toBe(false);
+    }
+    expect(engine.authorize(req(user('person', 'runner'), 'agents.jobs.claim')).allowed).toBe(false);
+  });
+
+  it('registration tokens need MFA, like every privileged action', () => {
+    expect(engine.authorize(req(user('op', 'operator'), 'agents.tokens.create', NO_MFA)).policies).toEqual(['mfa-required']);
+    expect(engine.authorize(req(user('op', 'operator'), 'agents.tokens.create')).policies).toEqual(['agents-operator']);
+    expect(engine.authorize(req(user('dev', 'developer'), 'agents.tokens.create')).allowed).toBe(false);
+    expect(engine.authorize(req(anonymous, 'agents.register', ANON_CTX)).allowed).toBe(true);
   });
 
   it('custom roles are plain Role entities granted by extra policies', () => {

@@ -38,6 +38,9 @@ const EXPECTED_IDS = [
   'role-release-manager',
   'role-operator',
   'role-developer',
+  'role-runner',
+  'agents-operator',
+  'agents-auditor',
 ];
 
 describe('shipped schema and default policies', () => {

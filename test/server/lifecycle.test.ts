@@ -47,6 +47,7 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
           'POST /api/v1/auth/setup',
           'POST /api/v1/auth/setup/confirm',
           'POST /api/v1/auth/token',
+          'POST /api/v1/agents/register',
         ].sort(),
       );
       let checked = 0;

@@ -13,6 +13,8 @@ import { packageVersion } from '../version.js';
 interface ServerOptions {
   readonly listen?: string;
   readonly migrate: boolean;
+  readonly runner: boolean;
+  readonly runnerLabel?: string[];
 }
 
 /** The server records its own lifecycle under this actor. */
@@ -58,6 +60,7 @@ export async function runServer(cli: Cli, command: Command): Promise<number> {
       await app.close().catch(() => undefined);
       throw err;
     }
+    await app.startRunner({ labels: opts.runnerLabel ?? ['embedded', 'linux'], concurrency: opts.runner ? 2 : 0, reap: true });
     logger.info({ url: server.url }, `airlock listening on ${server.url}`);
     if (!(await app.identity.users.hasAdmin())) {
       logger.warn('no admin exists yet: run `airlock init --admin <username>` to create the first one (there is no default password)');

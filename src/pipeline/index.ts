@@ -1,0 +1,11 @@
+/**
+ * The pipeline-definition domain: `airlock.yaml` in, a validated, frozen PipelineDefinition
+ * out (docs/pipeline.md). No storage, no HTTP.
+ */
+export type { CredentialKind, EnvironmentDefinition, PipelineDefinition, PipelineProblem, StageDefinition, StepDefinition } from './types.js';
+export { PipelineInvalidError } from './errors.js';
+export { lintPipeline, lintPipelineWithDefinition, parsePipeline } from './pipeline.js';
+export { pipelineJsonSchema } from './schema.js';
+export type { CredentialMatch, ValueContext } from './credentials.js';
+export { findCredentialFormats, findCredentials, looksRandom, redact, scanForCredentials, shannonEntropy } from './credentials.js';
+export { DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, SEMVER_RANGE_PATTERN } from './rules.js';

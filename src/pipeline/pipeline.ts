@@ -1,0 +1,68 @@
+/** parsePipeline and lintPipeline: the two ways in. */
+import { scanSource } from './credentials.js';
+import { PipelineInvalidError } from './errors.js';
+import { checkGraph } from './graph.js';
+import type { Source } from './source.js';
+import { readSource, sortProblems } from './source.js';
+import type { PipelineDefinition, PipelineProblem, StageDefinition } from './types.js';
+import { walkPipeline } from './validate.js';
+
+interface Analysis {
+  readonly source: Source;
+  readonly problems: PipelineProblem[];
+  readonly definition: PipelineDefinition | undefined;
+}
+
+function analyse(text: string | Buffer, file: string): Analysis {
+  const { source, problems } = readSource(text, file);
+  if (source.doc === undefined) return { source, problems: sortProblems(problems.list), definition: undefined };
+  const draft = walkPipeline(source, problems);
+  const order = checkGraph(draft, problems);
+  if (problems.list.length > 0 || order === undefined || draft.name === undefined) {
+    return { source, problems: sortProblems(problems.list), definition: undefined };
+  }
+  const stages: StageDefinition[] = order.map((i) => {
+    const s = draft.stages[i];
+    if (s === undefined) throw new Error('unreachable: stage index out of range');
+    return Object.freeze({
+      name: s.name,
+      needs: Object.freeze(s.needs.map((n) => n.value)),
+      environment: s.environment?.value,
+      steps: Object.freeze(s.steps.map((step) => step.definition)),
+    });
+  });
+  const definition: PipelineDefinition = Object.freeze({
+    version: 1,
+    name: draft.name,
+    owners: Object.freeze([...draft.owners]),
+    environments: Object.freeze(Object.fromEntries(draft.environments)),
+    stages: Object.freeze(stages),
+    digest: source.digest,
+  });
+  return { source, problems: [], definition };
+}
+
+/**
+ * Parse and validate an `airlock.yaml` file (docs/pipeline.md).
+ * Throws PipelineInvalidError (code VALIDATION_FAILED) listing every problem found.
+ *
+ * @example
+ * const def = parsePipeline(await readFile('airlock.yaml'));
+ * for (const stage of def.stages) console.log(stage.name, stage.steps.length);
+ */
+export function parsePipeline(text: string | Buffer, file = 'airlock.yaml'): PipelineDefinition {
+  const { problems, definition } = analyse(text, file);
+  if (definition === undefined) throw new PipelineInvalidError(file, problems);
+  return definition;
+}
+
+/** Everything parsePipeline checks plus the hard-coded credential scan; [] when the file is clean. */
+export function lintPipeline(text: string | Buffer, file = 'airlock.yaml'): PipelineProblem[] {
+  return lintPipelineWithDefinition(text, file).problems;
+}
+
+/** lintPipeline, also returning the definition when the file is valid (the CLI prints its size). */
+export function lintPipelineWithDefinition(text: string | Buffer, file = 'airlock.yaml'): { problems: PipelineProblem[]; definition: PipelineDefinition | undefined } {
+  const { source, problems, definition } = analyse(text, file);
+  return { problems: sortProblems([...problems, ...scanSource(source)]), definition };
+}

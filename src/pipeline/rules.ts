@@ -1,0 +1,94 @@
+/**
+ * The vocabulary of the file: keys, name patterns, limits and value formats. The validator and
+ * the JSON Schema (schema.ts) both read these, so they cannot drift apart.
+ */
+
+/** Larger files are refused before parsing (a pipeline file is small; this bounds parser work). */
+export const MAX_FILE_BYTES = 1024 * 1024;
+export const MAX_STAGES = 256;
+export const MAX_STEPS_PER_STAGE = 256;
+export const MAX_RETRIES = 10;
+export const DEFAULT_TIMEOUT_SECONDS = 600;
+export const MAX_TIMEOUT_SECONDS = 6 * 3600;
+export const SUPPORTED_VERSIONS = [1] as const;
+
+/** Pipeline, stage, step and environment names: safe in URLs, paths and Cedar entity ids. */
+export const NAME_PATTERN = '^[a-z][a-z0-9-]{0,62}$';
+/** Owners are users, service accounts or roles (the identity domain's name rule). */
+export const OWNER_PATTERN = '^[a-z][a-z0-9._-]{1,63}$';
+/** Runner labels. */
+export const LABEL_PATTERN = '^[a-z0-9][a-z0-9._-]{0,62}$';
+/** Tools named in `requires`. */
+export const TOOL_PATTERN = '^[a-z][a-z0-9._-]{0,62}$';
+/** Environment variable and secret names; `AIRLOCK_*` is Airlock's own. */
+export const VARIABLE_PATTERN = '^[A-Z_][A-Z0-9_]{0,127}$';
+export const RESERVED_VARIABLE_PREFIX = 'AIRLOCK_';
+export const VARIABLE_NOT_RESERVED_PATTERN = '^(?!AIRLOCK_)[A-Z_][A-Z0-9_]{0,127}$';
+/** `30s`, `10m`, `1h`, `1h30m`: hours, minutes, seconds in that order. */
+export const TIMEOUT_PATTERN = '^(?=[0-9])(?:([0-9]{1,5})h)?(?:([0-9]{1,5})m)?(?:([0-9]{1,6})s)?$';
+
+/**
+ * A workspace-relative file path in normal form: segments separated by `/`, none empty, `.`
+ * or `..`; no backslash, colon, control character or glob character.
+ */
+const SEGMENT = '(?!\\.\\.?(?:/|$))[^/\\\\:*?\\[\\]{}\\u0000-\\u001f\\u007f]+';
+export const PATH_PATTERN = `^(?=.{1,1024}$)${SEGMENT}(?:/${SEGMENT})*$`;
+
+// node-semver's range grammar (https://github.com/npm/node-semver#range-grammar), strict form.
+const XR = '(?:[xX*]|0|[1-9][0-9]{0,8})';
+const IDENT = '[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*';
+const PARTIAL = `v?${XR}(?:\\.${XR}(?:\\.${XR}(?:-${IDENT})?(?:\\+${IDENT})?)?)?`;
+const SIMPLE = `(?:(?:<=|>=|<|>|=|~|\\^)\\s*)?${PARTIAL}`;
+const RANGE = `(?:${PARTIAL} - ${PARTIAL}|${SIMPLE}(?: +${SIMPLE})*)`;
+export const SEMVER_RANGE_PATTERN = `^${RANGE}(?: *\\|\\| *${RANGE})*$`;
+
+export const TOP_KEYS = ['version', 'pipeline', 'owners', 'environments', 'stages'] as const;
+export const TOP_REQUIRED = ['version', 'pipeline', 'owners', 'stages'] as const;
+export const ENVIRONMENT_KEYS = ['protected'] as const;
+export const STAGE_KEYS = ['needs', 'environment', 'steps'] as const;
+export const STAGE_REQUIRED = ['steps'] as const;
+export const STEP_KEYS = ['name', 'run', 'env', 'timeout', 'runs-on', 'inputs', 'outputs', 'requires', 'network', 'retries', 'idempotent', 'secrets', 'evidence'] as const;
+export const STEP_REQUIRED = ['name', 'run'] as const;
+export const EVIDENCE_KINDS = ['test'] as const;
+
+const compiled = new Map<string, RegExp>();
+/** Test a value against one of the patterns above (compiled once). */
+export function matches(pattern: string, value: string): boolean {
+  let re = compiled.get(pattern);
+  if (re === undefined) {
+    re = new RegExp(pattern, 'u');
+    compiled.set(pattern, re);
+  }
+  return re.test(value);
+}
+
+/** Seconds for a timeout string, or undefined when it is not in the `1h30m10s` form. */
+export function timeoutSeconds(value: string): number | undefined {
+  const m = new RegExp(TIMEOUT_PATTERN, 'u').exec(value);
+  if (m === null) return undefined;
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+/** Why a path is not a normal workspace-relative file path, or undefined when it is one. */
+export function pathProblem(value: string): string | undefined {
+  if (value === '') return 'is empty';
+  if (value.startsWith('/') || /^[A-Za-z]:/.test(value)) return 'is absolute';
+  if (value.includes('\\')) return 'contains a backslash';
+  const segments = value.split('/');
+  if (segments.includes('..')) return 'leaves the workspace (`..`)';
+  if (value.endsWith('/')) return 'ends with `/` (name a file, not a directory)';
+  if (segments.includes('.') || segments.includes('')) return 'is not in normal form (`./`, `//`)';
+  if (/[*?[\]{}]/.test(value)) return 'contains a glob character (name each file)';
+  if (value.length > 1024) return 'is longer than 1024 characters';
+  if (!matches(PATH_PATTERN, value)) return 'contains a colon or a control character';
+  return undefined;
+}
+
+/** The path in normal form the author probably meant (for hints). */
+export function normalisePathHint(value: string): string {
+  return value
+    .replace(/\\/g, '/')
+    .split('/')
+    .filter((s) => s !== '' && s !== '.')
+    .join('/');
+}

@@ -1,0 +1,115 @@
+/**
+ * The JSON Schema (draft 2020-12) of `airlock.yaml`, published by `airlock schema pipeline`
+ * for editors and CI. Built from the same constants as the validator (rules.ts). What a
+ * schema cannot say (YAML duplicate keys, the stage graph, inputs, declared environments, the
+ * timeout's 6h ceiling) is checked by `airlock lint` only.
+ */
+import type {
+  ENVIRONMENT_KEYS,
+  STAGE_KEYS,
+  STEP_KEYS,
+  TOP_KEYS} from './rules.js';
+import {
+  EVIDENCE_KINDS,
+  LABEL_PATTERN,
+  MAX_RETRIES,
+  MAX_STAGES,
+  MAX_STEPS_PER_STAGE,
+  NAME_PATTERN,
+  OWNER_PATTERN,
+  PATH_PATTERN,
+  SEMVER_RANGE_PATTERN,
+  STAGE_REQUIRED,
+  STEP_REQUIRED,
+  TIMEOUT_PATTERN,
+  TOOL_PATTERN,
+  TOP_REQUIRED,
+  VARIABLE_NOT_RESERVED_PATTERN,
+} from './rules.js';
+
+type Schema = Record<string, unknown>;
+
+const name = (description: string): Schema => ({ type: 'string', pattern: NAME_PATTERN, description });
+const strings = (items: Schema, description: string): Schema => ({ type: 'array', uniqueItems: true, items, description });
+
+function step(): Schema {
+  const properties: Record<(typeof STEP_KEYS)[number], Schema> = {
+    name: name('unique within the stage'),
+    run: { type: 'string', pattern: '\\S', description: 'one shell command, run with sh -c' },
+    env: {
+      type: ['object', 'null'],
+      description: 'the whole environment of the step besides AIRLOCK_* (an allowlist)',
+      propertyNames: { pattern: VARIABLE_NOT_RESERVED_PATTERN },
+      additionalProperties: { type: 'string' },
+    },
+    timeout: { type: 'string', pattern: TIMEOUT_PATTERN, description: '1s to 6h, for example 30s, 10m, 1h30m; default 10m' },
+    'runs-on': strings({ type: 'string', pattern: LABEL_PATTERN }, 'runner labels the step needs; default none'),
+    inputs: strings({ $ref: '#/$defs/path' }, 'files produced by one step of a stage this stage (transitively) needs'),
+    outputs: strings({ $ref: '#/$defs/path' }, 'files this step produces'),
+    requires: {
+      type: ['object', 'null'],
+      description: 'tools the runner must have: name -> semver range or "*"',
+      propertyNames: { pattern: TOOL_PATTERN },
+      additionalProperties: { type: 'string', pattern: SEMVER_RANGE_PATTERN },
+    },
+    network: { type: 'boolean', description: 'network access for the step; default false' },
+    retries: { type: 'integer', minimum: 0, maximum: MAX_RETRIES, description: 'extra attempts after a failure; > 0 needs idempotent: true' },
+    idempotent: { type: 'boolean', description: 'running the step twice is harmless; default false' },
+    secrets: strings({ type: 'string', pattern: VARIABLE_NOT_RESERVED_PATTERN }, 'names of secrets injected as environment variables'),
+    evidence: { enum: [...EVIDENCE_KINDS], description: 'the step produces test evidence' },
+  };
+  return {
+    type: 'object',
+    additionalProperties: false,
+    required: [...STEP_REQUIRED],
+    properties,
+    // Retrying a step with side effects could apply them twice.
+    if: { required: ['retries'], properties: { retries: { minimum: 1 } } },
+    then: { required: ['idempotent'], properties: { idempotent: { const: true } } },
+  };
+}
+
+/** The JSON Schema of the pipeline file. A fresh object on each call. */
+export function pipelineJsonSchema(): Schema {
+  const stage: Record<(typeof STAGE_KEYS)[number], Schema> = {
+    needs: strings({ type: 'string' }, 'stages that must succeed before this one starts'),
+    environment: { type: 'string', description: 'a declared environment this stage deploys to' },
+    steps: { type: 'array', minItems: 1, maxItems: MAX_STEPS_PER_STAGE, items: { $ref: '#/$defs/step' }, description: 'run in order' },
+  };
+  const environment: Record<(typeof ENVIRONMENT_KEYS)[number], Schema> = {
+    protected: { type: 'boolean', description: 'default false' },
+  };
+  const top: Record<(typeof TOP_KEYS)[number], Schema> = {
+    version: { type: 'integer', const: 1 },
+    pipeline: name('the pipeline name'),
+    owners: { ...strings({ type: 'string', pattern: OWNER_PATTERN }, 'users or roles who answer for the pipeline'), minItems: 1 },
+    environments: {
+      type: ['object', 'null'],
+      propertyNames: { pattern: NAME_PATTERN },
+      additionalProperties: { $ref: '#/$defs/environment' },
+    },
+    stages: {
+      type: 'object',
+      minProperties: 1,
+      maxProperties: MAX_STAGES,
+      propertyNames: { pattern: NAME_PATTERN },
+      additionalProperties: { $ref: '#/$defs/stage' },
+    },
+  };
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'urn:airlock:schema:pipeline:1',
+    title: 'Airlock pipeline file (airlock.yaml), version 1',
+    description: 'See docs/pipeline.md. `airlock lint` also checks the stage graph, inputs, environments and hard-coded credentials.',
+    type: 'object',
+    additionalProperties: false,
+    required: [...TOP_REQUIRED],
+    properties: top,
+    $defs: {
+      environment: { type: ['object', 'null'], additionalProperties: false, properties: environment },
+      stage: { type: 'object', additionalProperties: false, required: [...STAGE_REQUIRED], properties: stage },
+      step: step(),
+      path: { type: 'string', pattern: PATH_PATTERN, description: 'workspace-relative file path in normal form (no .., no leading /)' },
+    },
+  };
+}

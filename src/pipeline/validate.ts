@@ -1,0 +1,545 @@
+/**
+ * The structural pass: walk the yaml Document by hand so that every problem carries the
+ * position of the node it is about, check types, keys and value formats, apply defaults, and
+ * build a draft the graph pass (graph.ts) finishes.
+ */
+import { isMap, isScalar, isSeq } from 'yaml';
+import type { Node as YamlNode, Scalar } from 'yaml';
+import type { Problems, Source } from './source.js';
+import { CORE_TAGS, nodeOffset } from './source.js';
+import {
+  DEFAULT_TIMEOUT_SECONDS,
+  ENVIRONMENT_KEYS,
+  EVIDENCE_KINDS,
+  LABEL_PATTERN,
+  MAX_RETRIES,
+  MAX_STAGES,
+  MAX_STEPS_PER_STAGE,
+  MAX_TIMEOUT_SECONDS,
+  NAME_PATTERN,
+  OWNER_PATTERN,
+  RESERVED_VARIABLE_PREFIX,
+  SEMVER_RANGE_PATTERN,
+  STAGE_KEYS,
+  STAGE_REQUIRED,
+  STEP_KEYS,
+  STEP_REQUIRED,
+  SUPPORTED_VERSIONS,
+  TOOL_PATTERN,
+  TOP_KEYS,
+  TOP_REQUIRED,
+  VARIABLE_PATTERN,
+  matches,
+  normalisePathHint,
+  pathProblem,
+  timeoutSeconds,
+} from './rules.js';
+import { closest } from './suggest.js';
+import type { EnvironmentDefinition, StepDefinition } from './types.js';
+
+type Value = YamlNode | null | undefined;
+
+/** A value with the node it came from, for positions in later passes. */
+export interface Located<T> {
+  readonly value: T;
+  readonly node: Value;
+  readonly path: string;
+}
+
+export interface DraftStep {
+  readonly definition: StepDefinition;
+  readonly path: string;
+  readonly inputs: readonly Located<string>[];
+  readonly outputs: readonly Located<string>[];
+}
+
+export interface DraftStage {
+  readonly name: string;
+  readonly keyNode: Scalar;
+  readonly path: string;
+  readonly needs: readonly Located<string>[];
+  readonly environment: Located<string> | undefined;
+  readonly steps: readonly DraftStep[];
+}
+
+/** What the structural pass could make of the file; fields it could not read are absent. */
+export interface Draft {
+  readonly name: string | undefined;
+  readonly owners: readonly string[];
+  readonly environments: ReadonlyMap<string, EnvironmentDefinition>;
+  readonly stages: readonly DraftStage[];
+}
+
+interface Entry {
+  readonly key: Scalar;
+  readonly value: Value;
+  readonly path: string;
+}
+
+/** `a.b`, `a["odd key"]`, `a[0]`. */
+export function childPath(parent: string, key: string | number): string {
+  if (typeof key === 'number') return `${parent}[${key}]`;
+  const part = /^[A-Za-z_][A-Za-z0-9_-]*$/.test(key) ? key : JSON.stringify(key);
+  if (parent === '') return part.startsWith('"') ? `[${part}]` : part;
+  return part.startsWith('"') ? `${parent}[${part}]` : `${parent}.${part}`;
+}
+
+const WHERE: Readonly<Record<string, string>> = {
+  top: 'the top level',
+  environment: 'an environment',
+  stage: 'a stage',
+  step: 'a step',
+};
+const KEYS_OF: Readonly<Record<string, readonly string[]>> = { top: TOP_KEYS, environment: ENVIRONMENT_KEYS, stage: STAGE_KEYS, step: STEP_KEYS };
+
+function isNullScalar(node: Value): boolean {
+  return node === null || node === undefined || (isScalar(node) && node.value === null);
+}
+
+class Walker {
+  constructor(
+    private readonly source: Source,
+    private readonly problems: Problems,
+  ) {}
+
+  /** Where to report a node: an empty value (`key:`) is reported at its key. */
+  private at(node: Value, anchor: Value, path: string, code: string, message: string, hint: string): void {
+    const empty = node === null || node === undefined || (isScalar(node) && node.range != null && node.range[0] === node.range[1]);
+    this.problems.at(empty ? anchor : node, path, code, message, hint, nodeOffset(anchor) ?? 0);
+  }
+
+  private sourceOf(node: Value): string {
+    const range = node?.range;
+    return range === undefined || range === null ? '' : this.source.text.slice(range[0], range[1]);
+  }
+
+  private describe(node: Value): string {
+    if (isNullScalar(node)) return 'empty';
+    if (isMap(node)) return 'a map';
+    if (isSeq(node)) return 'a list';
+    if (isScalar(node)) {
+      const v = node.value;
+      if (typeof v === 'string') return 'a string';
+      if (typeof v === 'number') return `the number ${this.sourceOf(node)}`;
+      if (typeof v === 'boolean') return `the boolean ${String(v)}`;
+    }
+    return 'an alias or unsupported value';
+  }
+
+  private wrongType(node: Value, anchor: Value, path: string, expected: string, hint?: string): void {
+    // Aliases and non-core tags were reported by readSource; a second problem would only repeat it.
+    if (node !== null && node !== undefined && !isMap(node) && !isSeq(node) && !isScalar(node)) return;
+    if ((isScalar(node) || isMap(node) || isSeq(node)) && node.tag !== undefined && !CORE_TAGS.has(node.tag)) return;
+    let fix = hint;
+    if (fix === undefined) {
+      if (expected === 'a string' && isScalar(node) && node.value !== null) fix = `quote it: "${this.sourceOf(node).replace(/"/g, '\\"')}"`;
+      else if (isNullScalar(node)) fix = `give it a value (${expected}) or remove the key`;
+      else fix = `write ${expected} here (docs/pipeline.md)`;
+    }
+    this.at(node, anchor, path, 'wrong_type', `${path || 'the file'} must be ${expected}, not ${this.describe(node)}`, fix);
+  }
+
+  string(node: Value, anchor: Value, path: string): string | undefined {
+    if (isScalar(node) && typeof node.value === 'string') return node.value;
+    this.wrongType(node, anchor, path, 'a string');
+    return undefined;
+  }
+
+  boolean(node: Value, anchor: Value, path: string): boolean | undefined {
+    if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+    this.wrongType(node, anchor, path, 'true or false', isScalar(node) && typeof node.value === 'string' ? 'write true or false without quotes (YAML 1.2: yes/no/on/off are strings)' : undefined);
+    return undefined;
+  }
+
+  integer(node: Value, anchor: Value, path: string): number | undefined {
+    if (isScalar(node) && typeof node.value === 'number' && Number.isSafeInteger(node.value)) return node.value;
+    this.wrongType(node, anchor, path, 'a whole number', isScalar(node) && typeof node.value === 'string' ? 'write the number without quotes' : undefined);
+    return undefined;
+  }
+
+  /** A string matching `pattern`, reported as `code` otherwise. */
+  named(node: Value, anchor: Value, path: string, pattern: string, what: string, rule: string): string | undefined {
+    const value = this.string(node, anchor, path);
+    if (value === undefined) return undefined;
+    if (!matches(pattern, value)) {
+      this.at(node, anchor, path, 'invalid_name', `${what} ${JSON.stringify(value)} is not valid`, `use ${rule}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  /** Environment variable or secret name: `^[A-Z_][A-Z0-9_]*$`, not `AIRLOCK_*`. */
+  variable(node: Value, anchor: Value, path: string, what: string): string | undefined {
+    const value = this.named(node, anchor, path, VARIABLE_PATTERN, what, 'upper-case letters, digits and _, not starting with a digit (for example NPM_TOKEN), at most 128 characters');
+    if (value?.startsWith(RESERVED_VARIABLE_PREFIX) === true) {
+      this.at(node, anchor, path, 'reserved_name', `${what} ${value} uses the reserved prefix ${RESERVED_VARIABLE_PREFIX}`, `rename it: ${RESERVED_VARIABLE_PREFIX}* variables are set by Airlock itself and cannot be declared`);
+      return undefined;
+    }
+    return value;
+  }
+
+  /** The pairs of a map, keys checked (strings, unique, known). A null value counts as an empty map. */
+  entries(node: Value, anchor: Value, path: string, opts: { known?: readonly string[]; level?: string; duplicateCode?: string; what?: string } = {}): Entry[] | undefined {
+    if (isNullScalar(node)) return [];
+    if (!isMap(node)) {
+      this.wrongType(node, anchor, path, 'a map (key: value lines)');
+      return undefined;
+    }
+    const seen = new Map<string, Scalar>();
+    const out: Entry[] = [];
+    for (const pair of (node).items) {
+      const key = pair.key as Value;
+      if (!isScalar(key) || typeof key.value !== 'string') {
+        this.at(key, node, path, 'wrong_type', `the keys of ${path || 'the file'} must be strings, not ${this.describe(key)}`, 'quote the key');
+        continue;
+      }
+      const name = key.value;
+      const entryPath = childPath(path, name);
+      const first = seen.get(name);
+      if (first !== undefined) {
+        const firstLine = this.problems.lineOf(first);
+        const what = opts.what ?? 'key';
+        this.problems.at(key, entryPath, opts.duplicateCode ?? 'duplicate_key', `${what} ${JSON.stringify(name)} is defined twice (first on line ${firstLine})`, `remove or rename one of them: YAML maps cannot repeat a ${what}`);
+        continue;
+      }
+      seen.set(name, key);
+      if (opts.known !== undefined && !opts.known.includes(name)) {
+        this.problems.at(key, entryPath, 'unknown_key', `unknown key ${JSON.stringify(name)} in ${WHERE[opts.level ?? ''] ?? (path || 'the file')}`, this.unknownKeyHint(name, opts.known, opts.level));
+        continue;
+      }
+      out.push({ key, value: pair.value as Value, path: entryPath });
+    }
+    return out;
+  }
+
+  private unknownKeyHint(name: string, known: readonly string[], level: string | undefined): string {
+    const guess = closest(name, known);
+    if (guess !== undefined) return `did you mean \`${guess}\`?`;
+    for (const [other, keys] of Object.entries(KEYS_OF)) {
+      if (other !== level && keys.includes(name)) return `\`${name}\` belongs in ${WHERE[other] ?? other}, not ${WHERE[level ?? ''] ?? 'here'}`;
+    }
+    return `known keys here: ${known.join(', ')}`;
+  }
+
+  required(entries: readonly Entry[], required: readonly string[], anchor: Value, path: string, level: string): void {
+    for (const key of required) {
+      if (!entries.some((e) => e.key.value === key)) {
+        this.problems.at(anchor, childPath(path, key), 'missing_key', `${WHERE[level] ?? path} is missing \`${key}\``, `add \`${key}:\` (docs/pipeline.md)`);
+      }
+    }
+  }
+
+  /** The items of a list; `each` reads one item. Repeated values are reported as `duplicate_entry`. */
+  list<T>(node: Value, anchor: Value, path: string, each: (item: Value, path: string) => T | undefined, opts: { nonEmpty?: string; unique?: boolean } = {}): Located<T>[] | undefined {
+    if (!isSeq(node)) {
+      const single = isScalar(node) && typeof node.value === 'string' ? `write a list: [${this.sourceOf(node)}]` : undefined;
+      this.wrongType(node, anchor, path, 'a list', single);
+      return undefined;
+    }
+    const out: Located<T>[] = [];
+    const seen = new Map<unknown, number>();
+    (node).items.forEach((raw, index) => {
+      const item = raw as Value;
+      const itemPath = childPath(path, index);
+      const value = each(item, itemPath);
+      if (value === undefined) return;
+      if (opts.unique === true) {
+        const first = seen.get(value);
+        if (first !== undefined) {
+          this.problems.at(item, itemPath, 'duplicate_entry', `${JSON.stringify(value)} is listed twice in ${path} (also at index ${first})`, 'remove the repeated entry');
+          return;
+        }
+        seen.set(value, index);
+      }
+      out.push({ value, node: item, path: itemPath });
+    });
+    if (opts.nonEmpty !== undefined && out.length === 0 && (node).items.length === 0) {
+      this.at(node, anchor, path, 'empty', `${path} is empty`, opts.nonEmpty);
+    }
+    return out;
+  }
+
+  // --- the file ------------------------------------------------------------------------------
+
+  pipeline(): Draft {
+    const doc = this.source.doc;
+    const root = doc?.contents as Value;
+    const draft: { name: string | undefined; owners: string[]; environments: Map<string, EnvironmentDefinition>; stages: DraftStage[] } = {
+      name: undefined,
+      owners: [],
+      environments: new Map(),
+      stages: [],
+    };
+    if (isNullScalar(root) && !isScalar(root)) {
+      this.problems.atOffset(0, '', 'missing_key', 'the file is empty', 'start from the example in docs/pipeline.md (`version: 1`, `pipeline:`, `owners:`, `stages:`)');
+      return draft;
+    }
+    const entries = this.entries(root, root, '', { known: TOP_KEYS, level: 'top' });
+    if (entries === undefined) return draft;
+    this.required(entries, TOP_REQUIRED, root, '', 'top');
+    let stagesEntry: Entry | undefined;
+    for (const e of entries) {
+      switch (e.key.value) {
+        case 'version': {
+          const v = this.integer(e.value, e.key, e.path);
+          if (v !== undefined && !(SUPPORTED_VERSIONS as readonly number[]).includes(v)) {
+            this.at(e.value, e.key, e.path, 'unsupported_version', `version ${v} is not supported`, `this Airlock reads version ${SUPPORTED_VERSIONS.join(', ')}`);
+          }
+          break;
+        }
+        case 'pipeline':
+          draft.name = this.named(e.value, e.key, e.path, NAME_PATTERN, 'the pipeline name', 'a lower-case letter, then lower-case letters, digits or "-" (at most 63 characters)');
+          break;
+        case 'owners':
+          draft.owners =
+            this.list(e.value, e.key, e.path, (item, p) => this.named(item, e.key, p, OWNER_PATTERN, 'owner', 'a user, service account or role name: lower-case letters, digits, ".", "_" or "-" (2 to 64 characters)'), {
+              nonEmpty: 'name at least one owner (a user or a role): someone must answer for this pipeline',
+              unique: true,
+            })?.map((o) => o.value) ?? [];
+          break;
+        case 'environments':
+          this.environments(e, draft.environments);
+          break;
+        case 'stages':
+          stagesEntry = e;
+          break;
+        default:
+          break;
+      }
+    }
+    // Stages last: they refer to environments, which may be declared further down the file.
+    if (stagesEntry !== undefined) draft.stages = this.stages(stagesEntry);
+    return draft;
+  }
+
+  private environments(e: Entry, into: Map<string, EnvironmentDefinition>): void {
+    const envs = this.entries(e.value, e.key, e.path, { what: 'environment', duplicateCode: 'duplicate_name' });
+    for (const env of envs ?? []) {
+      this.named(env.key, env.key, env.path, NAME_PATTERN, 'environment name', 'a lower-case letter, then lower-case letters, digits or "-" (at most 63 characters)');
+      const name = String(env.key.value);
+      const settings = this.entries(env.value, env.key, env.path, { known: ENVIRONMENT_KEYS, level: 'environment' }) ?? [];
+      let isProtected = false;
+      for (const s of settings) {
+        if (s.key.value === 'protected') isProtected = this.boolean(s.value, s.key, s.path) ?? false;
+      }
+      into.set(name, Object.freeze({ protected: isProtected }));
+    }
+  }
+
+  private stages(e: Entry): DraftStage[] {
+    const stages = this.entries(e.value, e.key, e.path, { what: 'stage', duplicateCode: 'duplicate_name' });
+    if (stages === undefined) return [];
+    if (stages.length === 0) this.at(e.value, e.key, e.path, 'empty', 'the pipeline has no stages', 'add at least one stage with one step');
+    if (stages.length > MAX_STAGES) {
+      this.problems.at(stages[MAX_STAGES]?.key, e.path, 'too_many', `the pipeline has ${stages.length} stages; the limit is ${MAX_STAGES}`, 'merge stages or split the pipeline');
+    }
+    const out: DraftStage[] = [];
+    for (const s of stages.slice(0, MAX_STAGES)) {
+      this.named(s.key, s.key, s.path, NAME_PATTERN, 'stage name', 'a lower-case letter, then lower-case letters, digits or "-" (at most 63 characters)');
+      const name = String(s.key.value);
+      const fields = this.entries(s.value, s.key, s.path, { known: STAGE_KEYS, level: 'stage' });
+      if (fields === undefined) continue;
+      this.required(fields, STAGE_REQUIRED, s.key, s.path, 'stage');
+      let needs: Located<string>[] = [];
+      let environment: Located<string> | undefined;
+      let steps: DraftStep[] = [];
+      for (const f of fields) {
+        switch (f.key.value) {
+          case 'needs':
+            needs = this.list(f.value, f.key, f.path, (item, p) => this.string(item, f.key, p), { unique: true }) ?? [];
+            break;
+          case 'environment': {
+            const env = this.string(f.value, f.key, f.path);
+            if (env !== undefined) environment = { value: env, node: f.value, path: f.path };
+            break;
+          }
+          case 'steps':
+            steps = this.steps(f);
+            break;
+          default:
+            break;
+        }
+      }
+      out.push({ name, keyNode: s.key, path: s.path, needs, environment, steps });
+    }
+    return out;
+  }
+
+  private steps(f: Entry): DraftStep[] {
+    const items =
+      this.list(f.value, f.key, f.path, (item, p) => this.step(item, p), {
+        nonEmpty: 'add at least one step (`- name: …` with `run: …`)',
+      }) ?? [];
+    if (items.length > MAX_STEPS_PER_STAGE) {
+      this.problems.at(items[MAX_STEPS_PER_STAGE]?.node, f.path, 'too_many', `the stage has ${items.length} steps; the limit is ${MAX_STEPS_PER_STAGE}`, 'split the stage');
+    }
+    const seen = new Map<string, Located<DraftStep>>();
+    const out: DraftStep[] = [];
+    for (const item of items) {
+      const name = item.value.definition.name;
+      const first = seen.get(name);
+      if (first !== undefined) {
+        const nameNode = isMap(item.node) ? (item.node.get('name', true) as Value) : item.node;
+        this.problems.at(nameNode, childPath(item.path, 'name'), 'duplicate_name', `two steps of this stage are named ${JSON.stringify(name)} (also ${first.path})`, 'give each step of a stage its own name: runs, logs and attestations refer to steps by name');
+        continue;
+      }
+      seen.set(name, item);
+      out.push(item.value);
+    }
+    return out;
+  }
+
+  private step(node: Value, path: string): DraftStep | undefined {
+    const fields = this.entries(node, node, path, { known: STEP_KEYS, level: 'step' });
+    if (fields === undefined) return undefined;
+    this.required(fields, STEP_REQUIRED, node, path, 'step');
+    let name: string | undefined;
+    let run: string | undefined;
+    let env: [string, string][] = [];
+    let timeout = DEFAULT_TIMEOUT_SECONDS;
+    let retries = 0;
+    let retriesEntry: Entry | undefined;
+    let idempotent = false;
+    let runsOn: string[] = [];
+    let inputs: Located<string>[] = [];
+    let outputs: Located<string>[] = [];
+    let secrets: Located<string>[] = [];
+    let requires: [string, string][] = [];
+    let network = false;
+    let evidence: 'test' | undefined;
+    for (const f of fields) {
+      switch (f.key.value) {
+        case 'name':
+          this.named(f.value, f.key, f.path, NAME_PATTERN, 'step name', 'a lower-case letter, then lower-case letters, digits or "-" (at most 63 characters)');
+          // Keep even an invalid name: duplicates and the graph pass still need to see the step.
+          name = isScalar(f.value) && typeof f.value.value === 'string' ? f.value.value : undefined;
+          break;
+        case 'run':
+          run = this.string(f.value, f.key, f.path);
+          if (run?.trim() === '') this.at(f.value, f.key, f.path, 'empty', 'the command is empty', 'write the shell command the step runs (it is run with sh -c)');
+          break;
+        case 'env':
+          env = this.env(f);
+          break;
+        case 'timeout': {
+          const text = this.string(f.value, f.key, f.path);
+          if (text === undefined) break;
+          const seconds = timeoutSeconds(text);
+          if (seconds === undefined || seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) {
+            const why = seconds === undefined ? `${JSON.stringify(text)} is not a duration` : `${text} is ${seconds < 1 ? 'zero' : 'longer than the 6h limit'}`;
+            this.at(f.value, f.key, f.path, 'invalid_timeout', `timeout ${why}`, 'write a duration from 1s to 6h: 30s, 10m, 1h, 1h30m (default 10m)');
+          } else timeout = seconds;
+          break;
+        }
+        case 'retries': {
+          const n = this.integer(f.value, f.key, f.path);
+          if (n !== undefined && (n < 0 || n > MAX_RETRIES)) {
+            this.at(f.value, f.key, f.path, 'out_of_range', `retries ${n} is out of range`, `use 0 to ${MAX_RETRIES}`);
+          } else if (n !== undefined) {
+            retries = n;
+            retriesEntry = f;
+          }
+          break;
+        }
+        case 'idempotent':
+          idempotent = this.boolean(f.value, f.key, f.path) ?? false;
+          break;
+        case 'network':
+          network = this.boolean(f.value, f.key, f.path) ?? false;
+          break;
+        case 'runs-on':
+          runsOn = (this.list(f.value, f.key, f.path, (item, p) => this.named(item, f.key, p, LABEL_PATTERN, 'runner label', 'lower-case letters, digits, ".", "_" or "-"'), { unique: true }) ?? []).map((l) => l.value);
+          break;
+        case 'inputs':
+          inputs = this.paths(f);
+          break;
+        case 'outputs':
+          outputs = this.paths(f);
+          break;
+        case 'secrets':
+          secrets = this.list(f.value, f.key, f.path, (item, p) => this.variable(item, f.key, p, 'secret name'), { unique: true }) ?? [];
+          break;
+        case 'requires':
+          requires = this.requires(f);
+          break;
+        case 'evidence': {
+          const kind = this.string(f.value, f.key, f.path);
+          if (kind !== undefined && !(EVIDENCE_KINDS as readonly string[]).includes(kind)) {
+            this.at(f.value, f.key, f.path, 'invalid_value', `evidence ${JSON.stringify(kind)} is not a known kind`, `use one of: ${EVIDENCE_KINDS.join(', ')} (or leave it out)`);
+          } else if (kind === 'test') evidence = kind;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    // Retrying a step that is not idempotent could apply its side effects twice (a double deploy).
+    if (retriesEntry !== undefined && retries > 0 && !idempotent) {
+      this.at(retriesEntry.value, retriesEntry.key, retriesEntry.path, 'retries_not_idempotent', `retries: ${retries} needs idempotent: true`, 'add `idempotent: true` if running the step twice is harmless, or remove `retries`');
+    }
+    for (const s of secrets) {
+      if (env.some(([k]) => k === s.value)) {
+        this.problems.at(s.node, s.path, 'env_secret_conflict', `${s.value} is both a secret and a plain env variable of this step`, `remove ${s.value} from \`env:\`; the secret's value is injected under that name`);
+      }
+    }
+    // Only used when the whole file is valid (every field read); otherwise it feeds the graph pass.
+    if (name === undefined) return undefined;
+    const definition: StepDefinition = Object.freeze({
+      name,
+      run: run ?? '',
+      env: Object.freeze(Object.fromEntries(env)),
+      timeoutSeconds: timeout,
+      retries,
+      idempotent,
+      runsOn: Object.freeze(runsOn),
+      inputs: Object.freeze(inputs.map((i) => i.value)),
+      outputs: Object.freeze(outputs.map((o) => o.value)),
+      secrets: Object.freeze(secrets.map((s) => s.value)),
+      requires: Object.freeze(Object.fromEntries(requires)),
+      network,
+      evidence,
+    });
+    return { definition, path, inputs, outputs };
+  }
+
+  private env(f: Entry): [string, string][] {
+    const out: [string, string][] = [];
+    for (const v of this.entries(f.value, f.key, f.path, { what: 'variable' }) ?? []) {
+      const name = this.variable(v.key, v.key, v.path, 'variable name');
+      const value = this.string(v.value, v.key, v.path);
+      if (name !== undefined && value !== undefined) out.push([name, value]);
+    }
+    return out;
+  }
+
+  private paths(f: Entry): Located<string>[] {
+    const each = (item: Value, p: string): string | undefined => {
+      const value = this.string(item, f.key, p);
+      if (value === undefined) return undefined;
+      const why = pathProblem(value);
+      if (why === undefined) return value;
+      const fixed = normalisePathHint(value);
+      const hint = why.includes('..') || fixed === '' ? 'name a file inside the workspace, relative to its root (for example dist/app.tgz)' : `write it relative to the workspace root, in normal form: ${fixed}`;
+      this.problems.at(item, p, 'invalid_path', `path ${JSON.stringify(value)} ${why}`, hint);
+      return undefined;
+    };
+    return this.list(f.value, f.key, f.path, each, { unique: true }) ?? [];
+  }
+
+  private requires(f: Entry): [string, string][] {
+    const out: [string, string][] = [];
+    for (const t of this.entries(f.value, f.key, f.path, { what: 'tool' }) ?? []) {
+      const tool = this.named(t.key, t.key, t.path, TOOL_PATTERN, 'tool name', 'lower-case letters, digits, ".", "_" or "-", starting with a letter');
+      const range = this.string(t.value, t.key, t.path);
+      if (range !== undefined && !matches(SEMVER_RANGE_PATTERN, range)) {
+        this.at(t.value, t.key, t.path, 'invalid_range', `${JSON.stringify(range)} is not a semver range`, 'write a range such as ">=20", "^1.2.0", "~3.11", "1.x || >=2.5.0", or "*" for any version');
+      } else if (tool !== undefined && range !== undefined) out.push([tool, range]);
+    }
+    return out;
+  }
+}
+
+/** Run the structural pass over a parsed source. */
+export function walkPipeline(source: Source, problems: Problems): Draft {
+  return new Walker(source, problems).pipeline();
+}

@@ -1,0 +1,154 @@
+/**
+ * The embedded runner: `airlock server` runs jobs itself by default. It takes queued steps like
+ * any agent (claim, heartbeat, complete), so embedded and remote runs share one code path and
+ * one audit trail. Output is batched into the log store at most every LOG_FLUSH_MS.
+ */
+import type { Logger } from '../observability/index.js';
+import type { ExecutorDeps, StepJob, StepResult } from '../runner/index.js';
+import type { Job, Runs, StepReport } from './runs.js';
+import type { JsonValue } from '../audit/index.js';
+
+const LOG_FLUSH_MS = 200;
+const HEARTBEAT_MS = 10_000;
+const IDLE_POLL_MS = 1000;
+
+export interface EmbeddedRunnerOptions {
+  readonly name: string;
+  readonly labels: readonly string[];
+  /** Steps at once (default 2: this machine's cores). */
+  readonly concurrency: number;
+  readonly execute: (job: StepJob, deps: Pick<ExecutorDeps, 'onOutput' | 'signal'>) => Promise<StepResult>;
+  /** Extra environment Airlock provides to a step: run id, commit, its workload token. */
+  readonly provided: (job: Job) => Promise<Record<string, string>>;
+  readonly sourceDir: (runId: string) => string;
+  readonly logger?: Logger | undefined;
+}
+
+/** The report for a runner result: outputs and the evidence kept with the step. */
+export function reportOf(result: StepResult): StepReport {
+  return {
+    status: result.status,
+    exitCode: result.exitCode,
+    reason: result.reason,
+    outputs: result.outputs.map((o) => ({ path: o.path, digest: o.digest, size: o.size })),
+    evidence: JSON.parse(JSON.stringify({ fingerprint: result.fingerprint, logs: result.logs, link: result.link, signal: result.signal, startedAt: result.startedAt, finishedAt: result.finishedAt, durationMs: result.durationMs })) as JsonValue,
+  };
+}
+
+/** A Job as the executor takes it. */
+export function stepJobOf(job: Job, provided: Record<string, string>, source: string): StepJob {
+  return {
+    jobId: job.stepId,
+    runId: job.runId,
+    pipeline: job.pipeline,
+    stage: job.stage,
+    step: job.step,
+    attempt: job.attempt,
+    command: job.command,
+    env: { ...job.env, ...provided },
+    timeoutMs: job.timeoutMs,
+    source: { kind: 'dir', path: source },
+    inputs: job.inputs,
+    outputs: job.outputs,
+    requires: job.requires,
+    network: job.network,
+  };
+}
+
+export class EmbeddedRunner {
+  private running = 0;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly active = new Map<string, AbortController>();
+
+  constructor(
+    private readonly runs: Runs,
+    private readonly options: EmbeddedRunnerOptions,
+  ) {
+    runs.onWork(() => this.wake?.());
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Stop taking jobs and cancel the running ones (their leases lapse; the reaper ends them). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    for (const c of this.active.values()) c.abort();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      if (this.running < this.options.concurrency) {
+        let job: Job | undefined;
+        try {
+          job = await this.runs.claim({ name: this.options.name, labels: this.options.labels });
+        } catch (err) {
+          this.options.logger?.error({ err }, 'embedded runner: claiming a job failed');
+        }
+        if (job !== undefined) {
+          this.running += 1;
+          void this.execute(job).finally(() => {
+            this.running -= 1;
+            this.wake?.();
+          });
+          continue;
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, IDLE_POLL_MS);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  private async execute(job: Job): Promise<void> {
+    const abort = new AbortController();
+    this.active.set(job.stepId, abort);
+    let pending: { stream: 'stdout' | 'stderr'; data: Buffer }[] = [];
+    let flushing: Promise<void> = Promise.resolve();
+    const flush = (): Promise<void> => {
+      const batch = pending;
+      pending = [];
+      flushing = flushing.then(() => this.runs.appendLog(job.stepId, batch)).catch((err: unknown) => this.options.logger?.error({ err }, 'storing step output failed'));
+      return flushing;
+    };
+    const flusher = setInterval(() => void flush(), LOG_FLUSH_MS);
+    const beat = setInterval(() => {
+      this.runs
+        .heartbeat(job.stepId, this.options.name)
+        .then((h) => {
+          if (h.cancel) abort.abort();
+        })
+        .catch((err: unknown) => this.options.logger?.error({ err }, 'heartbeat failed'));
+    }, HEARTBEAT_MS);
+    try {
+      const provided = await this.options.provided(job);
+      const result = await this.options.execute(stepJobOf(job, provided, this.options.sourceDir(job.runId)), {
+        onOutput: (stream, chunk) => pending.push({ stream, data: Buffer.from(chunk) }),
+        signal: abort.signal,
+      });
+      clearInterval(flusher);
+      await flush();
+      await this.runs.complete(job.stepId, this.options.name, reportOf(result));
+    } catch (err) {
+      clearInterval(flusher);
+      await flush();
+      this.options.logger?.error({ err, stepId: job.stepId }, 'embedded runner: step could not be run');
+      await this.runs
+        .complete(job.stepId, this.options.name, { status: 'failed', exitCode: null, reason: `the runner could not run the step: ${err instanceof Error ? err.message.slice(0, 300) : 'internal error'}`, outputs: [], evidence: null })
+        .catch(() => undefined);
+    } finally {
+      clearInterval(beat);
+      this.active.delete(job.stepId);
+    }
+  }
+}

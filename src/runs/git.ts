@@ -1,0 +1,120 @@
+/**
+ * The git CLI behind a narrow port. Each project is mirrored into `$AIRLOCK_HOME/repos`
+ * (`git clone --mirror`, then `git fetch` per run), so a run reads exactly the commit it
+ * resolved, even if the origin moves on or rewrites history later.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { AirlockError, ValidationError } from '../errors/index.js';
+
+export interface CommitInfo {
+  readonly sha: string;
+  readonly author: { readonly name: string; readonly email: string; readonly time: string };
+  readonly committer: { readonly name: string; readonly email: string; readonly time: string };
+  readonly subject: string;
+}
+
+/** What runs need from git. */
+export interface GitPort {
+  /** Fetch the project's mirror up to date (creating it on first use). */
+  sync(projectId: string, repo: string): Promise<string>;
+  resolve(mirror: string, ref: string): Promise<string>;
+  commit(mirror: string, sha: string): Promise<CommitInfo>;
+  /** The bytes of `path` at `sha`, or undefined when the commit has no such file. */
+  readFile(mirror: string, sha: string, path: string): Promise<Buffer | undefined>;
+  /** Write the tree of `sha` (without .git) into `dest`. */
+  exportTree(mirror: string, sha: string, dest: string): Promise<void>;
+}
+
+const GIT_ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: '/nonexistent', LANG: 'C' };
+const MAX_BUFFER = 64 * 1024 * 1024;
+
+function git(args: readonly string[], options: { cwd?: string; encoding?: 'buffer' } = {}): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile('git', [...args], { cwd: options.cwd, env: GIT_ENV, encoding: 'buffer', maxBuffer: MAX_BUFFER, timeout: 120_000 }, (err, stdout, stderr) => {
+      if (err !== null) {
+        // git's stderr names the problem (unknown revision, not a repository); it holds no secrets we hold.
+        const text = stderr.toString('utf8').trim().split('\n').slice(-3).join(' ').slice(0, 400);
+        reject(Object.assign(new Error(text || err.message), { gitExit: typeof err.code === 'number' ? err.code : null }));
+      } else resolve(stdout);
+    });
+  });
+}
+
+export class GitCli implements GitPort {
+  constructor(private readonly reposDir: string) {}
+
+  async sync(projectId: string, repo: string): Promise<string> {
+    const mirror = join(this.reposDir, `${projectId}.git`);
+    try {
+      if (!existsSync(mirror)) {
+        await mkdir(this.reposDir, { recursive: true, mode: 0o700 });
+        await git(['clone', '--quiet', '--mirror', '--', repo, mirror]);
+      } else {
+        await git(['fetch', '--quiet', '--prune', 'origin', '+refs/*:refs/*'], { cwd: mirror });
+      }
+    } catch (err) {
+      if (!existsSync(join(mirror, 'HEAD'))) await rm(mirror, { recursive: true, force: true });
+      throw new AirlockError('VALIDATION_FAILED', `cannot fetch the repository ${repo}: ${(err as Error).message}`, { issues: [{ path: 'repo', message: 'not a reachable git repository' }] });
+    }
+    return mirror;
+  }
+
+  async resolve(mirror: string, ref: string): Promise<string> {
+    if (!/^[A-Za-z0-9._/@^~-]{1,200}$/.test(ref) || ref.startsWith('-')) {
+      throw new ValidationError(`ref "${ref.slice(0, 60)}" is not a branch, tag or commit name`, [{ path: 'ref', message: 'invalid ref' }]);
+    }
+    try {
+      return (await git(['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`], { cwd: mirror })).toString('utf8').trim();
+    } catch {
+      throw new ValidationError(`ref "${ref}" does not name a commit in this repository`, [{ path: 'ref', message: 'unknown ref' }]);
+    }
+  }
+
+  async commit(mirror: string, sha: string): Promise<CommitInfo> {
+    const out = (await git(['show', '-s', '--format=%H%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%s', sha], { cwd: mirror })).toString('utf8').trim();
+    const [h = sha, an = '', ae = '', at = '', cn = '', ce = '', ct = '', subject = ''] = out.split('\0');
+    return { sha: h, author: { name: an, email: ae, time: at }, committer: { name: cn, email: ce, time: ct }, subject };
+  }
+
+  async readFile(mirror: string, sha: string, path: string): Promise<Buffer | undefined> {
+    try {
+      return await git(['show', `${sha}:${path}`], { cwd: mirror });
+    } catch {
+      return undefined;
+    }
+  }
+
+  async exportTree(mirror: string, sha: string, dest: string): Promise<void> {
+    await mkdir(dest, { recursive: true, mode: 0o700 });
+    // git archive | tar -x, without a shell.
+    await new Promise<void>((resolve, reject) => {
+      const archive = execFile('git', ['archive', '--format=tar', sha], { cwd: mirror, env: GIT_ENV, encoding: 'buffer', maxBuffer: 1024 * 1024 * 1024 });
+      const tar = execFile('tar', ['-x', '-C', dest], { env: GIT_ENV });
+      let failed = false;
+      const fail = (e: Error): void => {
+        if (!failed) {
+          failed = true;
+          reject(e);
+        }
+      };
+      if (archive.stdout === null || tar.stdin === null) {
+        fail(new Error('cannot connect git archive to tar'));
+        return;
+      }
+      archive.stdout.pipe(tar.stdin);
+      archive.on('error', fail);
+      tar.on('error', fail);
+      archive.on('exit', (code) => {
+        if (code !== 0) fail(new Error(`git archive exited ${String(code)}`));
+      });
+      tar.on('exit', (code) => {
+        if (code === 0) {
+          if (!failed) resolve();
+        } else fail(new Error(`tar exited ${String(code)}`));
+      });
+    });
+  }
+}

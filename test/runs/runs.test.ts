@@ -1,0 +1,125 @@
+/**
+ * Runs through the HTTP API with the embedded runner, on both engines: a project from a git
+ * repository, a multi-stage run from commit to verdict, every transition recorded.
+ */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildServer } from '../../src/server/index.js';
+import { ENGINES } from '../support/engines.js';
+import { TestClock, authed, login, makeUser, openTestApp, silent } from '../server/support.js';
+import type { TestApp } from '../server/support.js';
+import { EXAMPLE, commit, makeRepo } from './support.js';
+
+interface RunDetail {
+  id: string;
+  number: number;
+  state: string;
+  reason: string | null;
+  commit: string;
+  traceId: string;
+  commitInfo: { author: { email: string }; committer: { email: string } };
+  trigger: { actor: { id: string }; reason: string | null; params: Record<string, string> };
+  stages: { name: string; state: string; steps: { step: string; state: string; attempt: number; reason: string | null; exitCode: number | null; result: { outputs: { path: string; digest: string }[] } | null }[] }[];
+}
+
+describe.each(ENGINES)('runs on %s', (engine) => {
+  let t: TestApp;
+  let bare: FastifyInstance;
+  let server: FastifyInstance;
+
+  beforeAll(async () => {
+    const clock = new TestClock();
+    t = await openTestApp(engine, { clock });
+    await t.app.startRunner({ labels: ['embedded', 'linux'], concurrency: 2, reap: false });
+    const op = await makeUser(t.app, clock, 'olga', ['operator']);
+    bare = await buildServer(t.app, { logger: silent });
+    server = authed(bare, await login(bare, clock, op));
+  }, 60_000);
+
+  afterAll(async () => {
+    await bare.close();
+    await t.cleanup();
+  });
+
+  async function waitForRun(id: string): Promise<RunDetail> {
+    for (let i = 0; i < 200; i++) {
+      const r = (await server.inject({ url: `/api/v1/runs/${id}` })).json<RunDetail>();
+      if (['succeeded', 'failed', 'cancelled'].includes(r.state)) return r;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`run ${id} did not finish`);
+  }
+
+  it('runs the example pipeline from a commit: build, test, package, with outputs passed by digest', async () => {
+    const repo = makeRepo({}, EXAMPLE);
+    const added = await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'hello', repo: repo.dir } });
+    expect(added.statusCode, added.body).toBe(201);
+    const started = await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: 'hello', reason: 'first run', params: { channel: 'beta' } } });
+    expect(started.statusCode, started.body).toBe(201);
+    const run = await waitForRun(started.json<RunDetail>().id);
+    expect(run.state, JSON.stringify(run.stages)).toBe('succeeded');
+    expect(run.commit).toBe(repo.head);
+    expect(run.commitInfo.author.email).toBe('ada@example.com');
+    expect(run.commitInfo.committer.email).toBe('cy@example.com');
+    expect(run.trigger).toMatchObject({ actor: { id: 'olga' }, reason: 'first run', params: { channel: 'beta' } });
+    expect(run.stages.map((s) => [s.name, s.state])).toEqual([
+      ['build', 'succeeded'],
+      ['test', 'succeeded'],
+      ['package', 'succeeded'],
+    ]);
+    const built = run.stages[0]!.steps[0]!.result!.outputs.find((o) => o.path === 'dist/hello.txt');
+    expect(built?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(await t.app.blobs.has(built!.digest)).toBe(true);
+    // Every transition is an audit event carrying the run's trace id.
+    const events = (await t.app.audit.search({ action: 'runs.*', limit: 1000 })).filter((e) => e.event.context.traceId === run.traceId).map((e) => e.event.action);
+    expect(events).toEqual(expect.arrayContaining(['runs.create', 'runs.start', 'runs.stage.start', 'runs.step.queue', 'runs.step.start', 'runs.step.finish', 'runs.stage.finish', 'runs.finish']));
+    expect(events.filter((a) => a === 'runs.step.finish')).toHaveLength(3);
+    // Logs are stored.
+    const logs = (await server.inject({ url: `/api/v1/runs/${run.id}/logs` })).json<{ chunks: { step: string; data: string }[]; finished: boolean }>();
+    const text = logs.chunks.map((c) => Buffer.from(c.data, 'base64').toString('utf8')).join('');
+    expect(text).toContain('1 test passed');
+    expect(logs.finished).toBe(true);
+  });
+
+  it('fails a run whose step fails, skips what needs it, and says why', async () => {
+    const repo = makeRepo({
+      'airlock.yaml': 'version: 1\npipeline: broken\nowners: [olga]\nstages:\n  build:\n    steps:\n      - name: fail\n        run: echo about to fail; exit 3\n  after:\n    needs: [build]\n    steps:\n      - { name: never, run: "true" }\n',
+    });
+    await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'broken', repo: repo.dir } });
+    const started = await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: 'broken' } });
+    expect(started.statusCode, started.body).toBe(201);
+    const run = await waitForRun(started.json<RunDetail>().id);
+    expect(run.state).toBe('failed');
+    expect(run.reason).toMatch(/build\/fail/);
+    expect(run.stages.map((s) => s.state)).toEqual(['failed', 'skipped']);
+    expect(run.stages[0]!.steps[0]).toMatchObject({ state: 'failed', exitCode: 3 });
+    expect(run.stages[1]!.steps[0]!.state).toBe('skipped');
+  });
+
+  it('refuses a commit without a valid airlock.yaml, naming file:line:col', async () => {
+    const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: bad\nowners: [olga]\nstages:\n  build:\n    stepz: []\n' });
+    await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'bad', repo: repo.dir } });
+    const started = await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: 'bad' } });
+    expect(started.statusCode).toBe(400);
+    const problems = started.json<{ error: { details: { problems: { file: string; line: number; col: number; code: string; hint: string }[] } } }>().error.details.problems;
+    expect(problems).toContainEqual(expect.objectContaining({ file: `airlock.yaml@${repo.head.slice(0, 12)}`, line: 6, col: 5, code: 'unknown_key', hint: 'did you mean `steps`?' }));
+    commit(repo.dir, { 'airlock.yaml': 'version: 1\npipeline: bad\nowners: [olga]\nstages:\n  build:\n    steps:\n      - { name: ok, run: "true" }\n' });
+    const fixed = await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: 'bad', ref: 'main' } });
+    expect(fixed.statusCode, fixed.body).toBe(201);
+    expect((await waitForRun(fixed.json<RunDetail>().id)).state).toBe('succeeded');
+  });
+
+  it('cancels a running run: the step is stopped and the run ends cancelled', async () => {
+    const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [olga]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 30", timeout: 1m }\n' });
+    await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'slow', repo: repo.dir } });
+    const id = (await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: 'slow' } })).json<RunDetail>().id;
+    for (let i = 0; i < 50; i++) {
+      const r = (await server.inject({ url: `/api/v1/runs/${id}` })).json<RunDetail>();
+      if (r.stages[0]?.steps[0]?.state === 'running') break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const cancelled = await server.inject({ method: 'POST', url: `/api/v1/runs/${id}/cancel`, payload: { reason: 'wrong branch' } });
+    expect(cancelled.statusCode, cancelled.body).toBe(200);
+    expect(cancelled.json<RunDetail>().state).toBe('cancelled');
+  });
+});
