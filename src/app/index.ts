@@ -148,7 +148,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     const blobs = new BlobStore(join(config.home, 'artifacts'));
     const runsDeps = { store, audit, git: new GitCli(join(config.home, 'repos')), clock, runsDir: join(config.home, 'runs') };
     const projects = new Projects(runsDeps);
-    const runs = new Runs(runsDeps, projects);
+    const runs = new Runs(runsDeps, projects, config.runnerLeaseSeconds * 1000);
     const providedEnv = async (job: Job, runner: string): Promise<Record<string, string>> => {
       const token = await tokens.mintWorkloadToken({
         pipeline: job.pipeline,
@@ -181,7 +181,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       if (opts.reap && reaper === undefined) {
         // Steps whose runner died (this process before a restart, or an agent) end when their lease lapses.
         const reap = () => void runs.reapLost().catch((err: unknown) => options.logger?.error({ err }, 'reaping lost steps failed'));
-        reaper = setInterval(reap, 5000);
+        reaper = setInterval(reap, Math.min(5000, config.runnerLeaseSeconds * 500));
         reap();
       }
       if (opts.concurrency === 0 || embedded !== undefined) return;
@@ -191,7 +191,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         name,
         labels: opts.labels,
         concurrency: opts.concurrency,
-        execute: (job, io) => executeStep(job, { blobs, workRoot: join(config.home, 'runs', 'work'), signer: runnerKey, ...io }),
+        execute: (job, io) => executeStep(job, { blobs, workRoot: config.workDir, signer: runnerKey, sandbox: config.stepSandbox, ...io }),
         provided: (job) => providedEnv(job, name),
         sourceDir: (runId) => runs.sourceDir(runId),
         logger: options.logger,

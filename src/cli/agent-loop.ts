@@ -175,8 +175,8 @@ export class AgentApi {
     const timeout = AbortSignal.timeout(options.timeoutMs ?? 60_000);
     const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
     try {
-      // `duplex` is required by fetch for a streamed body; the DOM typings do not know it yet.
-      return await fetch(`${this.server}${path}`, { method, headers, body: body as FetchInit['body'], redirect: 'error', signal, duplex: 'half' } as FetchInit);
+      // `duplex: 'half'` is required by fetch for a streamed body.
+      return await fetch(`${this.server}${path}`, { method, headers, body: body as FetchInit['body'], redirect: 'error', signal, duplex: 'half' });
     } catch (err) {
       if (options.signal?.aborted === true) throw err;
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
@@ -280,7 +280,7 @@ async function fetchSource(ctx: JobContext, stepId: string, dir: string, signal:
     tar.once('error', reject);
     tar.once('close', resolve);
   });
-  const piped = pipeline(Readable.fromWeb(res.body as WebReadableStream), tar.stdin).then(
+  const piped = pipeline(Readable.fromWeb(res.body), tar.stdin).then(
     () => undefined,
     (err: unknown) => err,
   );
@@ -295,7 +295,7 @@ async function fetchInputs(ctx: JobContext, job: Job, blobs: BlobStore, signal: 
     if (await blobs.has(input.digest)) continue;
     const res = await ctx.api.request('GET', jobPath(job.stepId, `/inputs/${encodeURIComponent(input.digest)}`), { timeoutMs: 30 * 60_000, signal });
     if (!res.ok || res.body === null) throw await answerError(res, `downloading input ${input.path}`);
-    const stored = await blobs.put(Readable.fromWeb(res.body as WebReadableStream));
+    const stored = await blobs.put(Readable.fromWeb(res.body));
     if (stored.digest !== input.digest) throw new Error(`input ${input.path}: the server sent bytes that hash to ${stored.digest}, not ${input.digest}`);
   }
 }
@@ -447,11 +447,19 @@ export async function agentLoop(options: AgentLoopOptions): Promise<void> {
   await rm(ctx.cacheDir, { recursive: true, force: true });
   const stopped = new Promise<void>((resolve) => {
     if (stop.aborted) resolve();
-    stop.addEventListener('abort', () => resolve(), { once: true });
+    stop.addEventListener(
+      'abort',
+      () => {
+        resolve();
+      },
+      { once: true },
+    );
   });
+  // A function, not the property: it changes while we wait (the compiler would narrow it away).
+  const stopping = (): boolean => stop.aborted;
   let backoff = MIN_BACKOFF_MS;
   let down = false;
-  while (!stop.aborted) {
+  while (!stopping()) {
     let next: { job: Job; env: Record<string, string> } | undefined;
     try {
       next = await api.call<{ job: Job; env: Record<string, string> }>('GET', `/api/v1/agents/jobs/next?wait=${LONG_POLL_SECONDS}`, 'waiting for a job', { timeoutMs: (LONG_POLL_SECONDS + 15) * 1000, signal: stop });
@@ -459,7 +467,7 @@ export async function agentLoop(options: AgentLoopOptions): Promise<void> {
       down = false;
       backoff = MIN_BACKOFF_MS;
     } catch (err) {
-      if (stop.aborted) break;
+      if (stopping()) break;
       if (!(err instanceof TransientError)) throw err;
       log.warn({ retryInMs: backoff }, err.message);
       down = true;

@@ -402,6 +402,37 @@ export function buildProgram(cli: Cli): Command {
   remote(program.command('logs').description('the stored output of every step of a run').argument('<run>', 'run id, or project#number').option('-f, --follow', 'keep streaming until the run ends'), 'not applicable: output is the raw log')
     .action(act(cli, async (command, args) => (await import('./handlers/runs.js')).logs(cli, command, args[0] ?? '')));
 
+  // --- agent ------------------------------------------------------------------------------------
+  const agent = program
+    .command('agent')
+    .description('run a remote agent: register once with a one-time token, then take and run pipeline jobs until SIGINT or SIGTERM')
+    // Options after `agent token create` belong to that subcommand, not to `agent`.
+    .enablePositionalOptions()
+    .option('--server <url>', 'Airlock server URL (first start only; later starts read it from the state file)')
+    .option('--token <token>', 'one-time registration token from `airlock agent token create` (first start only; env AIRLOCK_AGENT_TOKEN)')
+    .option('--name <name>', 'agent name (first start only; default: this host name)')
+    .option('--state <dir>', 'state directory: API key and signing key, mode 0600 (default $XDG_STATE_HOME/airlock-agent or ~/.local/state/airlock-agent)')
+    .addOption(new Option('--sandbox <mode>', 'auto: run steps under bubblewrap when it is installed; off: plain processes').choices(['auto', 'off']).default('auto'))
+    .addHelpText(
+      'after',
+      '\nPrints "airlock agent <name> waiting for jobs from <url>" on stdout once registered. Reconnects with back-off\n' +
+        '(1 s doubling to 30 s) while the server is unreachable. On SIGINT or SIGTERM it takes no new job, cancels the\n' +
+        'running step, reports it and exits 0.\n\n' +
+        'Example:\n  $ airlock agent --server https://airlock.example.com --token "$(cat agent.token)" --name build-1',
+    )
+    .action(act(cli, async (command) => (await import('./handlers/agent.js')).runAgentCommand(cli, command)));
+  const agentToken = agent.command('token').description('one-time registration tokens for new agents');
+  remote(
+    agentToken
+      .command('create')
+      .description('create a one-time registration token (printed once) for an agent with these labels (needs MFA: admin or operator)')
+      .option('--label <label>', 'a label the agent will have; a step runs on agents that have all of its runs-on labels (repeatable)', collect)
+      .option('--expires-in-minutes <n>', 'minutes until the token expires (default 60; the server allows at most 10080)', anyPositive),
+    'print {"token","tokenId","labels","expiresAt"}',
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock agent token create --label linux --label big > agent.token')
+    .action(act(cli, async (command) => (await import('./handlers/agent.js')).agentTokenCreate(cli, command)));
+
   // --- policy -----------------------------------------------------------------------------------
   const policy = program.command('policy').description('the Cedar policy set: who may do what');
   remote(policy.command('get').description('print the policy version in force (version, digest, author, reason) and its Cedar text'))

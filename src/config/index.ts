@@ -5,7 +5,8 @@
  * setting, so a misconfigured server never half-starts.
  */
 import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors/index.js';
@@ -35,6 +36,15 @@ export interface Config {
   readonly sessionMaxHours: number;
   /** OpenID Connect SSO (file only; the client secret may come from AIRLOCK_OIDC_CLIENT_SECRET). */
   readonly oidc: OidcConfig | undefined;
+  /** Pipeline steps: bubblewrap sandbox `auto` (when installed), `required`, or `off`. */
+  readonly stepSandbox: 'auto' | 'required' | 'off';
+  /** A running step whose runner stops renewing its lease this long is lost. */
+  readonly runnerLeaseSeconds: number;
+  /**
+   * Where step workspaces are made: outside AIRLOCK_HOME, so nothing of the home (not even its
+   * path) appears inside a step.
+   */
+  readonly workDir: string;
 }
 
 /** SSO settings; see docs/identity.md. */
@@ -63,6 +73,9 @@ export interface ConfigInput {
   publicUrl?: string | undefined;
   sessionIdleMinutes?: string | number | undefined;
   sessionMaxHours?: string | number | undefined;
+  stepSandbox?: string | undefined;
+  runnerLeaseSeconds?: string | number | undefined;
+  workDir?: string | undefined;
 }
 
 /** Environment variable for each setting; also the name errors use. */
@@ -77,6 +90,9 @@ export const ENV_NAMES: Readonly<Record<keyof ConfigInput, string>> = {
   publicUrl: 'AIRLOCK_PUBLIC_URL',
   sessionIdleMinutes: 'AIRLOCK_SESSION_IDLE_MINUTES',
   sessionMaxHours: 'AIRLOCK_SESSION_MAX_HOURS',
+  stepSandbox: 'AIRLOCK_STEP_SANDBOX',
+  runnerLeaseSeconds: 'AIRLOCK_RUNNER_LEASE_SECONDS',
+  workDir: 'AIRLOCK_WORK_DIR',
 };
 
 const DEFAULTS = {
@@ -87,6 +103,8 @@ const DEFAULTS = {
   logLevel: 'info',
   sessionIdleMinutes: 30,
   sessionMaxHours: 12,
+  stepSandbox: 'auto',
+  runnerLeaseSeconds: 30,
 } as const;
 
 const oidcSchema = z
@@ -113,6 +131,9 @@ const fileSchema = z
     publicUrl: z.string().min(1),
     sessionIdleMinutes: z.number().int(),
     sessionMaxHours: z.number().int(),
+    stepSandbox: z.string(),
+    runnerLeaseSeconds: z.number().int(),
+    workDir: z.string().min(1),
     oidc: oidcSchema,
   })
   .partial()
@@ -164,8 +185,16 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const publicUrl = parsePublicUrl(pick('publicUrl'), listen);
   const sessionIdleMinutes = boundedSetting('sessionIdleMinutes', pick('sessionIdleMinutes') ?? DEFAULTS.sessionIdleMinutes, 1, 24 * 60);
   const sessionMaxHours = boundedSetting('sessionMaxHours', pick('sessionMaxHours') ?? DEFAULTS.sessionMaxHours, 1, 24 * 7);
+  const stepSandbox = pick('stepSandbox') ?? DEFAULTS.stepSandbox;
+  if (stepSandbox !== 'auto' && stepSandbox !== 'required' && stepSandbox !== 'off') throw new ConfigError(ENV_NAMES.stepSandbox, 'must be auto, required or off');
+  const runnerLeaseSeconds = boundedSetting('runnerLeaseSeconds', pick('runnerLeaseSeconds') ?? DEFAULTS.runnerLeaseSeconds, 2, 600);
   const oidc = file.oidc === undefined ? undefined : { ...file.oidc, clientSecret: nonEmpty(env.AIRLOCK_OIDC_CLIENT_SECRET) ?? file.oidc.clientSecret };
+  const workDir = resolve(cwd, pick('workDir') ?? join(tmpdir(), 'airlock-work'));
+  if (workDir === home || workDir.startsWith(`${home}/`)) throw new ConfigError(ENV_NAMES.workDir, 'must be outside AIRLOCK_HOME (steps must not see the home)');
   return Object.freeze({
+    workDir,
+    stepSandbox,
+    runnerLeaseSeconds,
     publicUrl,
     sessionIdleMinutes,
     sessionMaxHours,

@@ -9,7 +9,8 @@ import type { Job, Runs, StepReport } from './runs.js';
 import type { JsonValue } from '../audit/index.js';
 
 const LOG_FLUSH_MS = 200;
-const HEARTBEAT_MS = 10_000;
+/** Heartbeats at a third of the lease, so one late beat does not lose the step. */
+const heartbeatMs = (leaseMs: number): number => Math.max(500, Math.floor(leaseMs / 3));
 const IDLE_POLL_MS = 1000;
 
 export interface EmbeddedRunnerOptions {
@@ -129,7 +130,7 @@ export class EmbeddedRunner {
           if (h.cancel) abort.abort();
         })
         .catch((err: unknown) => this.options.logger?.error({ err }, 'heartbeat failed'));
-    }, HEARTBEAT_MS);
+    }, heartbeatMs(this.runs.leaseMs));
     try {
       const provided = await this.options.provided(job);
       const result = await this.options.execute(stepJobOf(job, provided, this.options.sourceDir(job.runId)), {

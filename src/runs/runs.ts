@@ -23,7 +23,7 @@ export type StepState = 'pending' | 'queued' | 'running' | 'succeeded' | 'failed
 const TERMINAL_STEP: ReadonlySet<string> = new Set(['succeeded', 'failed', 'timed_out', 'refused', 'cancelled', 'skipped', 'lost']);
 const FAILED_STEP: ReadonlySet<string> = new Set(['failed', 'timed_out', 'refused', 'lost']);
 
-/** A lease a runner must renew (heartbeat) while a step runs; past it the step is lost. */
+/** Default lease a runner must renew (heartbeat) while a step runs; past it the step is lost. */
 export const LEASE_MS = 30_000;
 
 export interface StartRunInput {
@@ -136,6 +136,8 @@ export class Runs {
   constructor(
     private readonly deps: RunsDeps,
     private readonly projects: Projects,
+    /** How long a runner may go without a heartbeat before its step is lost. */
+    readonly leaseMs: number = LEASE_MS,
   ) {}
 
   onWork(listener: () => void): void {
@@ -334,7 +336,7 @@ export class Runs {
         const now = this.deps.clock();
         const taken = await tx.db
           .updateTable('run_steps')
-          .set({ state: 'running', runner: runner.name, started_at: iso(now), lease_expires_at: iso(new Date(now.getTime() + LEASE_MS)) })
+          .set({ state: 'running', runner: runner.name, started_at: iso(now), lease_expires_at: iso(new Date(now.getTime() + this.leaseMs)) })
           .where('id', '=', c.id)
           .where('state', '=', 'queued')
           .executeTakeFirst();
@@ -401,7 +403,7 @@ export class Runs {
     const row = await this.deps.store.db.selectFrom('run_steps').innerJoin('runs', 'runs.id', 'run_steps.run_id').select(['run_steps.state', 'run_steps.runner', 'runs.state as runState']).where('run_steps.id', '=', stepId).executeTakeFirst();
     if (row === undefined || row.runner !== runner || row.state !== 'running') return { ok: false, cancel: true };
     await this.deps.store.transact(async (tx) => {
-      await tx.db.updateTable('run_steps').set({ lease_expires_at: iso(new Date(this.deps.clock().getTime() + LEASE_MS)) }).where('id', '=', stepId).where('state', '=', 'running').execute();
+      await tx.db.updateTable('run_steps').set({ lease_expires_at: iso(new Date(this.deps.clock().getTime() + this.leaseMs)) }).where('id', '=', stepId).where('state', '=', 'running').execute();
     });
     return { ok: true, cancel: row.runState === 'cancelled' };
   }

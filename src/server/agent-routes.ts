@@ -105,12 +105,12 @@ export function agentRoutes(app: App): (server: FastifyInstance) => Promise<void
   // The composition root does not carry the agents domain yet; one per server is equivalent
   // (all its state is in the database, apart from the waiters of this process's long polls).
   const agents = new Agents({ store: app.store, audit: app.audit, clock: app.clock, runs: app.runs, blobs: app.blobs, provided: (job, runner) => app.providedEnv(job, runner) });
-  return async (server) => {
+  return (server) => {
     // Long polls end at once when the server starts closing, so a graceful stop is not held up.
     const closing = new AbortController();
-    server.addHook('preClose', async () => {
+    server.addHook('preClose', (done) => {
       closing.abort();
-      return Promise.resolve();
+      done();
     });
     // Outputs are streamed into the blob store, never buffered: the parser hands over the raw
     // request. Scoped to this plugin; everywhere else only JSON is accepted.
@@ -220,5 +220,6 @@ export function agentRoutes(app: App): (server: FastifyInstance) => Promise<void
       await agents.report(await agentOf(request), p.stepId, { status: body.status, exitCode: body.exitCode, reason: body.reason ?? undefined, outputs: body.outputs, evidence }, ctx(request));
       return reply.code(204).send();
     });
+    return Promise.resolve();
   };
 }

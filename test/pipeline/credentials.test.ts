@@ -20,7 +20,7 @@ function fake(seed: string, length: number, alphabet = ALNUM): string {
   let out = '';
   for (let block = 0; out.length < length; block++) {
     for (const byte of createHash('sha256').update(`${seed}/${block}`).digest()) {
-      if (out.length < length) out += alphabet[byte % alphabet.length];
+      if (out.length < length) out += alphabet.charAt(byte % alphabet.length);
     }
   }
   return out;

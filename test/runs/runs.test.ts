@@ -8,7 +8,17 @@ import { buildServer } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
 import { TestClock, authed, login, makeUser, openTestApp, silent } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
+import { execFileSync } from 'node:child_process';
 import { EXAMPLE, commit, makeRepo } from './support.js';
+
+const HAS_BWRAP = (() => {
+  try {
+    execFileSync('bwrap', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 interface RunDetail {
   id: string;
@@ -108,6 +118,59 @@ describe.each(ENGINES)('runs on %s', (engine) => {
     expect(fixed.statusCode, fixed.body).toBe(201);
     expect((await waitForRun(fixed.json<RunDetail>().id)).state).toBe('succeeded');
   });
+
+  async function runSteps(name: string, steps: string): Promise<{ run: RunDetail; output: string }> {
+    const repo = makeRepo({ 'airlock.yaml': `version: 1\npipeline: ${name}\nowners: [olga]\nstages:\n  only:\n    steps:\n${steps}` });
+    await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name, repo: repo.dir } });
+    const started = await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: name } });
+    expect(started.statusCode, started.body).toBe(201);
+    const run = await waitForRun(started.json<RunDetail>().id);
+    const logs = (await server.inject({ url: `/api/v1/runs/${run.id}/logs` })).json<{ chunks: { data: string }[] }>();
+    return { run, output: logs.chunks.map((c) => Buffer.from(c.data, 'base64').toString('utf8')).join('') };
+  }
+
+  it('gives a step only its declared variables and the ones Airlock provides, never the server environment', async () => {
+    process.env.AIRLOCK_TEST_SERVER_SECRET = 'server-side-secret-value';
+    try {
+      const { run, output } = await runSteps('envcheck', '      - name: env\n        run: env | sort\n        env: { DECLARED: "yes" }\n');
+      expect(run.state, output).toBe('succeeded');
+      expect(output).toContain('DECLARED=yes');
+      expect(output).toMatch(/^AIRLOCK_RUN_ID=/m);
+      expect(output).toMatch(/^AIRLOCK_COMMIT=[0-9a-f]{40}$/m);
+      expect(output).toMatch(/^AIRLOCK_TOKEN=ey/m);
+      expect(output).not.toContain('server-side-secret-value');
+      expect(output).not.toMatch(/^AIRLOCK_HOME=/m);
+      expect(output).not.toMatch(/^AIRLOCK_DATABASE_URL=/m);
+      expect(output).not.toContain(t.app.config.home);
+      const names = output.split('\n').filter((l) => /^[A-Z_][A-Z0-9_]*=/.test(l)).map((l) => l.split('=')[0]);
+      for (const n of names) expect(['DECLARED', 'PATH', 'HOME', 'TMPDIR', 'LANG', 'PWD', 'SHLVL', '_', 'OLDPWD'].includes(n!) || n!.startsWith('AIRLOCK_'), n).toBe(true);
+    } finally {
+      delete process.env.AIRLOCK_TEST_SERVER_SECRET;
+    }
+  });
+
+  if (HAS_BWRAP) {
+    it('sandboxes steps (bubblewrap): AIRLOCK_HOME, its keys and the database are invisible; no network; system read-only', async () => {
+      const home = t.app.config.home;
+      const probe = [
+        `ls ${home} && echo HOME_VISIBLE || echo home-hidden`,
+        `cat ${home}/keys/identity-seal.key && echo KEY_READ || echo key-hidden`,
+        'touch /usr/airlock-probe && echo SYSTEM_WRITABLE || echo system-read-only',
+        "(exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && echo NETWORK_OPEN || echo no-network",
+        'echo workspace > written.txt && cat written.txt',
+      ].join('; ');
+      const { run, output } = await runSteps('sandbox', `      - name: probe\n        run: bash -c '${probe.replace(/'/g, "'\\''")}'\n`);
+      expect(run.state, output).toBe('succeeded');
+      expect(output).toContain('home-hidden');
+      expect(output).toContain('key-hidden');
+      expect(output).toContain('system-read-only');
+      expect(output).toContain('no-network');
+      expect(output).toContain('workspace');
+      expect(output).not.toMatch(/HOME_VISIBLE|KEY_READ|SYSTEM_WRITABLE|NETWORK_OPEN/);
+      const evidence = run.stages[0]!.steps[0]!.result as unknown as { evidence: { fingerprint: { sandbox: string } } };
+      expect(evidence.evidence.fingerprint.sandbox).toBe('bwrap');
+    });
+  }
 
   it('cancels a running run: the step is stopped and the run ends cancelled', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [olga]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 30", timeout: 1m }\n' });
