@@ -406,8 +406,6 @@ export function buildProgram(cli: Cli): Command {
   const agent = program
     .command('agent')
     .description('run a remote agent: register once with a one-time token, then take and run pipeline jobs until SIGINT or SIGTERM')
-    // Options after `agent token create` belong to that subcommand, not to `agent`.
-    .enablePositionalOptions()
     .option('--server <url>', 'Airlock server URL (first start only; later starts read it from the state file)')
     .option('--token <token>', 'one-time registration token from `airlock agent token create` (first start only; env AIRLOCK_AGENT_TOKEN)')
     .option('--name <name>', 'agent name (first start only; default: this host name)')

@@ -377,7 +377,7 @@ class Walker {
     const out: DraftStep[] = [];
     for (const item of items) {
       const name = item.value.definition.name;
-      const first = seen.get(name);
+      const first = name === '' ? undefined : seen.get(name);
       if (first !== undefined) {
         const nameNode = isMap(item.node) ? (item.node.get('name', true) as Value) : item.node;
         this.problems.at(nameNode, childPath(item.path, 'name'), 'duplicate_name', `two steps of this stage are named ${JSON.stringify(name)} (also ${first.path})`, 'give each step of a stage its own name: runs, logs and attestations refer to steps by name');
@@ -390,6 +390,10 @@ class Walker {
   }
 
   private step(node: Value, path: string): DraftStep | undefined {
+    if (isNullScalar(node)) {
+      this.problems.at(node, path, 'wrong_type', `${path} is empty: a step must be a map`, 'write the step as `- name: …` with `run: …` below it');
+      return undefined;
+    }
     const fields = this.entries(node, node, path, { known: STEP_KEYS, level: 'step' });
     if (fields === undefined) return undefined;
     this.required(fields, STEP_REQUIRED, node, path, 'step');
@@ -482,8 +486,10 @@ class Walker {
         this.problems.at(s.node, s.path, 'env_secret_conflict', `${s.value} is both a secret and a plain env variable of this step`, `remove ${s.value} from \`env:\`; the secret's value is injected under that name`);
       }
     }
-    // Only used when the whole file is valid (every field read); otherwise it feeds the graph pass.
-    if (name === undefined) return undefined;
+    // The definition is only used when the whole file is valid; otherwise the draft still feeds
+    // the graph pass, so a step with a bad field does not also make its outputs disappear.
+    if (!isMap(node)) return undefined;
+    name ??= '';
     const definition: StepDefinition = Object.freeze({
       name,
       run: run ?? '',

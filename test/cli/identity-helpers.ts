@@ -11,6 +11,7 @@ import { Secret } from 'otpauth';
 import { totpAt } from '../../src/identity/index.js';
 import type { RunOptions, RunResult } from './helpers.js';
 import { finished, start } from './helpers.js';
+import { expect } from 'vitest';
 
 const STEP_MS = 30_000;
 /**
@@ -158,3 +159,21 @@ export async function standIn(): Promise<StandIn> {
 export function errorBody(code: string, message: string, details?: Record<string, unknown>): string {
   return JSON.stringify({ error: details === undefined ? { code, message } : { code, message, details } });
 }
+
+export function expectOk(r: RunResult, what: string): void {
+  expect(r.code, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
+}
+
+/** `airlock account setup` through pipes: token, password twice, then the code for the printed secret. */
+export async function setupAccount(args: { username: string; setupToken: string; password: string; env: Record<string, string> }): Promise<{ result: RunResult; totp: Authenticator }> {
+  const talk = converse(['account', 'setup', '--username', args.username, '--json'], { env: args.env });
+  talk.line(args.setupToken);
+  talk.line(args.password);
+  talk.line(args.password);
+  const secret = (await talk.stderrMatch(/^secret: ([A-Z2-7]+=*)$/m))[1]!;
+  const totp = Authenticator.fromBase32(secret);
+  talk.line(await totp.code());
+  talk.end();
+  return { result: await talk.result, totp };
+}
+

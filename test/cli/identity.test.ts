@@ -14,7 +14,7 @@ import type { Engine } from '../../src/storage/index.js';
 import type { CliEnv, RunResult, ServerChild } from './helpers.js';
 import { cliEnv, json, requireBuilt, run, startServer } from './helpers.js';
 import type { StandIn } from './identity-helpers.js';
-import { Authenticator, converse, errorBody, standIn } from './identity-helpers.js';
+import { Authenticator, converse, errorBody, expectOk, setupAccount, standIn } from './identity-helpers.js';
 
 const ADMIN_PASSWORD = 'correct horse battery staple admin';
 const BOB_PASSWORD = 'bobs very long passphrase 1234';
@@ -63,23 +63,6 @@ const NEW_COMMANDS = [
   ['policy', 'set'],
   ['policy', 'versions'],
 ];
-
-function expectOk(r: RunResult, what: string): void {
-  expect(r.code, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
-}
-
-/** `airlock account setup` through pipes: token, password twice, then the code for the printed secret. */
-async function setupAccount(args: { username: string; setupToken: string; password: string; env: Record<string, string> }): Promise<{ result: RunResult; totp: Authenticator }> {
-  const talk = converse(['account', 'setup', '--username', args.username, '--json'], { env: args.env });
-  talk.line(args.setupToken);
-  talk.line(args.password);
-  talk.line(args.password);
-  const secret = (await talk.stderrMatch(/^secret: ([A-Z2-7]+=*)$/m))[1]!;
-  const totp = Authenticator.fromBase32(secret);
-  talk.line(await totp.code());
-  talk.end();
-  return { result: await talk.result, totp };
-}
 
 function defineIdentitySuite(engine: Engine, full: boolean): void {
   describe(`identity CLI on ${engine}`, () => {

@@ -202,6 +202,9 @@ describe('problems: keys and types', () => {
   it('wrong_type: an empty value is reported at its key', () => {
     expectProblem(file('      - name: compile', '        run:'), { code: 'wrong_type', line: 8, col: 9, path: 'stages.build.steps[0].run' });
   });
+  it('wrong_type: an empty list item where a step belongs', () => {
+    expectProblem(file(...okStep, '      -'), { code: 'wrong_type', line: 9, col: 8, path: 'stages.build.steps[1]', hint: /- name: …/ });
+  });
   it('empty: no owners', () => {
     expectProblem(['version: 1', 'pipeline: web', 'owners: []', 'stages:', '  build:', '    steps:', ...okStep, ''].join('\n'), { code: 'empty', line: 3, col: 9, hint: /at least one owner/ });
   });

@@ -80,6 +80,9 @@ interface TokenCreateOptions extends RemoteOptions {
 
 /** `airlock agent token create`: the token is printed once, alone on stdout. */
 export async function agentTokenCreate(cli: Cli, command: Command): Promise<number> {
+  // `--server` after `agent token create` is parsed by `agent`, which has an option of that name.
+  const inherited = command.optsWithGlobals<RemoteOptions>().server;
+  if (command.opts<RemoteOptions>().server === undefined && inherited !== undefined) command.setOptionValue('server', inherited);
   const opts = command.opts<TokenCreateOptions>();
   return withSession(cli, command, async (s) => {
     const body = { labels: opts.label ?? [], ...(opts.expiresInMinutes === undefined ? {} : { expiresInMinutes: opts.expiresInMinutes }) };

@@ -1,0 +1,122 @@
+/**
+ * Pipelines from the command line, as a new user runs them: lint, schema, project add, run
+ * --follow, runs show, logs; and a server killed mid-run whose run still ends (never stuck).
+ * Real processes on SQLite (the runs suite covers both engines in process).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLE, makeRepo } from '../runs/support.js';
+import type { CliEnv, ServerChild } from './helpers.js';
+import { cliEnv, json, requireBuilt, run, startServer } from './helpers.js';
+import type { Authenticator } from './identity-helpers.js';
+import { expectOk, setupAccount } from './identity-helpers.js';
+
+const PASSWORD = 'pipelines operator passphrase';
+
+interface RunJson {
+  id: string;
+  number: number;
+  state: string;
+  reason: string | null;
+  commit: string;
+  stages: { name: string; state: string; steps: { step: string; state: string; reason: string | null }[] }[];
+}
+
+describe('pipelines from the CLI (sqlite)', () => {
+  let ctx: CliEnv;
+  let server: ServerChild | undefined;
+  let env: Record<string, string>;
+  let scratch: string;
+  let totp: Authenticator;
+  const cli = (...args: string[]) => run(args, { env, timeoutMs: 60_000 });
+
+  beforeAll(async () => {
+    requireBuilt();
+    ctx = await cliEnv('sqlite');
+    scratch = mkdtempSync(join(tmpdir(), 'airlock-cli-pipelines-'));
+    const serverEnv = { ...ctx.env, AIRLOCK_RUNNER_LEASE_SECONDS: '2' };
+    const init = await run(['init', '--admin', 'ops', '--json'], { env: serverEnv });
+    expectOk(init, 'init');
+    server = await startServer(serverEnv);
+    env = { ...serverEnv, AIRLOCK_SERVER: server.url, AIRLOCK_CLI_CONFIG_DIR: join(scratch, 'cfg') };
+    const setup = await setupAccount({ username: 'ops', setupToken: json<{ setupToken: string }>(init).setupToken, password: PASSWORD, env });
+    expectOk(setup.result, 'account setup');
+    totp = setup.totp;
+    expectOk(await run(['login', '--username', 'ops', '--password-stdin', '--code', await totp.code()], { env, input: `${PASSWORD}\n` }), 'login');
+  }, 90_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    await ctx.drop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('lints the example clean, and refuses a hard-coded credential naming file:line:col', async () => {
+    const ok = await cli('lint', join(EXAMPLE, 'airlock.yaml'));
+    expectOk(ok, 'lint');
+    const leaky = join(scratch, 'leaky.yaml');
+    writeFileSync(leaky, 'version: 1\npipeline: leaky\nowners: [ops]\nstages:\n  build:\n    steps:\n      - name: push\n        run: git push https://x:ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5@github.com/o/r.git\n');
+    const bad = await cli('lint', leaky);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout + bad.stderr).toMatch(/leaky\.yaml:8:\d+: hardcoded_credential/);
+    expect(bad.stdout + bad.stderr).not.toContain('ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5');
+    const schema = await cli('schema', 'pipeline');
+    expectOk(schema, 'schema');
+    expect(json<{ $schema: string }>(schema).$schema).toMatch(/json-schema/);
+  });
+
+  it('adds the example project, runs it with --follow, and tells the whole story', async () => {
+    const repo = makeRepo({}, EXAMPLE);
+    expectOk(await cli('project', 'add', 'hello', '--repo', repo.dir), 'project add');
+    const r = await cli('run', 'hello', '--reason', 'first run', '--param', 'channel=beta', '--follow');
+    expectOk(r, 'run --follow');
+    expect(r.stdout).toContain('1 test passed');
+    expect(r.stdout).toMatch(/run hello#1 succeeded/);
+    const show = await cli('runs', 'show', 'hello#1');
+    expectOk(show, 'runs show');
+    expect(show.stdout).toMatch(/^run hello#1 {2}SUCCEEDED/m);
+    expect(show.stdout).toContain(repo.head);
+    expect(show.stdout).toMatch(/author: +Ada Author <ada@example.com>; committer Cy Committer <cy@example.com>/);
+    expect(show.stdout).toMatch(/trigger: +ops, reason: first run, params: channel=beta/);
+    expect(show.stdout).toMatch(/outputs: dist\/hello\.txt=sha256:/);
+    const asJson = json<RunJson>(await cli('runs', 'show', 'hello#1', '--json'));
+    expect(asJson.stages.map((s) => s.state)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    const logs = await cli('logs', 'hello#1');
+    expectOk(logs, 'logs');
+    expect(logs.stdout).toContain('1 test passed');
+    // The step's own stderr stays stderr, and it saw the commit Airlock provided.
+    expect(logs.stderr).toContain(`building at ${repo.head}`);
+    const list = json<{ runs: { number: number; state: string }[] }>(await cli('runs', 'list', '--json'));
+    expect(list.runs[0]).toMatchObject({ number: 1, state: 'succeeded' });
+  });
+
+  it('a run whose server is killed mid-step ends failed (lost) after restart; it is never left running', async () => {
+    const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [ops]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 60", timeout: 5m }\n' });
+    expectOk(await cli('project', 'add', 'slow', '--repo', repo.dir), 'project add');
+    const started = await cli('run', 'slow', '--json');
+    expectOk(started, 'run');
+    const id = json<RunJson>(started).id;
+    for (let i = 0; i < 50; i++) {
+      const s = json<RunJson>(await cli('runs', 'show', id, '--json'));
+      if (s.stages[0]?.steps[0]?.state === 'running') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    server!.child.kill('SIGKILL');
+    await new Promise((r) => server!.child.once('exit', r));
+    server = await startServer({ ...ctx.env, AIRLOCK_RUNNER_LEASE_SECONDS: '2' });
+    env.AIRLOCK_SERVER = server.url;
+    // The stored login names the old URL (new port): log in again against the restarted server.
+    expectOk(await run(['login', '--username', 'ops', '--password-stdin', '--code', await totp.code()], { env, input: `${PASSWORD}\n` }), 'login again');
+    let final: RunJson | undefined;
+    for (let i = 0; i < 60; i++) {
+      final = json<RunJson>(await cli('runs', 'show', id, '--json'));
+      if (final.state !== 'running') break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(final?.state).toBe('failed');
+    expect(final?.stages[0]?.steps[0]).toMatchObject({ state: 'lost' });
+    expect(final?.reason).toMatch(/stopped renewing its lease/);
+  }, 60_000);
+});
