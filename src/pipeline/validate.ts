@@ -157,7 +157,7 @@ class Walker {
     return undefined;
   }
 
-  /** A string matching `pattern`, reported as `code` otherwise. */
+  /** A string matching `pattern`, else an `invalid_name` problem. */
   named(node: Value, anchor: Value, path: string, pattern: string, what: string, rule: string): string | undefined {
     const value = this.string(node, anchor, path);
     if (value === undefined) return undefined;
@@ -187,7 +187,7 @@ class Walker {
     }
     const seen = new Map<string, Scalar>();
     const out: Entry[] = [];
-    for (const pair of (node).items) {
+    for (const pair of node.items) {
       const key = pair.key as Value;
       if (!isScalar(key) || typeof key.value !== 'string') {
         this.at(key, node, path, 'wrong_type', `the keys of ${path || 'the file'} must be strings, not ${this.describe(key)}`, 'quote the key');
@@ -238,7 +238,7 @@ class Walker {
     }
     const out: Located<T>[] = [];
     const seen = new Map<unknown, number>();
-    (node).items.forEach((raw, index) => {
+    node.items.forEach((raw, index) => {
       const item = raw as Value;
       const itemPath = childPath(path, index);
       const value = each(item, itemPath);
@@ -253,7 +253,7 @@ class Walker {
       }
       out.push({ value, node: item, path: itemPath });
     });
-    if (opts.nonEmpty !== undefined && out.length === 0 && (node).items.length === 0) {
+    if (opts.nonEmpty !== undefined && out.length === 0 && node.items.length === 0) {
       this.at(node, anchor, path, 'empty', `${path} is empty`, opts.nonEmpty);
     }
     return out;
@@ -277,7 +277,6 @@ class Walker {
     const entries = this.entries(root, root, '', { known: TOP_KEYS, level: 'top' });
     if (entries === undefined) return draft;
     this.required(entries, TOP_REQUIRED, root, '', 'top');
-    let stagesEntry: Entry | undefined;
     for (const e of entries) {
       switch (e.key.value) {
         case 'version': {
@@ -301,14 +300,12 @@ class Walker {
           this.environments(e, draft.environments);
           break;
         case 'stages':
-          stagesEntry = e;
+          draft.stages = this.stages(e);
           break;
         default:
           break;
       }
     }
-    // Stages last: they refer to environments, which may be declared further down the file.
-    if (stagesEntry !== undefined) draft.stages = this.stages(stagesEntry);
     return draft;
   }
 

@@ -5,10 +5,12 @@
  */
 import type { Logger } from '../observability/index.js';
 import type { ExecutorDeps, StepJob, StepResult } from '../runner/index.js';
+import { MAX_STORED_LOG_BYTES } from './runs.js';
 import type { Job, Runs, StepReport } from './runs.js';
 import type { JsonValue } from '../audit/index.js';
 
 const LOG_FLUSH_MS = 200;
+const FLUSH_BYTES = 1024 * 1024;
 /** Heartbeats at a third of the lease, so one late beat does not lose the step. */
 const heartbeatMs = (leaseMs: number): number => Math.max(500, Math.floor(leaseMs / 3));
 const IDLE_POLL_MS = 1000;
@@ -115,10 +117,13 @@ export class EmbeddedRunner {
     const abort = new AbortController();
     this.active.set(job.stepId, abort);
     let pending: { stream: 'stdout' | 'stderr'; data: Buffer }[] = [];
+    let pendingBytes = 0;
+    let buffered = 0;
     let flushing: Promise<void> = Promise.resolve();
     const flush = (): Promise<void> => {
       const batch = pending;
       pending = [];
+      pendingBytes = 0;
       flushing = flushing.then(() => this.runs.appendLog(job.stepId, batch)).catch((err: unknown) => this.options.logger?.error({ err }, 'storing step output failed'));
       return flushing;
     };
@@ -134,7 +139,16 @@ export class EmbeddedRunner {
     try {
       const provided = await this.options.provided(job);
       const result = await this.options.execute(stepJobOf(job, provided, this.options.sourceDir(job.runId)), {
-        onOutput: (stream, chunk) => pending.push({ stream, data: Buffer.from(chunk) }),
+        onOutput: (stream, chunk) => {
+          // Beyond what the store keeps, output is only counted (the link has the full digest):
+          // a flooding step cannot grow this process's memory.
+          if (buffered >= MAX_STORED_LOG_BYTES) return;
+          const data = Buffer.from(chunk.subarray(0, MAX_STORED_LOG_BYTES - buffered));
+          buffered += data.length;
+          pending.push({ stream, data });
+          pendingBytes += data.length;
+          if (pendingBytes >= FLUSH_BYTES) void flush();
+        },
         signal: abort.signal,
       });
       clearInterval(flusher);

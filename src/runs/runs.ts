@@ -11,6 +11,7 @@ import { AirlockError, ConflictError, NotFoundError, ValidationError } from '../
 import { parsePipeline } from '../pipeline/index.js';
 import type { PipelineDefinition, StepDefinition } from '../pipeline/index.js';
 import type { JsonValue } from '../audit/index.js';
+import { sql } from 'kysely';
 import type { Tx } from '../storage/index.js';
 import type { Actor, RunContext, RunsDeps } from './deps.js';
 import { actorRecord, iso, newId } from './deps.js';
@@ -25,6 +26,9 @@ const FAILED_STEP: ReadonlySet<string> = new Set(['failed', 'timed_out', 'refuse
 
 /** Default lease a runner must renew (heartbeat) while a step runs; past it the step is lost. */
 export const LEASE_MS = 30_000;
+
+/** Output kept per step attempt for `airlock logs` (the runner keeps its own capped copy too). */
+export const MAX_STORED_LOG_BYTES = 16 * 1024 * 1024;
 
 export interface StartRunInput {
   readonly project: string;
@@ -481,18 +485,51 @@ export class Runs {
     return this.show(runId);
   }
 
-  /** Append a chunk of a step's output (stored for `airlock logs`). */
+  /**
+   * Append chunks of a step's output (stored for `airlock logs`). At most MAX_STORED_LOG_BYTES
+   * per step attempt are kept; then one marker line says how much was dropped, so a step
+   * printing gigabytes cannot fill the database. (The full stream's digest is in the link.)
+   */
   async appendLog(stepId: string, chunks: readonly { stream: 'stdout' | 'stderr'; data: Buffer }[]): Promise<void> {
     if (chunks.length === 0) return;
     await this.deps.store.transact(async (tx) => {
-      const last = await tx.db.selectFrom('run_logs').select((eb) => eb.fn.max('seq').as('s')).where('step_id', '=', stepId).executeTakeFirst();
-      let seq = last?.s ?? -1;
+      const agg = await tx.db
+        .selectFrom('run_logs')
+        .select((eb) => eb.fn.max('seq').as('s'))
+        .where('step_id', '=', stepId)
+        .executeTakeFirst();
+      const stored = await this.storedLogBytes(tx, stepId);
+      let seq = agg?.s ?? -1;
+      let room = MAX_STORED_LOG_BYTES - stored;
+      if (room <= 0) return;
       const at = iso(this.deps.clock());
+      let dropped = 0;
       for (const c of chunks) {
+        if (room <= 0) {
+          dropped += c.data.length;
+          continue;
+        }
+        const data = c.data.length > room ? c.data.subarray(0, room) : c.data;
+        dropped += c.data.length - data.length;
+        room -= data.length;
         seq += 1;
-        await tx.db.insertInto('run_logs').values({ step_id: stepId, seq, stream: c.stream, data: c.data, at }).execute();
+        await tx.db.insertInto('run_logs').values({ step_id: stepId, seq, stream: c.stream, data, at }).execute();
+      }
+      if (room <= 0) {
+        seq += 1;
+        const marker = Buffer.from(`\n[airlock: stored output truncated after ${MAX_STORED_LOG_BYTES} bytes; ${dropped > 0 ? `at least ${dropped} more bytes dropped` : 'further output dropped'}]\n`);
+        await tx.db.insertInto('run_logs').values({ step_id: stepId, seq, stream: 'stderr', data: marker, at }).execute();
       }
     });
+  }
+
+  private async storedLogBytes(tx: Tx, stepId: string): Promise<number> {
+    const row = await tx.db
+      .selectFrom('run_logs')
+      .select(sql<number>`coalesce(sum(length(data)), 0)`.as('bytes'))
+      .where('step_id', '=', stepId)
+      .executeTakeFirst();
+    return Number(row?.bytes ?? 0);
   }
 
   /** Log chunks of a run after `afterId` (the last chunk id seen), in the order they were written. */

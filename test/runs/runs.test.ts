@@ -119,12 +119,13 @@ describe.each(ENGINES)('runs on %s', (engine) => {
     expect((await waitForRun(fixed.json<RunDetail>().id)).state).toBe('succeeded');
   });
 
-  async function runSteps(name: string, steps: string): Promise<{ run: RunDetail; output: string }> {
+  async function runSteps(name: string, steps: string, beforeLogs?: () => void): Promise<{ run: RunDetail; output: string }> {
     const repo = makeRepo({ 'airlock.yaml': `version: 1\npipeline: ${name}\nowners: [olga]\nstages:\n  only:\n    steps:\n${steps}` });
     await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name, repo: repo.dir } });
     const started = await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: name } });
     expect(started.statusCode, started.body).toBe(201);
     const run = await waitForRun(started.json<RunDetail>().id);
+    beforeLogs?.();
     const logs = (await server.inject({ url: `/api/v1/runs/${run.id}/logs` })).json<{ chunks: { data: string }[] }>();
     return { run, output: logs.chunks.map((c) => Buffer.from(c.data, 'base64').toString('utf8')).join('') };
   }
@@ -148,6 +149,22 @@ describe.each(ENGINES)('runs on %s', (engine) => {
       delete process.env.AIRLOCK_TEST_SERVER_SECRET;
     }
   });
+
+  it('stores binary output byte for byte, and caps a 200 MB flood with a marker while memory stays bounded', async () => {
+    const bin = await runSteps('binary', "      - name: bytes\n        run: printf '\\377\\376\\000\\001\\n'\n");
+    expect(bin.run.state).toBe('succeeded');
+    const raw = (await server.inject({ url: `/api/v1/runs/${bin.run.id}/logs` })).json<{ chunks: { data: string }[] }>();
+    expect(Buffer.concat(raw.chunks.map((c) => Buffer.from(c.data, 'base64')))).toEqual(Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a]));
+
+    const before = process.memoryUsage().rss;
+    let grown = 0;
+    const flood = await runSteps('flood', "      - name: flood\n        run: head -c 200000000 /dev/zero | tr '\\000' a\n", () => (grown = process.memoryUsage().rss - before));
+    expect(flood.run.state).toBe('succeeded');
+    expect(flood.output.length).toBeLessThanOrEqual(16 * 1024 * 1024 + 200);
+    expect(flood.output).toMatch(/\[airlock: stored output truncated after 16777216 bytes/);
+    // What the server held while the step ran (reading the log back is the test's own cost).
+    expect(grown).toBeLessThan(120 * 1024 * 1024);
+  }, 60_000);
 
   if (HAS_BWRAP) {
     it('sandboxes steps (bubblewrap): AIRLOCK_HOME, its keys and the database are invisible; no network; system read-only', async () => {
