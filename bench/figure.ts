@@ -31,6 +31,8 @@ async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
       return (await import('./authz.js')).benchAuthz();
     case 'http':
       return (await import('./http.js')).benchHttp(a.dir, a.httpSeconds, a.httpConnections);
+    case 'pipeline':
+      return (await import('./pipeline.js')).benchPipeline(a.dir);
   }
 }
 

@@ -120,7 +120,7 @@ class Walker {
     if (isScalar(node)) {
       const v = node.value;
       if (typeof v === 'string') return 'a string';
-      if (typeof v === 'number') return `the number ${this.sourceOf(node)}`;
+      if (typeof v === 'number') return 'a number';
       if (typeof v === 'boolean') return `the boolean ${String(v)}`;
     }
     return 'an alias or unsupported value';
@@ -509,7 +509,9 @@ class Walker {
     const out: [string, string][] = [];
     for (const v of this.entries(f.value, f.key, f.path, { what: 'variable' }) ?? []) {
       const name = this.variable(v.key, v.key, v.path, 'variable name');
-      const value = this.string(v.value, v.key, v.path);
+      // Not echoed in the hint: an env value may be a credential that belongs under `secrets:`.
+      const value = isScalar(v.value) && typeof v.value.value === 'string' ? v.value.value : undefined;
+      if (value === undefined) this.wrongType(v.value, v.key, v.path, 'a string', isScalar(v.value) && v.value.value !== null ? 'quote the value: env values are strings' : undefined);
       if (name !== undefined && value !== undefined) out.push([name, value]);
     }
     return out;

@@ -191,7 +191,12 @@ describe('problems: keys and types', () => {
     expectProblem(text, { code: 'missing_key', line: 9, col: 3, path: 'stages.test.steps' });
   });
   it('wrong_type: a number where a string is expected, with the quoted fix', () => {
-    expectProblem(file(...okStep, '        env: { PORT: 8080 }'), { code: 'wrong_type', line: 9, col: 22, path: 'stages.build.steps[0].env.PORT', hint: /quote it: "8080"/ });
+    expectProblem(file(...okStep, '        timeout: 600'), { code: 'wrong_type', line: 9, col: 18, path: 'stages.build.steps[0].timeout', hint: /quote it: "600"/ });
+  });
+  it('wrong_type: an env value that is not a string, without echoing the value', () => {
+    const p = only(file(...okStep, '        env: { PIN: 918273 }'));
+    expect(p).toMatchObject({ code: 'wrong_type', line: 9, col: 21, path: 'stages.build.steps[0].env.PIN', hint: 'quote the value: env values are strings' });
+    expect(JSON.stringify(p)).not.toContain('918273');
   });
   it('wrong_type: a string where a list is expected', () => {
     expectProblem(file(...okStep, '        runs-on: linux'), { code: 'wrong_type', line: 9, col: 18, hint: /write a list: \[linux\]/ });
