@@ -529,7 +529,7 @@ export class Runs {
       .select(sql<number>`coalesce(sum(length(data)), 0)`.as('bytes'))
       .where('step_id', '=', stepId)
       .executeTakeFirst();
-    return Number(row?.bytes ?? 0);
+    return row?.bytes ?? 0;
   }
 
   /** Log chunks of a run after `afterId` (the last chunk id seen), in the order they were written. */
