@@ -9,6 +9,7 @@ import { ENGINES } from '../support/engines.js';
 import { TestClock, authed, login, makeUser, openTestApp, silent } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
 import { execFileSync } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { EXAMPLE, commit, makeRepo } from './support.js';
 
 const HAS_BWRAP = (() => {
@@ -29,7 +30,7 @@ interface RunDetail {
   traceId: string;
   commitInfo: { author: { email: string }; committer: { email: string } };
   trigger: { actor: { id: string }; reason: string | null; params: Record<string, string> };
-  stages: { name: string; state: string; steps: { step: string; state: string; attempt: number; reason: string | null; exitCode: number | null; result: { outputs: { path: string; digest: string }[] } | null }[] }[];
+  stages: { name: string; state: string; steps: { id?: string; step: string; state: string; attempt: number; reason: string | null; exitCode: number | null; result: { outputs: { path: string; digest: string }[] } | null }[] }[];
 }
 
 describe.each(ENGINES)('runs on %s', (engine) => {
@@ -188,6 +189,37 @@ describe.each(ENGINES)('runs on %s', (engine) => {
       expect(evidence.evidence.fingerprint.sandbox).toBe('bwrap');
     });
   }
+
+  it('refuses a step whose input was tampered with after it was produced, fails the run and records what differed', async () => {
+    const yaml = [
+      'version: 1', 'pipeline: tamper', 'owners: [olga]', 'stages:',
+      '  make:', '    steps:', '      - { name: out, run: "echo original > x.txt", outputs: [x.txt] }',
+      '  pause:', '    needs: [make]', '    steps:', '      - { name: wait, run: "sleep 2" }',
+      '  use:', '    needs: [pause]', '    steps:', '      - { name: in, run: "cat x.txt > used.txt", inputs: [x.txt] }', '',
+    ].join('\n');
+    const repo = makeRepo({ 'airlock.yaml': yaml });
+    await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'tamper', repo: repo.dir } });
+    const id = (await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: 'tamper' } })).json<RunDetail>().id;
+    let digest: string | undefined;
+    for (let i = 0; i < 100 && digest === undefined; i++) {
+      const r = (await server.inject({ url: `/api/v1/runs/${id}` })).json<RunDetail>();
+      digest = r.stages[0]?.steps[0]?.result?.outputs[0]?.digest;
+      if (digest === undefined) await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(digest).toBeDefined();
+    // Someone with access to the artifact store swaps the bytes while `pause` runs.
+    const path = t.app.blobs.pathFor(digest!);
+    chmodSync(path, 0o644);
+    writeFileSync(path, 'tampered\n');
+    const run = await waitForRun(id);
+    expect(run.state).toBe('failed');
+    const used = run.stages[2]!.steps[0]!;
+    expect(used.state).toBe('refused');
+    expect(used.reason).toContain(digest!);
+    const rec = (await t.app.audit.search({ action: 'runs.step.finish', limit: 1000 })).find((e) => e.event.resource.endsWith(used.id ?? ''));
+    expect(rec?.event.outcome).toBe('failed');
+    expect(rec?.event.reason).toContain('x.txt');
+  }, 30_000);
 
   it('cancels a running run: the step is stopped and the run ends cancelled', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [olga]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 30", timeout: 1m }\n' });
