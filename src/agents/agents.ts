@@ -22,7 +22,7 @@ import { checkAgentName, checkLabels, isRegistrationToken, newAgentApiKey, newRe
 type Actor = AuditEventInput['actor'];
 
 /** The part of the scheduler agents use. */
-export type AgentRunsPort = Pick<Runs, 'claim' | 'job' | 'heartbeat' | 'complete' | 'appendLog' | 'onWork' | 'sourceDir'>;
+export type AgentRunsPort = Pick<Runs, 'claim' | 'job' | 'heartbeat' | 'complete' | 'appendLog' | 'onWork' | 'sourceDir' | 'leaseMs'>;
 
 /** What the agents domain needs; wired once (src/app, or the agent routes until then). */
 export interface AgentsDeps {
@@ -81,10 +81,12 @@ export interface Registration {
   readonly keyId: string;
 }
 
-/** A job as an agent receives it: the job and the environment the server provides. */
+/** A job as an agent receives it: the job, the environment the server provides, and how often to heartbeat. */
 export interface AgentJob {
   readonly job: Job;
   readonly env: Readonly<Record<string, string>>;
+  /** A third of the lease (at most 10 s): two heartbeats may be lost before the step is. */
+  readonly heartbeatMs: number;
 }
 
 export interface LogChunk {
@@ -262,7 +264,7 @@ export class Agents {
     for (;;) {
       if (signal.aborted) return undefined;
       const job = await this.deps.runs.claim({ name: agent.runner, labels: agent.labels });
-      if (job !== undefined) return { job, env: await this.providedFor(agent, job) };
+      if (job !== undefined) return { job, env: await this.providedFor(agent, job), heartbeatMs: Math.max(500, Math.min(10_000, Math.floor(this.deps.runs.leaseMs / 3))) };
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
       await this.waitForWork(Math.min(left, this.recheckMs), signal);

@@ -251,6 +251,14 @@ interface JobContext {
 
 const jobPath = (stepId: string, rest = ''): string => `/api/v1/agents/jobs/${encodeURIComponent(stepId)}${rest}`;
 
+/** A job as the server hands it out (GET /api/v1/agents/jobs/next). */
+export interface JobOffer {
+  readonly job: Job;
+  readonly env: Readonly<Record<string, string>>;
+  /** How often to heartbeat: the server derives it from its lease (default 10 s). */
+  readonly heartbeatMs?: number;
+}
+
 /** Retry transient failures (server restarting) with back-off; anything else is thrown at once. */
 async function retrying<T>(log: Logger, what: string, fn: () => Promise<T>, attempts = 6): Promise<T> {
   let delay = MIN_BACKOFF_MS;
@@ -356,7 +364,7 @@ function failure(status: 'failed' | 'cancelled', reason: string): StepReport {
 }
 
 /** Run one job from download to report. Never throws: every failure becomes the step's report. */
-export async function runJob(ctx: JobContext, next: { job: Job; env: Readonly<Record<string, string>> }): Promise<StepReport['status']> {
+export async function runJob(ctx: JobContext, next: JobOffer): Promise<StepReport['status']> {
   const { job } = next;
   const dir = join(ctx.cacheDir, job.stepId);
   const blobs = new BlobStore(join(dir, 'blobs'));
@@ -381,7 +389,7 @@ export async function runJob(ctx: JobContext, next: { job: Job; env: Readonly<Re
         if (err instanceof AirlockError && (err.code === 'FORBIDDEN' || err.code === 'CONFLICT' || err.code === 'NOT_FOUND')) abort.abort();
         ctx.log.warn({ err: (err as Error).message, stepId: job.stepId }, 'heartbeat failed');
       });
-  }, HEARTBEAT_MS);
+  }, Math.max(500, Math.min(HEARTBEAT_MS, next.heartbeatMs ?? HEARTBEAT_MS)));
   ctx.log.info({ stepId: job.stepId, run: job.runId, stage: job.stage, step: job.step, attempt: job.attempt }, `running ${job.project}#${job.runNumber} ${job.stage}/${job.step}`);
   let report: StepReport;
   let result: StepResult | undefined;
@@ -460,9 +468,9 @@ export async function agentLoop(options: AgentLoopOptions): Promise<void> {
   let backoff = MIN_BACKOFF_MS;
   let down = false;
   while (!stopping()) {
-    let next: { job: Job; env: Record<string, string> } | undefined;
+    let next: JobOffer | undefined;
     try {
-      next = await api.call<{ job: Job; env: Record<string, string> }>('GET', `/api/v1/agents/jobs/next?wait=${LONG_POLL_SECONDS}`, 'waiting for a job', { timeoutMs: (LONG_POLL_SECONDS + 15) * 1000, signal: stop });
+      next = await api.call<JobOffer>('GET', `/api/v1/agents/jobs/next?wait=${LONG_POLL_SECONDS}`, 'waiting for a job', { timeoutMs: (LONG_POLL_SECONDS + 15) * 1000, signal: stop });
       if (down) log.info({ server: state.server }, 'the server is reachable again');
       down = false;
       backoff = MIN_BACKOFF_MS;

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { AirlockError, ConflictError, NotFoundError, ValidationError } from '../errors/index.js';
-import { parsePipeline } from '../pipeline/index.js';
+import { PipelineInvalidError, parsePipeline, scanForCredentials } from '../pipeline/index.js';
 import type { PipelineDefinition, StepDefinition } from '../pipeline/index.js';
 import type { JsonValue } from '../audit/index.js';
 import { sql } from 'kysely';
@@ -166,7 +166,11 @@ export class Runs {
     const sha = await this.deps.git.resolve(mirror, ref);
     const file = await this.deps.git.readFile(mirror, sha, 'airlock.yaml');
     if (file === undefined) throw new ValidationError(`commit ${sha.slice(0, 12)} of ${project.name} has no airlock.yaml at its root`, [{ path: 'airlock.yaml', message: 'missing' }]);
-    const pipeline: PipelineDefinition = parsePipeline(file, `airlock.yaml@${sha.slice(0, 12)}`);
+    const where = `airlock.yaml@${sha.slice(0, 12)}`;
+    const pipeline: PipelineDefinition = parsePipeline(file, where);
+    // A credential written into the pipeline is refused at run time too, not only by `airlock lint`.
+    const leaks = scanForCredentials(file, where);
+    if (leaks.length > 0) throw new PipelineInvalidError(where, leaks);
     const commitInfo = await this.deps.git.commit(mirror, sha);
     const runId = newId();
     await this.deps.git.exportTree(mirror, sha, this.sourceDir(runId));

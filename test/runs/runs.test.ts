@@ -221,6 +221,18 @@ describe.each(ENGINES)('runs on %s', (engine) => {
     expect(rec?.event.reason).toContain('x.txt');
   }, 30_000);
 
+  it('refuses to run a commit whose pipeline hard-codes a credential, naming where (value redacted)', async () => {
+    const key = ['AKIA', 'Q3EGUTCN', 'PLZ7ROBW'].join('');
+    const repo = makeRepo({ 'airlock.yaml': `version: 1\npipeline: leak\nowners: [olga]\nstages:\n  build:\n    steps:\n      - name: upload\n        run: aws s3 cp x s3://b/\n        env: { AWS_ACCESS_KEY_ID: "${key}" }\n` });
+    await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'leak', repo: repo.dir } });
+    const refused = await server.inject({ method: 'POST', url: '/api/v1/runs', payload: { project: 'leak' } });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.body).toContain('hardcoded_credential');
+    expect(refused.body).not.toContain(key);
+    const problems = refused.json<{ error: { details: { problems: { line: number }[] } } }>().error.details.problems;
+    expect(problems[0]?.line).toBe(9);
+  });
+
   it('cancels a running run: the step is stopped and the run ends cancelled', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [olga]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 30", timeout: 1m }\n' });
     await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'slow', repo: repo.dir } });
