@@ -140,6 +140,11 @@ function charClass(c: string): number {
  * still caught by the name rules (`API_KEY: …`, `--token …`).
  */
 export function looksRandom(token: string): boolean {
+  // A file path (/tmp/build-x8Kq2, ./out/…): judge each component, not the whole path, so
+  // mktemp-style names do not read as keys; a random component is still caught.
+  if (/^(?:\.{0,2}\/|~\/)/.test(token) && token.includes('/', 1)) {
+    return token.split(/[/._-]/).some((part) => part !== '' && part !== token && looksRandom(part));
+  }
   const t = token.replace(/^[-_/]+|[-_/=]+$/g, '');
   if (t.length < 20) return false;
   if (/^[0-9a-fA-F-]+$/.test(t)) return false;

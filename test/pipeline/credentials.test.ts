@@ -250,6 +250,12 @@ describe('credential scan: ordinary values are not flagged', () => {
       expect(findCredentials(`git checkout ${sha1} && docker pull app@sha256:${sha256}`, RUN)).toEqual([]);
     }
   });
+  it('does not flag mktemp-style paths (found flagged in a real pipeline), but still a random path component', () => {
+    for (const dir of ['/tmp/airlock-test-RlkS8Hz', '/tmp/tmp.Xr4kq2ZbPw/build', './out/build-7fKq2xZ']) {
+      expect(findCredentials(`ls ${dir} && cat ${dir}/keys/identity-seal.key`, RUN)).toEqual([]);
+    }
+    expect(findCredentials('cat /tmp/qW3eR5tY7uI9oP1aS3dF5gH7jK9lZ1x/key', RUN)).not.toEqual([]);
+  });
   it('does not flag random UUIDs', () => {
     for (let i = 0; i < 50; i++) expect(findCredentials(`echo ${crypto.randomUUID()}`, RUN)).toEqual([]);
   });
