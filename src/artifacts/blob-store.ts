@@ -287,6 +287,9 @@ export class BlobStore implements BlobStoreLike {
     const raw = await this.openRaw(digest);
     const check = verifier(digest);
     raw.on('error', (err) => check.destroy(err));
+    // Consumers get the corruption error through their own read (for await, pipeline); this
+    // listener only keeps a late one (after a consumer stopped reading) from crashing the process.
+    check.on('error', () => undefined);
     return raw.pipe(check);
   }
 

@@ -129,8 +129,9 @@ describe('passwords', () => {
     const real = await time(() => verifyPassword(h, 'wrong password here'));
     const dummy = await time(() => verifyAgainstDummy('wrong password here'));
     const ratio = dummy / real;
-    expect(ratio).toBeGreaterThan(0.3);
-    expect(ratio).toBeLessThan(3);
+    // Generous bounds: on a loaded 2-core machine single runs vary; without the dummy the ratio is ~0.00002.
+    expect(ratio).toBeGreaterThan(0.2);
+    expect(ratio).toBeLessThan(5);
   });
 
   it('enforces the SP 800-63B policy and names the rule', () => {
