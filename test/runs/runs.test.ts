@@ -233,6 +233,18 @@ describe.each(ENGINES)('runs on %s', (engine) => {
     expect(problems[0]?.line).toBe(9);
   });
 
+  it('retries an idempotent step that fails, and ends a step that overruns its timeout as timed_out', async () => {
+    const flaky = await runSteps('flaky', '      - name: once\n        run: test "$AIRLOCK_ATTEMPT" -ge 2\n        retries: 2\n        idempotent: true\n');
+    expect(flaky.run.state).toBe('succeeded');
+    expect(flaky.run.stages[0]!.steps.map((x) => [x.attempt, x.state])).toEqual([
+      [1, 'failed'],
+      [2, 'succeeded'],
+    ]);
+    const slow = await runSteps('overrun', '      - name: slow\n        run: sleep 30\n        timeout: 1s\n');
+    expect(slow.run.state).toBe('failed');
+    expect(slow.run.stages[0]!.steps[0]).toMatchObject({ state: 'timed_out' });
+  }, 30_000);
+
   it('cancels a running run: the step is stopped and the run ends cancelled', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [olga]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 30", timeout: 1m }\n' });
     await server.inject({ method: 'POST', url: '/api/v1/projects', payload: { name: 'slow', repo: repo.dir } });
