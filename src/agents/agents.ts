@@ -186,7 +186,7 @@ export class Agents {
         if (Number(spent.numUpdatedRows) !== 1) throw new TokenRaceLost();
         // A conflict below rolls the spend back: the token stays usable with another name.
         if ((await tx.db.selectFrom('agents').select('id').where('name', '=', name).executeTakeFirst()) !== undefined || (await tx.db.selectFrom('service_accounts').select('id').where('name', '=', serviceAccount).executeTakeFirst()) !== undefined) {
-          throw new ConflictError(`an agent named ${name} is already registered: choose another --name (or disable the old one: airlock service-account disable ${serviceAccount})`, { name });
+          throw new ConflictError(`an agent named ${name} is already registered (names are never reused): choose another --name`, { name });
         }
         const role = await tx.db.selectFrom('roles').select('name').where('name', '=', RUNNER_ROLE).executeTakeFirst();
         if (role === undefined) throw new AirlockError('INTERNAL', `the built-in role ${RUNNER_ROLE} is missing; restart the server so it seeds its built-in roles`);

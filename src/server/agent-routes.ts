@@ -143,7 +143,8 @@ export function agentRoutes(app: App): (server: FastifyInstance) => Promise<void
     });
 
     // --- jobs -------------------------------------------------------------------------------------
-    server.get('/api/v1/agents/jobs/next', { config: { action: 'agents.jobs.claim', resource: 'agents' } }, async (request, reply) => {
+    // No HEAD twin: a HEAD would claim a job and throw the answer away.
+    server.get('/api/v1/agents/jobs/next', { exposeHeadRoute: false, config: { action: 'agents.jobs.claim', resource: 'agents' } }, async (request, reply) => {
       const q = parseInput(nextQuery, request.query, 'query');
       const agent = await agentOf(request);
       await agents.seen(agent);

@@ -309,8 +309,9 @@ describe.each(ENGINES)('agents over HTTP on %s', (engine) => {
     expect(refusals).toHaveLength(2);
     expect(refusals.every((e) => e.outcome === 'denied' && e.actor.id === 'agent-alpha')).toBe(true);
     // A failure without a link (the agent could not even start) is accepted as a failure.
-    run = await t.app.runs.start(ALICE, { project: 'web', ref: 'one' });
+    const third = await t.app.runs.start(ALICE, { project: 'web', ref: 'one' });
     claimed = await claim(a);
+    expect(claimed.job.runId).toBe(third.id);
     const plain = await call('POST', `/api/v1/agents/jobs/${claimed.job.stepId}/result`, { token: a.jwt, json: { status: 'failed', exitCode: null, reason: 'the agent could not run the step: disk full', outputs: [], evidence: null } });
     expect(plain.res.statusCode, plain.res.body).toBe(204);
     expect(await step(claimed.job.stepId)).toMatchObject({ state: 'failed', reason: 'the agent could not run the step: disk full' });

@@ -14,7 +14,6 @@ import type { App } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { totpAt } from '../../src/identity/index.js';
 import { verifyLink } from '../../src/runner/index.js';
-import { LEASE_MS } from '../../src/runs/index.js';
 import type { RunDetail } from '../../src/runs/index.js';
 import { startServer } from '../../src/server/index.js';
 import type { RunningServer } from '../../src/server/index.js';
@@ -25,6 +24,7 @@ import { makeRepo, pipeline, until } from './support.js';
 import type { Repo } from './support.js';
 
 const ALICE = { kind: 'user' as const, id: 'alice' };
+const LEASE_SECONDS = 3;
 
 interface AgentChild {
   readonly child: ChildProcessWithoutNullStreams;
@@ -53,9 +53,12 @@ describe.each(ENGINES)('airlock agent processes on %s', (engine) => {
     const db = await freshDatabase(engine);
     drop = db.drop;
     const base = loadConfig({ flags: { home: db.home }, env: {} });
-    const config = engine === 'sqlite' ? base : { ...base, database: db.config };
-    // Real time plus an offset the test can push forward (lease expiry without waiting 30 s).
-    app = await openApp(config, { migrate: true, clock: () => new Date(Date.now() + offset), runner: { labels: ['embedded'], concurrency: 1 } });
+    // A short lease, so a killed agent's step lapses within seconds (agents heartbeat at a third of it).
+    const config = { ...(engine === 'sqlite' ? base : { ...base, database: db.config }), runnerLeaseSeconds: LEASE_SECONDS };
+    // Real time plus an offset: the administrator's second TOTP code needs the next 30 s step.
+    app = await openApp(config, { migrate: true, clock: () => new Date(Date.now() + offset) });
+    // The embedded runner takes [embedded] steps only; the reaper is called by the test itself.
+    await app.startRunner({ labels: ['embedded'], concurrency: 1, reap: false });
     server = await listen(0);
     port = Number(new URL(server.url).port);
     // An administrator with MFA, through the real setup flow.
@@ -103,7 +106,7 @@ describe.each(ENGINES)('airlock agent processes on %s', (engine) => {
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     const agent: AgentChild = { child, stateDir, stdout: () => out, stderr: () => err, exited };
     agents.push(agent);
-    await until(`agent ${name} to start`, async () => {
+    await until(`agent ${name} to start`, () => {
       if (out.includes(`airlock agent ${name} waiting for jobs from ${url()}`)) return true;
       if (child.exitCode !== null) throw new Error(`agent exited (${child.exitCode}): ${err}`);
       return undefined;
@@ -140,7 +143,9 @@ describe.each(ENGINES)('airlock agent processes on %s', (engine) => {
     expect(step.runner).toBe('agent:a1');
     expect(Date.parse(step.startedAt!) - Date.parse(step.queuedAt!)).toBeLessThanOrEqual(1000);
     const result = step.result as { outputs: { path: string; digest: string; size: number }[]; evidence: { link: unknown; fingerprint: { sandbox: string } } };
-    expect(result.outputs).toEqual([{ path: 'out.txt', digest: expect.stringMatching(/^sha256:/) as unknown as string, size: 3 }]);
+    expect(result.outputs).toHaveLength(1);
+    expect(result.outputs[0]).toMatchObject({ path: 'out.txt', size: 3 });
+    expect(result.outputs[0]!.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect((await app.blobs.readVerified(result.outputs[0]!.digest)).toString()).toBe('hi\n');
     // Signed by the key the agent registered (and keeps in its state file).
     const row = await app.store.db.selectFrom('agents').selectAll().where('name', '=', 'a1').executeTakeFirstOrThrow();
@@ -154,7 +159,7 @@ describe.each(ENGINES)('airlock agent processes on %s', (engine) => {
   it('keeps going across a server restart and takes the next job', async () => {
     const a1 = agents[0]!;
     await server.close();
-    await until('the agent to notice', async () => (/cannot reach|HTTP 503|SHUTTING_DOWN/.test(a1.stderr()) ? true : undefined), 20_000);
+    await until('the agent to notice', () => (/cannot reach|HTTP 503|SHUTTING_DOWN/.test(a1.stderr()) ? true : undefined), 20_000);
     await new Promise((r) => setTimeout(r, 1500));
     server = await listen(port);
     const started = await startRun('hello');
@@ -185,11 +190,12 @@ describe.each(ENGINES)('airlock agent processes on %s', (engine) => {
     await until('the step to run', async () => (stepOf(await app.runs.show(started.id)).state === 'running' ? true : undefined));
     a2.child.kill('SIGKILL');
     expect((await a2.exited).signal).toBe('SIGKILL');
+    const killedAt = Date.now();
     // Nothing ends it before the lease runs out.
     expect(await app.runs.reapLost()).toBe(0);
     expect(stepOf(await app.runs.show(started.id))).toMatchObject({ state: 'running', runner: 'agent:a2' });
-    offset += LEASE_MS + 1000;
-    await app.runs.reapLost();
+    await until('the lease to lapse', async () => ((await app.runs.reapLost()) > 0 ? true : undefined), 15_000, 200);
+    expect(Date.now() - killedAt).toBeGreaterThan(LEASE_SECONDS * 1000 - 1500);
     const done = await ended(started.id, 5000);
     expect(stepOf(done)).toMatchObject({ state: 'lost', runner: 'agent:a2' });
     expect(stepOf(done).reason).toMatch(/agent:a2 stopped renewing its lease/);

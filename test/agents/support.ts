@@ -61,7 +61,7 @@ export function agentKeys(): { privateKey: KeyObject; publicKey: KeyObject; publ
 }
 
 /** Wait until `check` returns a value (not undefined), polling every `everyMs`. */
-export async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+export async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
