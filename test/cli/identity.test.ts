@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/storage/index.js';
 import type { CliEnv, RunResult, ServerChild } from './helpers.js';
 import { cliEnv, json, requireBuilt, run, startServer } from './helpers.js';
-import type { StandIn } from './identity-helpers.js';
-import { Authenticator, converse, errorBody, expectOk, setupAccount, standIn } from './identity-helpers.js';
+import type { StandIn , Authenticator} from './identity-helpers.js';
+import { converse, errorBody, expectOk, setupAccount, standIn } from './identity-helpers.js';
 
 const ADMIN_PASSWORD = 'correct horse battery staple admin';
 const BOB_PASSWORD = 'bobs very long passphrase 1234';
