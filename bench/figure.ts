@@ -33,6 +33,8 @@ async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
       return (await import('./http.js')).benchHttp(a.dir, a.httpSeconds, a.httpConnections);
     case 'pipeline':
       return (await import('./pipeline.js')).benchPipeline(a.dir);
+    case 'agent':
+      return (await import('./agent.js')).benchAgent(a.dir);
   }
 }
 
