@@ -36,7 +36,9 @@ export async function benchAgent(scratch: string): Promise<void> {
     const agents = new Agents({ store: app.store, audit: app.audit, clock: app.clock, runs: app.runs, blobs: app.blobs, provided: (job, runner) => app.providedEnv(job, runner) });
     const { token } = await agents.createRegistrationToken(actor, { labels: ['remote'] });
     const child = spawn(process.execPath, [BIN, 'agent', '--server', server.url, '--token', token, '--name', 'bench-agent', '--state', join(dir, 'agent-state')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    agentProc.kill = (signal) => child.kill(signal);
+    stopAgent = () => {
+      child.kill('SIGTERM');
+    };
     await new Promise<void>((ok, fail) => {
       let seen = '';
       child.stdout.on('data', (d: Buffer) => {
@@ -62,7 +64,7 @@ export async function benchAgent(scratch: string): Promise<void> {
     const s = pickup.summary();
     emit({ bench: 'agent_pickup', value: s.p50, unit: 'ms', p50: s.p50, p99: s.p99, max: s.max, runs: RUNS, transport: 'HTTP long poll (25 s)', goal: 'p50 <= 1000 ms', pass: s.p50 <= 1000 });
   } finally {
-    agentProc.kill('SIGTERM');
+    stopAgent();
     await server.close();
     await app.close();
   }
