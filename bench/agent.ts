@@ -29,7 +29,7 @@ export async function benchAgent(scratch: string): Promise<void> {
   const config = { ...loadConfig({ flags: { home: join(dir, 'home'), listen: '127.0.0.1:0' }, env: {} }), workDir: join(dir, 'work') };
   const app = await openApp(config, { migrate: true });
   const server = await startServer(app, { logger: createLogger('silent'), host: '127.0.0.1', port: 0 });
-  const agentProc = { kill: (): void => undefined };
+  let stopAgent = (): void => undefined;
   try {
     await app.startRunner({ labels: ['embedded'], concurrency: 0, reap: true });
     const actor = { kind: 'system' as const, id: 'bench' };
