@@ -114,16 +114,17 @@ describe.each(ENGINES)('identity and access on %s', (engine) => {
     const known: number[] = [];
     const unknown: number[] = [];
     // Interleaved, so load on the machine hits both alike; clock moved so throttling stays out.
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 10; i++) {
       known.push(await timed('dave'));
       unknown.push(await timed(`nobody-${i}`));
       clock.advance(16 * 60_000);
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const ratio = median(unknown) / median(known);
-    // Without the dummy argon2id verification the unknown user answers ~100x faster.
-    expect(ratio).toBeGreaterThan(0.5);
-    expect(ratio).toBeLessThan(2);
+    // Without the dummy argon2id verification the unknown user answers about 10x faster (ratio
+    // ~0.1); with it the medians match (ratio ~1). Wide bounds absorb a loaded 2-core machine.
+    expect(ratio).toBeGreaterThan(0.4);
+    expect(ratio).toBeLessThan(2.5);
   });
 
   it('refuses a wrong TOTP code and a reused one', async () => {
