@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLE, makeRepo } from '../runs/support.js';
 import type { CliEnv, ServerChild } from './helpers.js';
-import { cliEnv, json, requireBuilt, run, startServer } from './helpers.js';
+import { cliEnv, json, requireBuilt, run, start, startServer } from './helpers.js';
 import type { Authenticator } from './identity-helpers.js';
 import { expectOk, setupAccount } from './identity-helpers.js';
 
@@ -21,7 +21,7 @@ interface RunJson {
   state: string;
   reason: string | null;
   commit: string;
-  stages: { name: string; state: string; steps: { step: string; state: string; reason: string | null }[] }[];
+  stages: { name: string; state: string; steps: { step: string; state: string; reason: string | null; runner: string | null }[] }[];
 }
 
 describe('pipelines from the CLI (sqlite)', () => {
@@ -91,6 +91,38 @@ describe('pipelines from the CLI (sqlite)', () => {
     const list = json<{ runs: { number: number; state: string }[] }>(await cli('runs', 'list', '--json'));
     expect(list.runs[0]).toMatchObject({ number: 1, state: 'succeeded' });
   });
+
+  it('runs the example on a remote agent started in another process (server with --no-runner)', async () => {
+    const remoteEnv = { ...ctx.env, AIRLOCK_RUNNER_LEASE_SECONDS: '2' };
+    // A second server on the same database, which runs nothing itself.
+    const noRunner = await startServer(remoteEnv, ['--no-runner']);
+    const opsEnv = { ...env, AIRLOCK_SERVER: noRunner.url, AIRLOCK_CLI_CONFIG_DIR: join(scratch, 'cfg-remote') };
+    expectOk(await run(['login', '--username', 'ops', '--password-stdin', '--code', await totp.code()], { env: opsEnv, input: `${PASSWORD}\n` }), 'login');
+    const tokenRun = await run(['agent', 'token', 'create', '--json'], { env: opsEnv });
+    expectOk(tokenRun, 'agent token create');
+    const token = json<{ token: string }>(tokenRun).token;
+    const agent = start(['agent', '--server', noRunner.url, '--token', token, '--name', 'remote-1', '--state', join(scratch, 'agent-state')], { env: { ...remoteEnv } });
+    try {
+      await new Promise<void>((ok, fail) => {
+        let seen = '';
+        agent.stdout.on('data', (d: Buffer) => {
+          seen += d.toString();
+          if (seen.includes('waiting for jobs')) ok();
+        });
+        agent.on('exit', (code) => fail(new Error(`agent exited ${String(code)}`)));
+      });
+      const repo = makeRepo({}, EXAMPLE);
+      expectOk(await run(['project', 'add', 'hello-remote', '--repo', repo.dir], { env: opsEnv }), 'project add');
+      const r = await run(['run', 'hello-remote', '--follow', '--json'], { env: opsEnv, timeoutMs: 60_000 });
+      expectOk(r, 'run on the agent');
+      const detail = json<RunJson>(r);
+      expect(detail.state).toBe('succeeded');
+      expect(detail.stages.flatMap((st) => st.steps.map((x) => x.runner))).toEqual(['agent:remote-1', 'agent:remote-1', 'agent:remote-1']);
+    } finally {
+      agent.kill('SIGTERM');
+      await noRunner.stop();
+    }
+  }, 90_000);
 
   it('a run whose server is killed mid-step ends failed (lost) after restart; it is never left running', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [ops]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 60", timeout: 5m }\n' });

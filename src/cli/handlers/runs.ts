@@ -89,7 +89,7 @@ export async function runStart(cli: Cli, command: Command, project: string): Pro
     const body = { project, ...(opts.ref === undefined ? {} : { ref: opts.ref }), ...(opts.reason === undefined ? {} : { reason: opts.reason }), params: parseParams(opts.param) };
     const run = await s.call((c) => c.post<RunDetail>('/api/v1/runs', body));
     note(cli.io, `run ${run.project}#${run.number} (${run.id}) at ${run.commit.slice(0, 12)} of ${run.ref}: ${run.state}`);
-    if (opts.follow === true) await follow(cli, s, run.id, true);
+    if (opts.follow === true) await follow(cli, s, run.id, true, opts.json === true);
     const final = opts.wait === true || opts.follow === true ? await waitFor(s, run.id) : run;
     if (opts.json === true) printJson(cli.io, final);
     else if (opts.wait === true || opts.follow === true) say(cli.io, `run ${final.project}#${final.number} ${final.state}${final.reason === null ? '' : `: ${final.reason}`}`);
@@ -163,7 +163,8 @@ interface LogAnswer {
   readonly finished: boolean;
 }
 
-async function follow(cli: Cli, s: Session, run: string, live: boolean): Promise<void> {
+/** Stream a run's output; with `toStderr` (under --json) everything goes to stderr, so stdout stays one JSON document. */
+async function follow(cli: Cli, s: Session, run: string, live: boolean, toStderr = false): Promise<void> {
   let cursor: number | null = null;
   let last = '';
   for (;;) {
@@ -177,7 +178,7 @@ async function follow(cli: Cli, s: Session, run: string, live: boolean): Promise
         note(cli.io, `--- ${who}`);
         last = who;
       }
-      (ch.stream === 'stderr' ? cli.io.stderr : cli.io.stdout).write(Buffer.from(ch.data, 'base64'));
+      (ch.stream === 'stderr' || toStderr ? cli.io.stderr : cli.io.stdout).write(Buffer.from(ch.data, 'base64'));
     }
     cursor = answer.cursor;
     if (!live && answer.chunks.length === 0) return;
