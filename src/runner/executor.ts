@@ -6,12 +6,15 @@
  * workspace is gone, from values the executor measured itself, never from the step's say-so.
  */
 import { performance } from 'node:perf_hooks';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { AirlockError, NotFoundError } from '../errors/index.js';
 import { isNoSpaceError } from '../artifacts/index.js';
 import { machine, probeTool, requirementProblem } from './fingerprint.js';
 import { LINK_TYPE, signLink } from './link.js';
+import { SecretMasker } from './masking.js';
 import { LogCapture } from './logs.js';
 import { runProcess } from './process.js';
 import type { ProcessOutcome } from './process.js';
@@ -107,6 +110,26 @@ function exitReason(outcome: ProcessOutcome, timeoutMs: number): { status: StepS
  * const result = await executeStep(job, { blobs, workRoot, signer, onOutput: (s, c) => ws.send(c) });
  * if (result.status !== 'succeeded') console.error(result.reason);
  */
+/** Secrets as env values, or as 0400 files whose paths go in `<NAME>_FILE`. */
+async function placeSecrets(workspace: string, secrets: NonNullable<StepJob['secrets']>): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const s of secrets) {
+    if (!/^[A-Z_][A-Z0-9_]{0,63}$/.test(s.name) || s.name.startsWith('AIRLOCK_')) throw new AirlockError('VALIDATION_FAILED', `secret name ${s.name.slice(0, 64)} is not a valid environment variable name`);
+  }
+  const files = secrets.filter((s) => s.as === 'file');
+  if (files.length > 0) await mkdir(join(workspace, '.secrets'), { mode: 0o700 });
+  for (const s of secrets) {
+    if (s.as === 'env') {
+      env[s.name] = s.value.toString('utf8');
+    } else {
+      const path = join(workspace, '.secrets', s.name);
+      await writeFile(path, s.value, { mode: 0o400, flag: 'wx' });
+      env[`${s.name}_FILE`] = path;
+    }
+  }
+  return env;
+}
+
 export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<StepResult> {
   validateJob(job);
   validateDeps(deps);
@@ -118,8 +141,10 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
   const onOutput = (stream: 'stdout' | 'stderr', chunk: Buffer): void => {
     deps.onOutput(stream, chunk);
   };
-  const stdout = new LogCapture('stdout', deps.blobs, maxLogBytes, onOutput);
-  const stderr = new LogCapture('stderr', deps.blobs, maxLogBytes, onOutput);
+  const secretValues = (job.secrets ?? []).map((s) => s.value);
+  const masker = () => (secretValues.length === 0 ? undefined : new SecretMasker(secretValues));
+  const stdout = new LogCapture('stdout', deps.blobs, maxLogBytes, onOutput, masker());
+  const stderr = new LogCapture('stderr', deps.blobs, maxLogBytes, onOutput, masker());
 
   const tools: Record<string, string | null> = Object.fromEntries(Object.keys(job.requires).map((t) => [t, null]));
   let env: Record<string, string> = { ...job.env };
@@ -150,6 +175,11 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
       throw writeFailure('creating HOME and TMPDIR', err);
     }
     env = { ...job.env, PATH: FIXED_PATH, HOME: dirs.home, TMPDIR: dirs.tmp, LANG: 'C.UTF-8' };
+    try {
+      Object.assign(env, await placeSecrets(ws, job.secrets ?? []));
+    } catch (err) {
+      throw writeFailure('placing secrets', err);
+    }
 
     if (bwrap !== null) {
       const problem = await sandboxProblem(bwrap, ws);

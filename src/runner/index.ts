@@ -21,3 +21,5 @@ export { findBwrap } from './sandbox.js';
 export { FIXED_PATH, RESERVED_ENV, validateJob } from './validate.js';
 export { compareVersions, findVersion, formatVersion, parseRange, parseVersion, satisfies, RangeSyntaxError } from './semver.js';
 export type { Range, SemVer } from './semver.js';
+export { MASK, SecretMasker, maskingOutput } from './masking.js';
+export type { SecretMaskerOptions } from './masking.js';

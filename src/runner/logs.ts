@@ -33,6 +33,8 @@ export class LogCapture {
     blobs: BlobStoreLike,
     private readonly maxBytes: number,
     private readonly onOutput: (stream: StreamName, chunk: Buffer) => void,
+    /** Masks secret values before anything is hashed, stored or streamed (issue 5). */
+    private readonly masker?: { push(chunk: Buffer): Buffer; flush(): Buffer },
   ) {
     this.put = blobs.put(this.sink).catch((err: unknown) => {
       // Keep the step's pipe draining: a full store must not block (or deadlock) the step.
@@ -61,7 +63,12 @@ export class LogCapture {
     });
   }
 
-  write(chunk: Buffer, source?: Readable): void {
+  write(raw: Buffer, source?: Readable): void {
+    this.emit(this.masker === undefined ? raw : this.masker.push(raw), source);
+  }
+
+  private emit(chunk: Buffer, source?: Readable): void {
+    if (chunk.length === 0) return;
     this.hash.update(chunk);
     this.total += chunk.length;
     try {
@@ -83,6 +90,8 @@ export class LogCapture {
 
   /** End the stream and store it; never throws (a store failure is in `storeError`). */
   async finish(): Promise<LogRecord> {
+    // The masker holds back a possible partial secret at the end; release it, masked.
+    if (this.masker !== undefined) this.emit(this.masker.flush());
     const truncated = this.total > this.kept;
     if (this.storeError === undefined) {
       if (truncated) this.sink.write(truncationMarker(this.kept, this.total - this.kept));

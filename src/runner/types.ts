@@ -23,6 +23,12 @@ export interface StepJob {
   /** Tool name -> semver range (or `*`: present, any version). */
   readonly requires: Readonly<Record<string, string>>;
   readonly network: boolean;
+  /**
+   * Secret values released to this step: as environment variables, or as files (mode 0400
+   * under `.secrets/` in the workspace, path in `<NAME>_FILE`) removed when the step ends.
+   * Every value is masked in the step's stored and streamed output.
+   */
+  readonly secrets?: readonly { readonly name: string; readonly value: Buffer; readonly as: 'env' | 'file' }[];
 }
 
 export type StepStatus = 'succeeded' | 'failed' | 'timed_out' | 'cancelled' | 'refused';
