@@ -20,6 +20,8 @@ import { EmbeddedRunner, GitCli, Projects, Runs } from '../runs/index.js';
 import type { Job } from '../runs/index.js';
 import { executeStep } from '../runner/index.js';
 import { loadOrCreateRunnerKey } from './runner-key.js';
+import { Vault, loadRootKey } from '../vault/index.js';
+import { Secrets } from '../secrets/index.js';
 
 export { PolicyHolder } from './policy-holder.js';
 export type { ActivePolicy } from './policy-holder.js';
@@ -38,6 +40,12 @@ export interface App {
   readonly blobs: BlobStore;
   readonly projects: Projects;
   readonly runs: Runs;
+  /**
+   * The secrets vault, opened on first use (the database must be migrated). Opening checks the
+   * root key against the database: a wrong AIRLOCK_MASTER_KEY fails with KEY_INVALID.
+   */
+  vault(): Promise<Vault>;
+  readonly secrets: Secrets;
   /** The environment Airlock provides to a step besides its declared variables. */
   providedEnv(job: Job, runner: string): Promise<Record<string, string>>;
   /**
@@ -145,6 +153,36 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     };
     // A migrated database always has the built-in roles and a policy version in force.
     if (options.migrate === true) await seed();
+    let vaultOpening: Promise<Vault> | undefined;
+    const vault = (): Promise<Vault> =>
+      (vaultOpening ??= (async () => {
+        // Embedded (SQLite) installs may generate their root key; a PostgreSQL install serves
+        // replicas, which must all be given the same key.
+        const root = await loadRootKey({ env: process.env, home: config.home, generate: config.database.kind === 'sqlite' });
+        if (root.created) options.logger?.warn({ path: join(config.home, 'keys') }, 'generated a new vault root key in AIRLOCK_HOME (set AIRLOCK_MASTER_KEY to keep it elsewhere); back it up: without it no secret can be read');
+        return Vault.open({ store, root: root.key, clock });
+      })().catch((err: unknown) => {
+        vaultOpening = undefined;
+        throw err;
+      }));
+    let openedVault: Vault | undefined;
+    const vaultReady = async (): Promise<Vault> => (openedVault = await vault());
+    const secrets = new Secrets({
+      store,
+      audit,
+      clock,
+      cipher: {
+        encrypt: async (tx, ctx, plaintext) => {
+          const { value_size: _size, ...sealed } = await (await vaultReady()).encrypt(tx, ctx, plaintext);
+          return sealed;
+        },
+        decrypt: async (row, ctx) => (await vaultReady()).decrypt(row, ctx),
+        auditHash: (value) => {
+          if (openedVault === undefined) throw new AirlockError('INTERNAL', 'the vault is not open');
+          return openedVault.auditHash(value);
+        },
+      },
+    });
     const blobs = new BlobStore(join(config.home, 'artifacts'));
     const runsDeps = { store, audit, git: new GitCli(join(config.home, 'repos')), clock, runsDir: join(config.home, 'runs') };
     const projects = new Projects(runsDeps);
@@ -193,6 +231,10 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         concurrency: opts.concurrency,
         execute: (job, io) => executeStep(job, { blobs, workRoot: config.workDir, signer: runnerKey, sandbox: config.stepSandbox, ...io }),
         provided: (job) => providedEnv(job, name),
+        release: async (job, runner) => {
+          await vaultReady();
+          return secrets.releaseToStep({ runId: job.runId, stepId: job.stepId, project: job.project, stage: job.stage, step: job.step, environment: job.environment, traceId: job.traceId, runner }, job.secrets);
+        },
         sourceDir: (runId) => runs.sourceDir(runId),
         logger: options.logger,
       });
@@ -221,6 +263,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       blobs,
       projects,
       runs,
+      vault: vaultReady,
+      secrets,
       providedEnv,
       startRunner,
       clock,

@@ -17,6 +17,8 @@ export const REDACT_PATHS = [
   '*.recoveryCodes',
   '*.csrfToken',
   '*.code',
+  '*.valueBase64',
+  '*.value',
   '*.password',
   '*.secret',
   '*.token',

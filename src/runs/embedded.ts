@@ -24,6 +24,8 @@ export interface EmbeddedRunnerOptions {
   /** Extra environment Airlock provides to a step: run id, commit, its workload token. */
   readonly provided: (job: Job) => Promise<Record<string, string>>;
   readonly sourceDir: (runId: string) => string;
+  /** The values of the step's declared secrets (refusal throws: the step is refused, not run). */
+  readonly release?: ((job: Job, runner: string) => Promise<readonly { name: string; value: Buffer }[]>) | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -39,8 +41,9 @@ export function reportOf(result: StepResult): StepReport {
 }
 
 /** A Job as the executor takes it. */
-export function stepJobOf(job: Job, provided: Record<string, string>, source: string): StepJob {
+export function stepJobOf(job: Job, provided: Record<string, string>, source: string, secrets: readonly { name: string; value: Buffer }[] = []): StepJob {
   return {
+    secrets: secrets.map((s) => ({ name: s.name, value: s.value, as: 'env' as const })),
     jobId: job.stepId,
     runId: job.runId,
     pipeline: job.pipeline,
@@ -138,7 +141,16 @@ export class EmbeddedRunner {
     }, heartbeatMs(this.runs.leaseMs));
     try {
       const provided = await this.options.provided(job);
-      const result = await this.options.execute(stepJobOf(job, provided, this.options.sourceDir(job.runId)), {
+      let secrets: readonly { name: string; value: Buffer }[] = [];
+      try {
+        secrets = (await this.options.release?.(job, this.options.name)) ?? [];
+      } catch (err) {
+        // A refused release refuses the step (recorded by the vault): the command never runs.
+        clearInterval(flusher);
+        await this.runs.complete(job.stepId, this.options.name, { status: 'refused', exitCode: null, reason: err instanceof Error ? err.message.slice(0, 500) : 'secrets could not be released', outputs: [], evidence: null });
+        return;
+      }
+      const result = await this.options.execute(stepJobOf(job, provided, this.options.sourceDir(job.runId), secrets), {
         onOutput: (stream, chunk) => {
           // Beyond what the store keeps, output is only counted (the link has the full digest):
           // a flooding step cannot grow this process's memory.

@@ -64,6 +64,8 @@ export interface Job {
   readonly requires: Readonly<Record<string, string>>;
   readonly network: boolean;
   readonly environment: string | undefined;
+  /** Secret names the step declared: released at the moment it starts, and nothing else. */
+  readonly secrets: readonly string[];
 }
 
 /** What a runner reports when a step attempt ends. */
@@ -403,6 +405,7 @@ export class Runs {
       requires: { ...def.requires },
       network: def.network,
       environment: stage.environment,
+      secrets: [...def.secrets],
     };
   }
 

@@ -22,6 +22,7 @@ import { agentRoutes } from './agent-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { routes } from './routes.js';
 import { runRoutes } from './run-routes.js';
+import { secretRoutes } from './secret-routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
 export interface RegisteredRoute {
@@ -178,6 +179,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   void server.register(identityRoutes(app));
   void server.register(agentRoutes(app));
   void server.register(runRoutes(app));
+  void server.register(secretRoutes(app));
 
   return Promise.resolve(server);
 }

@@ -339,6 +339,87 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
       }
     },
   },
+  {
+    // Secrets vault (issue 5): envelope encryption. Values exist only as AES-256-GCM ciphertext
+    // under a per-version data key, itself wrapped by a key-encryption key wrapped by the root key.
+    name: '0004_vault',
+    async up(db, t) {
+      await db.schema
+        .createTable('vault_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('wrapped', t.bytes, (c) => c.notNull())
+        .addColumn('root_key_id', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull().check(sql`state in ('active', 'retired')`))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('retired_at', 'text')
+        .execute();
+      // At most one active key, whatever replicas race to rotate.
+      await db.schema.createIndex('vault_keys_one_active').on('vault_keys').column('state').unique().where(sql.ref('state'), '=', 'active').execute();
+
+      await db.schema
+        .createTable('vault_meta')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('root_key_id', 'text', (c) => c.notNull())
+        .addColumn('sealed', t.bytes, (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('secrets')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('scope_kind', 'text', (c) => c.notNull())
+        .addColumn('project_id', 'text', (c) => c.references('projects.id'))
+        .addColumn('environment', 'text')
+        .addColumn('scope_key', 'text', (c) => c.notNull())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('description', 'text', (c) => c.notNull())
+        .addColumn('rotation_interval_s', t.int64)
+        .addColumn('last_rotated_at', 'text')
+        .addColumn('expires_at', 'text')
+        .addColumn('last_read_at', 'text')
+        .addColumn('current_version', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addColumn('deleted_at', 'text')
+        .addColumn('deleted_by', 'text')
+        // scope_key is the scope bound into every value's AAD: derived here, so it can never disagree with the columns.
+        .addCheckConstraint(
+          'secrets_scope',
+          sql`(scope_kind = 'global' and project_id is null and environment is null and scope_key = 'global')
+            or (scope_kind = 'project' and project_id is not null and environment is null and scope_key = 'project:' || project_id)
+            or (scope_kind = 'environment' and project_id is not null and environment is not null and scope_key = 'project:' || project_id || '/env:' || environment)`,
+        )
+        .execute();
+      // A name is unique among the live secrets of one scope; deleted ones keep theirs for the record.
+      await db.schema.createIndex('secrets_live_name').on('secrets').columns(['scope_key', 'name']).unique().where(sql.ref('deleted_at'), 'is', null).execute();
+      await db.schema.createIndex('secrets_project').on('secrets').columns(['project_id', 'environment']).execute();
+
+      await db.schema
+        .createTable('secret_versions')
+        .addColumn('secret_id', 'text', (c) => c.notNull().references('secrets.id'))
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('scheme', 'integer', (c) => c.notNull())
+        .addColumn('kek_id', 'text', (c) => c.notNull().references('vault_keys.id'))
+        .addColumn('wrapped_dek', t.bytes, (c) => c.notNull())
+        .addColumn('nonce', t.bytes, (c) => c.notNull())
+        .addColumn('ciphertext', t.bytes, (c) => c.notNull())
+        .addColumn('tag', t.bytes, (c) => c.notNull())
+        .addColumn('value_size', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('secret_versions_pk', ['secret_id', 'version'])
+        .execute();
+      // Rewrap walks the versions not yet under the active key.
+      await db.schema.createIndex('secret_versions_kek').on('secret_versions').column('kek_id').execute();
+    },
+    async down(db) {
+      for (const table of ['secret_versions', 'secrets', 'vault_meta', 'vault_keys']) {
+        await db.schema.dropTable(table).execute();
+      }
+    },
+  },
 ];
 
 /** Names of all migrations this build knows, oldest first. */

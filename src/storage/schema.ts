@@ -291,6 +291,79 @@ export interface AgentRegistrationTokensTable {
   used_at: string | null;
 }
 
+/** Key-encryption keys of the vault, each wrapped (AES-256-GCM) by the root key. */
+export interface VaultKeysTable {
+  /** `kek_<hex>`; bound into the wrap of every data key under it. */
+  id: string;
+  /** nonce (12) || ciphertext (32) || tag (16), under the root key's wrapping key. */
+  wrapped: Buffer;
+  /** Id of the root key that wrapped it (all rows change together on root rotation). */
+  root_key_id: string;
+  /** active (new data keys are wrapped by it; at most one) | retired (still decrypts). */
+  state: string;
+  created_at: string;
+  retired_at: string | null;
+}
+
+/** Vault records sealed by the root key: `root-check` (the key-check) and `audit-hmac`. */
+export interface VaultMetaTable {
+  name: string;
+  root_key_id: string;
+  /** nonce || ciphertext || tag under the root key's wrapping key. */
+  sealed: Buffer;
+  updated_at: string;
+}
+
+/** A secret's identity and metadata; its values live only in secret_versions, encrypted. */
+export interface SecretsTable {
+  id: string;
+  name: string;
+  /** global | project | environment (project + environment). */
+  scope_kind: string;
+  project_id: string | null;
+  environment: string | null;
+  /**
+   * `global`, `project:<projectId>` or `project:<projectId>/env:<environment>` (checked by the
+   * database): the scope bound into every version's AAD, so it must never change.
+   */
+  scope_key: string;
+  /** Accountable principal, e.g. `user:<id>` or `service:<id>`. */
+  owner: string;
+  description: string;
+  /** Rotate at least this often (seconds); null: no policy. */
+  rotation_interval_s: number | null;
+  last_rotated_at: string | null;
+  expires_at: string | null;
+  last_read_at: string | null;
+  /** Newest version (0 before the first value is written). */
+  current_version: number;
+  created_at: string;
+  created_by: string;
+  updated_at: string;
+  /** Soft delete: versions stay (and stay encrypted) for the record. */
+  deleted_at: string | null;
+  deleted_by: string | null;
+}
+
+/** One value of a secret, envelope-encrypted (src/vault). */
+export interface SecretVersionsTable {
+  secret_id: string;
+  /** 1, 2, 3 … per secret; bound into the AAD. */
+  version: number;
+  /** Encryption scheme; 1: AES-256-GCM value under a per-version data key, data key AES-256-GCM under kek_id. */
+  scheme: number;
+  kek_id: string;
+  /** The data key: nonce (12) || ciphertext (32) || tag (16) under the KEK. */
+  wrapped_dek: Buffer;
+  nonce: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+  /** Plaintext length in bytes (for display and limits; not secret). */
+  value_size: number;
+  created_at: string;
+  created_by: string;
+}
+
 /** The whole database, for `Kysely<Database>`. */
 export interface Database {
   audit_events: AuditEventsTable;
@@ -318,4 +391,8 @@ export interface Database {
   run_logs: RunLogsTable;
   agents: AgentsTable;
   agent_registration_tokens: AgentRegistrationTokensTable;
+  vault_keys: VaultKeysTable;
+  vault_meta: VaultMetaTable;
+  secrets: SecretsTable;
+  secret_versions: SecretVersionsTable;
 }

@@ -30,6 +30,7 @@ const job: Job = {
   requires: {},
   network: false,
   environment: undefined,
+  secrets: [],
 };
 
 const keys = agentKeys();

@@ -100,6 +100,7 @@ export async function cliEnv(engine: Engine): Promise<CliEnv> {
   if (config.kind === 'postgres') {
     schema = config.schema;
     env.AIRLOCK_DATABASE_URL = config.url;
+    env.AIRLOCK_MASTER_KEY = process.env.AIRLOCK_MASTER_KEY ?? '';
     if (schema !== undefined) env.AIRLOCK_DATABASE_SCHEMA = schema;
   }
   return { env, home, engine, schema, drop };

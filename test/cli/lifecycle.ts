@@ -57,8 +57,9 @@ export function defineLifecycleSuite(engine: Engine): void {
           { name: '0001_audit_log', executedAt: null },
           { name: '0002_identity', executedAt: null },
           { name: '0003_runs', executedAt: null },
+          { name: '0004_vault', executedAt: null },
         ],
-        pending: 3,
+        pending: 4,
       });
       expect(tail.code).toBe(1);
       expect(tail.stderr).toContain('airlock db migrate');

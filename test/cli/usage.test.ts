@@ -268,7 +268,7 @@ describe('airlock CLI: usage, help and exit codes', () => {
     const r = await run(['server', '--no-migrate', '--listen', '127.0.0.1:0'], { env: { AIRLOCK_HOME: join(home, 'unmigrated') } });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^airlock: the database has 3 pending migration\(s\) and --no-migrate was given; run `airlock db migrate` first \(STORAGE_FAILED\)$/m);
+    expect(r.stderr).toMatch(/^airlock: the database has 4 pending migration\(s\) and --no-migrate was given; run `airlock db migrate` first \(STORAGE_FAILED\)$/m);
   });
 
   it('reports db status on a home with no database without creating one', async () => {
@@ -279,8 +279,9 @@ describe('airlock CLI: usage, help and exit codes', () => {
         { name: '0001_audit_log', executedAt: null },
         { name: '0002_identity', executedAt: null },
         { name: '0003_runs', executedAt: null },
+        { name: '0004_vault', executedAt: null },
       ],
-      pending: 3,
+      pending: 4,
     });
     expect(existsSync(env.AIRLOCK_HOME!)).toBe(false);
   });

@@ -51,6 +51,8 @@ export async function freshDatabase(engine: Engine): Promise<{ config: DatabaseC
     return { config: { kind: 'sqlite', path: join(home, 'airlock.db') }, home, drop: () => Promise.resolve(rmSync(home, { recursive: true, force: true })) };
   }
   await requirePostgres();
+  // A PostgreSQL install must be given its vault root key (it is never generated there).
+  process.env.AIRLOCK_MASTER_KEY ??= randomBytes(32).toString('base64');
   // Dropped by test/support/global-setup.ts after the run, never while other suites migrate.
   const schema = `t_${process.env.AIRLOCK_TEST_RUN ?? 'adhoc'}_${randomBytes(6).toString('hex')}`;
   return {

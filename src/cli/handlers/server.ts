@@ -42,6 +42,13 @@ export async function runServer(cli: Cli, command: Command): Promise<number> {
         });
       }
     }
+    // A wrong AIRLOCK_MASTER_KEY stops the server here, before it serves anything.
+    try {
+      await app.vault();
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
     const listen = `${config.listen.host}:${config.listen.port}`;
     const base = { actor: SERVER_ACTOR, resource: 'server' } as const;
     let server: Awaited<ReturnType<typeof startServer>>;

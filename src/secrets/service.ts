@@ -1,0 +1,235 @@
+/**
+ * Secrets: named, scoped, versioned values, stored only envelope-encrypted (src/vault). Every
+ * read (reveal, release to a step) is recorded with the secret's id and version, the reader and
+ * the outcome, and an HMAC of the value under the vault's own key; never the value.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AuditEventInput, AuditLog, RequestContext } from '../audit/index.js';
+import { ForbiddenError, NotFoundError, ValidationError } from '../errors/index.js';
+import type { Store, Tx } from '../storage/index.js';
+
+export type Actor = AuditEventInput['actor'];
+
+/** The envelope encryption the vault provides, as this domain needs it. */
+export interface SecretCipher {
+  encrypt(tx: Tx, ctx: { secretId: string; version: number; scope: string }, plaintext: Buffer): Promise<{ scheme: number; kek_id: string; wrapped_dek: Buffer; nonce: Buffer; ciphertext: Buffer; tag: Buffer }>;
+  decrypt(row: { scheme: number; kek_id: string; wrapped_dek: Buffer; nonce: Buffer; ciphertext: Buffer; tag: Buffer }, ctx: { secretId: string; version: number; scope: string }): Promise<Buffer>;
+  auditHash(value: Buffer): string;
+}
+
+export interface SecretScope {
+  readonly project?: string | undefined;
+  readonly environment?: string | undefined;
+}
+
+export interface SecretInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly scope: string;
+  readonly owner: string;
+  readonly description: string;
+  readonly currentVersion: number;
+  readonly rotationIntervalDays: number | null;
+  readonly lastRotatedAt: string | null;
+  readonly expiresAt: string | null;
+  readonly lastReadAt: string | null;
+  readonly createdAt: string;
+  readonly createdBy: string;
+}
+
+export const MAX_SECRET_BYTES = 64 * 1024;
+const NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
+
+export interface SecretsDeps {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  readonly cipher: SecretCipher;
+  readonly clock: () => Date;
+}
+
+function checkName(name: string): string {
+  if (!NAME.test(name)) throw new ValidationError('secret names are upper-case letters, digits and "_" (like an environment variable), at most 128 characters', [{ path: 'name', message: 'must match ^[A-Z_][A-Z0-9_]{0,127}$' }]);
+  return name;
+}
+
+export class Secrets {
+  constructor(private readonly deps: SecretsDeps) {}
+
+  /** The scope key bound into every version's AAD; resolves a project name to its id. */
+  private async scopeOf(db: Tx['db'], scope: SecretScope): Promise<{ kind: string; projectId: string | null; environment: string | null; key: string; label: string }> {
+    if (scope.environment !== undefined && scope.project === undefined) throw new ValidationError('an environment scope needs a project', [{ path: 'environment', message: 'give --project too' }]);
+    if (scope.project === undefined) return { kind: 'global', projectId: null, environment: null, key: 'global', label: 'global' };
+    const project = await db.selectFrom('projects').select(['id', 'name']).where('name', '=', scope.project).executeTakeFirst();
+    if (project === undefined) throw new ValidationError(`unknown scope: there is no project named ${scope.project}`, [{ path: 'project', message: 'unknown project' }]);
+    if (scope.environment === undefined) return { kind: 'project', projectId: project.id, environment: null, key: `project:${project.id}`, label: `project ${project.name}` };
+    if (!/^[a-z][a-z0-9-]{0,62}$/.test(scope.environment)) throw new ValidationError('environment names are lower-case letters, digits and "-"', [{ path: 'environment', message: 'invalid' }]);
+    return { kind: 'environment', projectId: project.id, environment: scope.environment, key: `project:${project.id}/env:${scope.environment}`, label: `project ${project.name}, environment ${scope.environment}` };
+  }
+
+  /** Store a new version (creating the secret on first use). The value never leaves this call. */
+  async set(actor: Actor, input: { name: string; scope: SecretScope; value: Buffer; description?: string | undefined; rotationIntervalDays?: number | undefined; expiresAt?: string | undefined }, context?: RequestContext): Promise<SecretInfo> {
+    const name = checkName(input.name);
+    if (input.value.length === 0) throw new ValidationError('the value is empty', [{ path: 'value', message: 'empty' }]);
+    if (input.value.length > MAX_SECRET_BYTES) throw new ValidationError(`the value is ${input.value.length} bytes; at most ${MAX_SECRET_BYTES} are allowed`, [{ path: 'value', message: 'too large' }]);
+    const days = input.rotationIntervalDays;
+    if (days !== undefined && (!Number.isInteger(days) || days < 1 || days > 3650)) throw new ValidationError('rotationIntervalDays must be 1-3650', [{ path: 'rotationIntervalDays', message: 'out of range' }]);
+    if (input.expiresAt !== undefined && Number.isNaN(Date.parse(input.expiresAt))) throw new ValidationError('expiresAt must be an ISO 8601 time', [{ path: 'expiresAt', message: 'invalid' }]);
+    const id = await this.deps.store.transact(async (tx) => {
+      const scope = await this.scopeOf(tx.db, input.scope);
+      const now = this.deps.clock().toISOString();
+      let row = await tx.db.selectFrom('secrets').selectAll().where('name', '=', name).where('scope_key', '=', scope.key).where('deleted_at', 'is', null).executeTakeFirst();
+      if (row === undefined) {
+        const secretId = randomUUID();
+        await tx.db
+          .insertInto('secrets')
+          .values({
+            id: secretId,
+            name,
+            scope_kind: scope.kind,
+            project_id: scope.projectId,
+            environment: scope.environment,
+            scope_key: scope.key,
+            owner: `${actor.kind}:${actor.id}`,
+            description: input.description ?? '',
+            rotation_interval_s: days === undefined ? null : days * 86_400,
+            last_rotated_at: null,
+            expires_at: input.expiresAt ?? null,
+            last_read_at: null,
+            current_version: 0,
+            created_at: now,
+            created_by: actor.id,
+            updated_at: now,
+            deleted_at: null,
+            deleted_by: null,
+          })
+          .execute();
+        row = await tx.db.selectFrom('secrets').selectAll().where('id', '=', secretId).executeTakeFirstOrThrow();
+      }
+      const version = row.current_version + 1;
+      const sealed = await this.deps.cipher.encrypt(tx, { secretId: row.id, version, scope: scope.key }, input.value);
+      await tx.db.insertInto('secret_versions').values({ secret_id: row.id, version, ...sealed, value_size: input.value.length, created_at: now, created_by: actor.id }).execute();
+      await tx.db
+        .updateTable('secrets')
+        .set({ current_version: version, last_rotated_at: version > 1 ? now : row.last_rotated_at, updated_at: now, ...(input.description === undefined ? {} : { description: input.description }), ...(days === undefined ? {} : { rotation_interval_s: days * 86_400 }), ...(input.expiresAt === undefined ? {} : { expires_at: input.expiresAt }) })
+        .where('id', '=', row.id)
+        .execute();
+      await this.deps.audit.record(tx, {
+        actor,
+        action: 'secrets.write',
+        resource: `secrets/${row.id}`,
+        outcome: 'allowed',
+        context,
+        details: { name, scope: scope.label, version, valueHmac: this.deps.cipher.auditHash(input.value), size: input.value.length },
+      });
+      return row.id;
+    });
+    return this.info(id);
+  }
+
+  async info(id: string): Promise<SecretInfo> {
+    const r = await this.deps.store.db.selectFrom('secrets').selectAll().where('id', '=', id).executeTakeFirst();
+    if (r === undefined) throw new NotFoundError(`no secret ${id}`);
+    return toInfo(r);
+  }
+
+  async list(): Promise<SecretInfo[]> {
+    const rows = await this.deps.store.db.selectFrom('secrets').selectAll().where('deleted_at', 'is', null).orderBy('name').orderBy('scope_key').execute();
+    return rows.map(toInfo);
+  }
+
+  private async find(db: Tx['db'], name: string, scope: SecretScope) {
+    const s = await this.scopeOf(db, scope);
+    const row = await db.selectFrom('secrets').selectAll().where('name', '=', checkName(name)).where('scope_key', '=', s.key).where('deleted_at', 'is', null).executeTakeFirst();
+    if (row === undefined) throw new NotFoundError(`no secret ${name} in scope ${s.label}`, { name });
+    return row;
+  }
+
+  async versions(name: string, scope: SecretScope): Promise<{ version: number; size: number; createdAt: string; createdBy: string; kekId: string }[]> {
+    const row = await this.find(this.deps.store.db, name, scope);
+    const rows = await this.deps.store.db.selectFrom('secret_versions').select(['version', 'value_size', 'created_at', 'created_by', 'kek_id']).where('secret_id', '=', row.id).orderBy('version', 'desc').execute();
+    return rows.map((v) => ({ version: v.version, size: v.value_size, createdAt: v.created_at, createdBy: v.created_by, kekId: v.kek_id }));
+  }
+
+  /** A person reads a value: permission and step-up are checked by policy; the justification is recorded. */
+  async reveal(actor: Actor, input: { name: string; scope: SecretScope; justification: string; version?: number | undefined }, context?: RequestContext): Promise<{ value: Buffer; version: number }> {
+    const justification = input.justification.trim();
+    if (justification.length < 10) throw new ValidationError('a justification of at least 10 characters is required to reveal a secret', [{ path: 'justification', message: 'too short' }]);
+    return this.deps.store.transact(async (tx) => {
+      const row = await this.find(tx.db, input.name, input.scope);
+      const version = input.version ?? row.current_version;
+      const v = await tx.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', row.id).where('version', '=', version).executeTakeFirst();
+      if (v === undefined) throw new NotFoundError(`secret ${input.name} has no version ${version}`);
+      const value = await this.deps.cipher.decrypt(v, { secretId: row.id, version, scope: row.scope_key });
+      const now = this.deps.clock().toISOString();
+      await tx.db.updateTable('secrets').set({ last_read_at: now }).where('id', '=', row.id).execute();
+      await this.deps.audit.record(tx, { actor, action: 'secrets.reveal', resource: `secrets/${row.id}`, outcome: 'allowed', context, details: { name: row.name, version, justification: justification.slice(0, 1000), valueHmac: this.deps.cipher.auditHash(value) } });
+      return { value, version };
+    });
+  }
+
+  async delete(actor: Actor, name: string, scope: SecretScope, context?: RequestContext): Promise<void> {
+    await this.deps.store.transact(async (tx) => {
+      const row = await this.find(tx.db, name, scope);
+      const now = this.deps.clock().toISOString();
+      await tx.db.updateTable('secrets').set({ deleted_at: now, deleted_by: actor.id, updated_at: now }).where('id', '=', row.id).execute();
+      await this.deps.audit.record(tx, { actor, action: 'secrets.delete', resource: `secrets/${row.id}`, outcome: 'allowed', context, details: { name } });
+    });
+  }
+
+  /**
+   * Release the secrets a step declared, at the moment it starts. Only declared names are
+   * looked up; each resolves to the most specific scope (project + environment, then project,
+   * then global). A missing secret fails the release, recorded as denied.
+   */
+  async releaseToStep(step: { runId: string; stepId: string; project: string; stage: string; step: string; environment: string | undefined; traceId: string; runner: string }, declared: readonly string[]): Promise<{ name: string; value: Buffer; version: number }[]> {
+    if (declared.length === 0) return [];
+    const actor: Actor = { kind: 'workload', id: `run:${step.runId}:step:${step.stepId}` };
+    const outcome = await this.deps.store.transact(async (tx) => {
+      const project = await tx.db.selectFrom('projects').select('id').where('name', '=', step.project).executeTakeFirst();
+      const keys = ['global', ...(project === undefined ? [] : [`project:${project.id}`, ...(step.environment === undefined ? [] : [`project:${project.id}/env:${step.environment}`])])];
+      const released: { name: string; value: Buffer; version: number }[] = [];
+      for (const name of declared) {
+        const candidates = await tx.db.selectFrom('secrets').selectAll().where('name', '=', name).where('scope_key', 'in', keys).where('deleted_at', 'is', null).execute();
+        const row = candidates.sort((a, b) => keys.indexOf(b.scope_key) - keys.indexOf(a.scope_key))[0];
+        if (row === undefined || row.current_version === 0) {
+          await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${name}`, outcome: 'denied', reason: `no secret ${name} in scope of project ${step.project}${step.environment === undefined ? '' : `, environment ${step.environment}`}`, context: { traceId: step.traceId }, details: { stage: step.stage, step: step.step, runner: step.runner } });
+          return { refused: name };
+        }
+        if (row.expires_at !== null && Date.parse(row.expires_at) <= this.deps.clock().getTime()) {
+          await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${row.id}`, outcome: 'denied', reason: `secret ${name} expired at ${row.expires_at}`, context: { traceId: step.traceId }, details: { stage: step.stage, step: step.step } });
+          return { refused: `${name} (expired)` };
+        }
+        const v = await tx.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', row.id).where('version', '=', row.current_version).executeTakeFirstOrThrow();
+        const value = await this.deps.cipher.decrypt(v, { secretId: row.id, version: row.current_version, scope: row.scope_key });
+        await tx.db.updateTable('secrets').set({ last_read_at: this.deps.clock().toISOString() }).where('id', '=', row.id).execute();
+        await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${row.id}`, outcome: 'allowed', context: { traceId: step.traceId }, details: { name, version: row.current_version, stage: step.stage, step: step.step, runner: step.runner, valueHmac: this.deps.cipher.auditHash(value) } });
+        released.push({ name, value, version: row.current_version });
+      }
+      return { released };
+    });
+    if ('refused' in outcome) throw new ForbiddenError(`secret ${outcome.refused} cannot be released to ${step.stage}/${step.step}: it does not exist in the step's scope (declare it and set it with airlock secret set)`, { secret: outcome.refused });
+    return outcome.released;
+  }
+
+  auditHash(value: Buffer): string {
+    return this.deps.cipher.auditHash(value);
+  }
+}
+
+function toInfo(r: { id: string; name: string; scope_key: string; owner: string; description: string; current_version: number; rotation_interval_s: number | null; last_rotated_at: string | null; expires_at: string | null; last_read_at: string | null; created_at: string; created_by: string }): SecretInfo {
+  return {
+    id: r.id,
+    name: r.name,
+    scope: r.scope_key,
+    owner: r.owner,
+    description: r.description,
+    currentVersion: r.current_version,
+    rotationIntervalDays: r.rotation_interval_s === null ? null : Math.round(r.rotation_interval_s / 86_400),
+    lastRotatedAt: r.last_rotated_at,
+    expiresAt: r.expires_at,
+    lastReadAt: r.last_read_at,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+  };
+}
+

@@ -1,0 +1,77 @@
+/** Secrets over HTTP: write, list metadata, list versions, reveal (step-up + justification), delete, audit-hash. */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { App } from '../app/index.js';
+import { actorOf } from '../identity/index.js';
+import { principalOf } from './auth.js';
+import { noFields, parseInput } from './input.js';
+import { traceIdOf } from './request-context.js';
+
+const scopeFields = { project: z.string().min(1).max(63).optional(), environment: z.string().min(1).max(63).optional() };
+const setBody = z
+  .object({
+    name: z.string().min(1).max(128),
+    /** The value, base64: JSON cannot carry arbitrary bytes, and base64 is never mistaken for a display string. */
+    valueBase64: z.string().min(1).max(200_000),
+    description: z.string().max(500).optional(),
+    rotationIntervalDays: z.number().int().optional(),
+    expiresAt: z.string().max(40).optional(),
+    ...scopeFields,
+  })
+  .strict();
+const nameParams = z.object({ name: z.string().min(1).max(128) }).strict();
+const scopeQuery = z.object(scopeFields).strict();
+const revealBody = z.object({ justification: z.string().min(1).max(1000), version: z.number().int().min(1).optional(), ...scopeFields }).strict();
+const hashBody = z.object({ valueBase64: z.string().min(1).max(200_000) }).strict();
+
+function ctx(request: FastifyRequest) {
+  return { sourceAddress: request.ip, requestId: request.id, traceId: traceIdOf(request.raw) };
+}
+
+export function secretRoutes(app: App): (server: FastifyInstance) => Promise<void> {
+  return async (server) => {
+    // The vault must be open (and the root key right) before any secret is touched.
+    server.addHook('preHandler', async () => {
+      await app.vault();
+    });
+
+    server.post('/api/v1/secrets', { config: { action: 'secrets.write', resource: 'secrets' } }, async (request, reply) => {
+      const body = parseInput(setBody, request.body, 'body');
+      const value = Buffer.from(body.valueBase64, 'base64');
+      const info = await app.secrets.set(actorOf(principalOf(request)), { name: body.name, scope: { project: body.project, environment: body.environment }, value, description: body.description, rotationIntervalDays: body.rotationIntervalDays, expiresAt: body.expiresAt }, ctx(request));
+      return reply.code(201).send(info);
+    });
+
+    server.get('/api/v1/secrets', { config: { action: 'secrets.read', resource: 'secrets' } }, async (request) => {
+      parseInput(noFields, request.query, 'query');
+      return { secrets: await app.secrets.list() };
+    });
+
+    server.get('/api/v1/secrets/:name/versions', { config: { action: 'secrets.read', resource: 'secrets' } }, async (request) => {
+      const q = parseInput(scopeQuery, request.query, 'query');
+      const { name } = parseInput(nameParams, request.params, 'path');
+      return { versions: await app.secrets.versions(name, q) };
+    });
+
+    server.post('/api/v1/secrets/:name/reveal', { config: { action: 'secrets.reveal', resource: 'secrets' } }, async (request) => {
+      const body = parseInput(revealBody, request.body, 'body');
+      const { name } = parseInput(nameParams, request.params, 'path');
+      const { value, version } = await app.secrets.reveal(actorOf(principalOf(request)), { name, scope: { project: body.project, environment: body.environment }, justification: body.justification, version: body.version }, ctx(request));
+      return { name, version, valueBase64: value.toString('base64') };
+    });
+
+    server.delete('/api/v1/secrets/:name', { config: { action: 'secrets.write', resource: 'secrets' } }, async (request, reply) => {
+      const q = parseInput(scopeQuery, request.query, 'query');
+      const { name } = parseInput(nameParams, request.params, 'path');
+      await app.secrets.delete(actorOf(principalOf(request)), name, q, ctx(request));
+      return reply.code(204).send();
+    });
+
+    server.post('/api/v1/secrets/audit-hash', { config: { action: 'secrets.read', resource: 'secrets' } }, (request, reply) => {
+      const body = parseInput(hashBody, request.body, 'body');
+      return reply.send({ auditHash: app.secrets.auditHash(Buffer.from(body.valueBase64, 'base64')) });
+    });
+
+    return Promise.resolve();
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * Secrets end to end on both engines: stored only encrypted, revealed only with step-up and a
+ * justification, released only to steps that declare them, masked in their logs, and never
+ * found in plaintext (plain, base64, hex) in the database, its WAL, logs, API answers or the
+ * audit log.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/index.js';
+import { buildServer } from '../../src/server/index.js';
+import { ENGINES } from '../support/engines.js';
+import { TestClock, expectError, login, makeUser, nextCode, openTestApp } from '../server/support.js';
+import type { TestApp, TestUser } from '../server/support.js';
+import { makeRepo } from '../runs/support.js';
+
+const VALUE = 'pg-Pa55w0rd-Kx9q-unique-7731';
+const FORMS = [VALUE, Buffer.from(VALUE).toString('base64'), Buffer.from(VALUE).toString('hex')];
+
+interface RunDetail {
+  id: string;
+  state: string;
+  stages: { steps: { state: string; reason: string | null }[] }[];
+}
+
+describe.each(ENGINES)('secrets on %s', (engine) => {
+  let t: TestApp;
+  let server: FastifyInstance;
+  const clock = new TestClock();
+  let admin: TestUser;
+  let token: string;
+  const responses: string[] = [];
+  const logLines: string[] = [];
+
+  beforeAll(async () => {
+    t = await openTestApp(engine, { clock });
+    await t.app.startRunner({ labels: ['embedded'], concurrency: 2, reap: false });
+    admin = await makeUser(t.app, clock, 'alice', ['admin']);
+    const sink = new Writable({
+      write(chunk: Buffer, _e, done) {
+        logLines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    server = await buildServer(t.app, { logger: createLogger('debug', sink) });
+    token = await login(server, clock, admin);
+  }, 60_000);
+
+  afterAll(async () => {
+    await server.close();
+    await t.cleanup();
+  });
+
+  async function call(method: string, url: string, payload?: unknown) {
+    const res = await server.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${token}` }, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }) });
+    responses.push(res.body);
+    return res;
+  }
+
+  async function waitForRun(id: string): Promise<RunDetail> {
+    for (let i = 0; i < 200; i++) {
+      const r = (await call('GET', `/api/v1/runs/${id}`)).json<RunDetail>();
+      if (['succeeded', 'failed', 'cancelled'].includes(r.state)) return r;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error('run did not finish');
+  }
+
+  it('stores a secret encrypted, lists metadata only, and reveals it only with step-up and a justification', async () => {
+    const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: app\nowners: [alice]\nstages:\n  deploy:\n    steps:\n      - name: migrate\n        run: echo "connecting with $DB_PASSWORD"; printf %s "$DB_PASSWORD" | base64\n        secrets: [DB_PASSWORD]\n      - name: nosy\n        run: echo "value=${DB_PASSWORD:-unset}"\n' });
+    expect((await call('POST', '/api/v1/projects', { name: 'app', repo: repo.dir })).statusCode).toBe(201);
+    const set = await call('POST', '/api/v1/secrets', { name: 'DB_PASSWORD', project: 'app', valueBase64: Buffer.from(VALUE).toString('base64'), description: 'database' });
+    expect(set.statusCode, set.body).toBe(201);
+    expect(set.json()).toMatchObject({ name: 'DB_PASSWORD', currentVersion: 1 });
+    const listed = await call('GET', '/api/v1/secrets');
+    expect(listed.json<{ secrets: unknown[] }>().secrets).toHaveLength(1);
+
+    clock.advance(6 * 60_000);
+    expectError(await call('POST', '/api/v1/secrets/DB_PASSWORD/reveal', { project: 'app', justification: 'incident 42: verify rotation' }), 403, 'STEP_UP_REQUIRED');
+    const up = await call('POST', '/api/v1/auth/step-up', { code: nextCode(clock, admin) });
+    token = up.json<{ token: string }>().token;
+    expectError(await call('POST', '/api/v1/secrets/DB_PASSWORD/reveal', { project: 'app', justification: 'x' }), 400, 'VALIDATION_FAILED');
+    const revealed = await server.inject({ method: 'POST', url: '/api/v1/secrets/DB_PASSWORD/reveal', headers: { authorization: `Bearer ${token}` }, payload: { project: 'app', justification: 'incident 42: verify rotation' } });
+    expect(revealed.statusCode, revealed.body).toBe(200);
+    expect(Buffer.from(revealed.json<{ valueBase64: string }>().valueBase64, 'base64').toString()).toBe(VALUE);
+    const rec = (await t.app.audit.search({ action: 'secrets.reveal', limit: 10 })).find((e) => e.event.details.method === undefined);
+    expect(rec?.event.details).toMatchObject({ name: 'DB_PASSWORD', version: 1, justification: 'incident 42: verify rotation' });
+    expect(rec?.event.details.valueHmac).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+  });
+
+  it('releases the secret only to the step that declares it, masked in its logs', async () => {
+    const id = (await call('POST', '/api/v1/runs', { project: 'app' })).json<RunDetail>().id;
+    const run = await waitForRun(id);
+    expect(run.state, JSON.stringify(run.stages)).toBe('succeeded');
+    const logs = (await call('GET', `/api/v1/runs/${id}/logs`)).json<{ chunks: { step: string; data: string }[] }>();
+    const text = (step: string) => logs.chunks.filter((c) => c.step === step).map((c) => Buffer.from(c.data, 'base64').toString()).join('');
+    expect(text('migrate')).toContain('connecting with ***');
+    expect(text('nosy')).toContain('value=unset');
+    const release = await t.app.audit.search({ action: 'secrets.release', limit: 10 });
+    expect(release.map((e) => e.event.outcome)).toEqual(['allowed']);
+  });
+
+  it('refuses a step that declares a secret that does not exist in its scope, and records the denial', async () => {
+    const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: other\nowners: [alice]\nstages:\n  s:\n    steps:\n      - { name: wants, run: "true", secrets: [DB_PASSWORD] }\n' });
+    await call('POST', '/api/v1/projects', { name: 'other', repo: repo.dir });
+    const run = await waitForRun((await call('POST', '/api/v1/runs', { project: 'other' })).json<RunDetail>().id);
+    expect(run.state).toBe('failed');
+    expect(run.stages[0]!.steps[0]).toMatchObject({ state: 'refused' });
+    expect(run.stages[0]!.steps[0]!.reason).toMatch(/DB_PASSWORD/);
+    const denied = (await t.app.audit.search({ action: 'secrets.release', outcome: 'denied', limit: 10 })).map((e) => e.event.reason);
+    expect(denied.join(' ')).toMatch(/no secret DB_PASSWORD in scope of project other/);
+  });
+
+  it('never leaves the value in plaintext: database (and WAL), audit log, server log, API answers', async () => {
+    const revealAnswer = responses.findIndex((r) => r.includes('valueBase64'));
+    const others = responses.filter((_, i) => i !== revealAnswer);
+    const auditText = (await t.app.audit.search({ limit: 10_000 })).map((e) => JSON.stringify(e.event)).join('\n');
+    const haystacks: [string, string][] = [
+      ['audit', auditText],
+      ['server log', logLines.join('')],
+      ['api answers', others.join('\n')],
+    ];
+    if (engine === 'sqlite') {
+      const path = t.app.config.database.kind === 'sqlite' ? t.app.config.database.path : '';
+      for (const file of [path, `${path}-wal`]) if (existsSync(file)) haystacks.push([file, readFileSync(file).toString('latin1')]);
+    } else {
+      const tables = await sql<{ table_name: string }>`select table_name from information_schema.tables where table_schema = current_schema()`.execute(t.app.store.db);
+      for (const { table_name } of tables.rows) {
+        const rows = await sql<{ row: string }>`select t::text as row from ${sql.table(table_name)} t`.execute(t.app.store.db);
+        haystacks.push([table_name, rows.rows.map((r) => r.row).join('\n')]);
+      }
+    }
+    expect(haystacks.length).toBeGreaterThan(3);
+    for (const [where, text] of haystacks) {
+      for (const form of FORMS) expect(text.includes(form), `${form} in ${where}`).toBe(false);
+    }
+  });
+});
