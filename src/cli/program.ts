@@ -431,6 +431,42 @@ export function buildProgram(cli: Cli): Command {
     .addHelpText('after', '\nExample:\n  $ airlock agent token create --label linux --label big > agent.token')
     .action(act(cli, async (command) => (await import('./handlers/agent.js')).agentTokenCreate(cli, command)));
 
+  // --- secrets --------------------------------------------------------------------------------
+  const secret = program.command('secret').description('the secrets vault: encrypted, scoped, versioned values released only to steps that declare them');
+  const scoped = (c: Command): Command => c.option('--project <name>', 'project scope (default: global)').option('--environment <name>', 'environment scope (needs --project)');
+  remote(
+    scoped(
+      secret
+        .command('set')
+        .description('store a new version of a secret; the value comes from stdin or --from-file, never from an argument')
+        .argument('<name>', 'upper-case name, as the step sees it (e.g. DB_PASSWORD)')
+        .option('--from-file <file>', 'read the value from this file instead of stdin')
+        .option('--description <text>', 'what it is for')
+        .option('--rotate-every-days <n>', 'rotation interval in days (overdue rotations are flagged)', positiveInt(3650))
+        .option('--expires <iso-time>', 'the value expires at this time (a step asking for it after then is refused)'),
+    ),
+  )
+    .addHelpText('after', '\nExample:\n  $ printf %s "$NEW_PASSWORD" | airlock secret set DB_PASSWORD --project web --environment production')
+    .action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretSet(cli, command, args[0] ?? '')));
+  remote(secret.command('list').description('secrets and their metadata (never values)')).action(act(cli, async (command) => (await import('./handlers/secrets.js')).secretList(cli, command)));
+  remote(scoped(secret.command('versions').description('the versions of a secret (size, when, by whom; never values)').argument('<name>', 'secret name')))
+    .action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretVersions(cli, command, args[0] ?? '')));
+  remote(
+    scoped(
+      secret
+        .command('reveal')
+        .description('print a secret value: needs the permission, a fresh MFA proof (step-up) and a justification; recorded')
+        .argument('<name>', 'secret name')
+        .requiredOption('--justification <text>', 'why you need to read it (at least 10 characters; recorded)')
+        .option('--version <n>', 'an older version', positiveInt(1_000_000)),
+    ),
+    'print {"name","version","valueBase64"}',
+  ).action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretReveal(cli, command, args[0] ?? '')));
+  remote(scoped(secret.command('delete').description('delete a secret (its versions stay encrypted for the record)').argument('<name>', 'secret name')))
+    .action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretDelete(cli, command, args[0] ?? '')));
+  remote(secret.command('audit-hash').description("the vault's HMAC of a value from stdin (or --from-file): match a leaked value against audit entries without storing it").option('--from-file <file>', 'read the value from this file'))
+    .action(act(cli, async (command) => (await import('./handlers/secrets.js')).secretAuditHash(cli, command)));
+
   // --- policy -----------------------------------------------------------------------------------
   const policy = program.command('policy').description('the Cedar policy set: who may do what');
   remote(policy.command('get').description('print the policy version in force (version, digest, author, reason) and its Cedar text'))

@@ -92,6 +92,24 @@ describe('pipelines from the CLI (sqlite)', () => {
     expect(list.runs[0]).toMatchObject({ number: 1, state: 'succeeded' });
   });
 
+  it('runs the secret example: the declared step gets the value, its logs show only the mask', async () => {
+    const repo = makeRepo({}, join(EXAMPLE, '..', 'secret-pipeline'));
+    expectOk(await cli('project', 'add', 'secret-demo', '--repo', repo.dir), 'project add');
+    const value = 'Zx9-s3cr3t-Pa55w0rd-41';
+    expectOk(await run(['secret', 'set', 'DB_PASSWORD', '--project', 'secret-demo'], { env, input: value }), 'secret set');
+    const r = await cli('run', 'secret-demo', '--follow');
+    expectOk(r, 'run');
+    expect(r.stdout).toContain('connecting as app with password ***');
+    expect(r.stdout).toContain('"password":"***"');
+    expect(r.stdout).toContain('DB_PASSWORD here is not set');
+    for (const form of [value, Buffer.from(value).toString('base64'), Buffer.from(`app:${value}`).toString('base64')]) expect(r.stdout + r.stderr).not.toContain(form);
+    const logs = await cli('logs', 'secret-demo#1');
+    expect(logs.stdout + logs.stderr).not.toContain(value);
+    const listed = await cli('secret', 'list');
+    expect(listed.stdout).toMatch(/DB_PASSWORD/);
+    expect(listed.stdout).not.toContain(value);
+  });
+
   it('runs the example on a remote agent started in another process (server with --no-runner)', async () => {
     const remoteEnv = { ...ctx.env, AIRLOCK_RUNNER_LEASE_SECONDS: '2' };
     // A second server on the same database, which runs nothing itself.
