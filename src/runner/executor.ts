@@ -141,7 +141,8 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
   const onOutput = (stream: 'stdout' | 'stderr', chunk: Buffer): void => {
     deps.onOutput(stream, chunk);
   };
-  const secretValues = (job.secrets ?? []).map((s) => s.value);
+  // Released secrets and the step's own workload token are credentials: masked in all output.
+  const secretValues = [...(job.secrets ?? []).map((s) => s.value), ...(job.env.AIRLOCK_TOKEN === undefined ? [] : [Buffer.from(job.env.AIRLOCK_TOKEN)])];
   const masker = () => (secretValues.length === 0 ? undefined : new SecretMasker(secretValues));
   const stdout = new LogCapture('stdout', deps.blobs, maxLogBytes, onOutput, masker());
   const stderr = new LogCapture('stderr', deps.blobs, maxLogBytes, onOutput, masker());

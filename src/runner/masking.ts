@@ -13,8 +13,9 @@
  * secret split across chunk boundaries is still caught.
  */
 
+import { ValidationError } from '../errors/index.js';
+
 export const MASK = '***';
-const MASK_BYTES = Buffer.from(MASK, 'latin1');
 const DEFAULT_MIN_LENGTH = 4;
 
 export interface SecretMaskerOptions {
@@ -181,10 +182,14 @@ function patternsOf(secrets: readonly (string | Buffer)[], minLength: number): B
 
 // --- Automaton ------------------------------------------------------------------------------
 
+/** Nodes this close to the root get a full transition row: scanning spends its time there. */
+const DENSE_DEPTH = 2;
+
 /**
- * Aho-Corasick over bytes. Nodes with several children get a dense 256-entry row; the rest
- * (almost all of a long pattern's chain) store their one edge, so memory stays linear in the
- * total pattern length while the root, where scanning spends its time, is one table lookup.
+ * Aho-Corasick over bytes. Nodes near the root, and nodes with several children, get a full
+ * 256-entry transition row; the rest (almost all of a long pattern's chain) store their one
+ * edge and a failure link, so memory stays linear in the total pattern length while the
+ * states where scanning spends its time cost one table lookup per byte.
  */
 class Automaton {
   /** Row offset into `rows` for nodes with a dense row, else -1. */
@@ -195,8 +200,11 @@ class Automaton {
   private readonly fail: Int32Array;
   /** Length of the longest pattern ending at this node (itself or through its fail chain). */
   private readonly matchLen: Int32Array;
-  readonly depth: Int32Array;
-  readonly maxLength: number;
+  /**
+   * How many trailing bytes may still begin a match: the depth of the longest suffix that is
+   * a pattern prefix with a continuation (a finished match needs no more input).
+   */
+  readonly holdBack: Int32Array;
 
   constructor(patterns: readonly Buffer[]) {
     // Build the trie with sibling lists; root children are dense from the start.
@@ -206,9 +214,7 @@ class Automaton {
     const depth: number[] = [0];
     const terminal: number[] = [0];
     const root = new Int32Array(256).fill(-1);
-    let maxLength = 0;
     for (const p of patterns) {
-      maxLength = Math.max(maxLength, p.length);
       let node = 0;
       for (const b of p) {
         let child = (node === 0 ? root[b] : firstChild[node]) ?? -1;
@@ -241,18 +247,15 @@ class Automaton {
       }
       return out;
     };
-    this.maxLength = maxLength;
-    this.depth = Int32Array.from(depth);
     this.edgeByte = new Int16Array(n).fill(-1);
     this.edgeTo = new Int32Array(n).fill(-1);
     this.rowAt = new Int32Array(n).fill(-1);
-    this.rowAt[0] = 0;
-    let rowCount = 1;
+    let rowCount = 0;
     const kids: number[][] = [];
     for (let node = 0; node < n; node++) {
       const cs = children(node);
       kids.push(cs);
-      if (node !== 0 && cs.length > 1) this.rowAt[node] = 256 * rowCount++;
+      if ((depth[node] ?? 0) <= DENSE_DEPTH || cs.length > 1) this.rowAt[node] = 256 * rowCount++;
     }
     this.rows = new Int32Array(256 * rowCount).fill(-1);
     for (let node = 0; node < n; node++) {
@@ -266,18 +269,25 @@ class Automaton {
         }
       }
     }
-    // The root row becomes a full transition table: a byte that starts no pattern stays at root.
-    for (let b = 0; b < 256; b++) if (this.rows[b] === -1) this.rows[b] = 0;
-    // Failure links and match lengths, breadth first (a fail target is always shallower).
+    // Breadth first (a fail target is always shallower, so already complete): failure links,
+    // match lengths, and every row completed into a full transition table.
     this.fail = new Int32Array(n);
     this.matchLen = new Int32Array(n);
-    const queue = [...(kids[0] ?? [])];
+    this.holdBack = new Int32Array(n);
+    const queue = [0];
     for (let head = 0; head < queue.length; head++) {
       const node = queue[head] ?? 0;
       const own = terminal[node] ?? 0;
-      this.matchLen[node] = own > 0 ? own : (this.matchLen[this.fail[node] ?? 0] ?? 0);
+      this.matchLen[node] = own > 0 ? own : node === 0 ? 0 : (this.matchLen[this.fail[node] ?? 0] ?? 0);
+      this.holdBack[node] = (kids[node] ?? []).length > 0 ? (depth[node] ?? 0) : (this.holdBack[this.fail[node] ?? 0] ?? 0);
+      const row = this.rowAt[node] ?? -1;
+      if (row >= 0) {
+        for (let b = 0; b < 256; b++) {
+          if (this.rows[row + b] === -1) this.rows[row + b] = node === 0 ? 0 : this.next(this.fail[node] ?? 0, b);
+        }
+      }
       for (const c of kids[node] ?? []) {
-        this.fail[c] = this.next(this.fail[node] ?? 0, label[c] ?? 0);
+        this.fail[c] = node === 0 ? 0 : this.next(this.fail[node] ?? 0, label[c] ?? 0);
         queue.push(c);
       }
     }
@@ -287,10 +297,8 @@ class Automaton {
   next(s: number, b: number): number {
     for (;;) {
       const row = this.rowAt[s] ?? -1;
-      if (row >= 0) {
-        const t = this.rows[row + b] ?? -1;
-        if (t >= 0) return t; // the root row has no -1 entries
-      } else if (this.edgeByte[s] === b) return this.edgeTo[s] ?? 0;
+      if (row >= 0) return this.rows[row + b] ?? 0;
+      if (this.edgeByte[s] === b) return this.edgeTo[s] ?? 0;
       s = this.fail[s] ?? 0;
     }
   }
@@ -300,21 +308,18 @@ class Automaton {
    * ending at each position (shorter ones there lie inside it). Returns the final state.
    */
   scan(data: Buffer, from: number, s: number, onMatch: (end: number, length: number) => void): number {
-    const root = this.rows;
-    const matchLen = this.matchLen;
+    const { rows, rowAt, matchLen } = this;
     const n = data.length;
     let i = from;
     while (i < n) {
       if (s === 0) {
         // Fast path: most log bytes start no pattern.
-        let t = 0;
-        while (i < n && (t = root[data[i] ?? 0] ?? 0) === 0) i++;
+        while (i < n && rows[data[i] ?? 0] === 0) i++;
         if (i === n) break;
-        s = t;
-      } else {
-        s = this.next(s, data[i] ?? 0);
       }
-      i++;
+      const b = data[i++] ?? 0;
+      const row = rowAt[s] ?? -1;
+      s = row >= 0 ? (rows[row + b] ?? 0) : this.next(s, b);
       const len = matchLen[s] ?? 0;
       if (len !== 0) onMatch(i, len);
     }
@@ -352,7 +357,9 @@ export class SecretMasker {
   /** Compile the patterns for `secrets` (strings are taken as UTF-8). */
   constructor(secrets: readonly (string | Buffer)[], opts?: SecretMaskerOptions) {
     const minLength = opts?.minLength ?? DEFAULT_MIN_LENGTH;
-    if (!Number.isInteger(minLength) || minLength < 1) throw new RangeError('minLength must be a positive integer');
+    if (!Number.isInteger(minLength) || minLength < 1) {
+      throw new ValidationError('minLength must be a positive integer', [{ path: 'minLength', message: 'must be a positive integer' }]);
+    }
     const patterns = patternsOf(secrets, minLength);
     this.patterns = patterns.length;
     this.ac = patterns.length === 0 ? null : new Automaton(patterns);
@@ -376,9 +383,9 @@ export class SecretMasker {
       ranges.push([start, stop]);
     });
     this.received = base + data.length;
-    // Only the current suffix that is still a pattern prefix can begin a future match.
-    const hold = Math.min(ac.depth[this.state] ?? 0, ac.maxLength - 1);
-    return this.emit(data, base, this.received - hold);
+    // Only a suffix that is still a pattern prefix can begin a future match; it is shorter
+    // than the longest pattern, so at most (longest - 1) bytes are held.
+    return this.emit(data, base, this.received - (ac.holdBack[this.state] ?? 0));
   }
 
   /** End of stream: the held-back tail, masked. The masker then starts a new stream. */
@@ -407,7 +414,7 @@ export class SecretMasker {
         parts.push(data.subarray(pos - base, start - base));
         this.inMask = false;
       }
-      if (!this.inMask) parts.push(MASK_BYTES);
+      if (!this.inMask) parts.push(Buffer.from(MASK, 'latin1')); // fresh: callers may write to what we return
       this.inMask = true;
       pos = Math.max(pos, end);
       done++;
