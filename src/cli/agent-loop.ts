@@ -257,6 +257,8 @@ export interface JobOffer {
   readonly env: Readonly<Record<string, string>>;
   /** How often to heartbeat: the server derives it from its lease (default 10 s). */
   readonly heartbeatMs?: number;
+  /** The values of the job's declared secrets (only this job's); masked in its logs. */
+  readonly secrets?: readonly { readonly name: string; readonly valueBase64: string }[];
 }
 
 /** Retry transient failures (server restarting) with back-off; anything else is thrown at once. */
@@ -397,7 +399,8 @@ export async function runJob(ctx: JobContext, next: JobOffer): Promise<StepRepor
     const source = join(dir, 'source');
     await fetchSource(ctx, job.stepId, source, abort.signal);
     await fetchInputs(ctx, job, blobs, abort.signal);
-    result = await executeStep(stepJobOf(job, { ...next.env }, source), {
+    const secrets = (next.secrets ?? []).map((s) => ({ name: s.name, value: Buffer.from(s.valueBase64, 'base64') }));
+    result = await executeStep(stepJobOf(job, { ...next.env }, source, secrets), {
       blobs,
       workRoot: join(dir, 'work'),
       signer: ctx.signer,

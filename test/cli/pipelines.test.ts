@@ -110,38 +110,6 @@ describe('pipelines from the CLI (sqlite)', () => {
     expect(listed.stdout).not.toContain(value);
   });
 
-  it('runs the example on a remote agent started in another process (server with --no-runner)', async () => {
-    const remoteEnv = { ...ctx.env, AIRLOCK_RUNNER_LEASE_SECONDS: '2' };
-    // A second server on the same database, which runs nothing itself.
-    const noRunner = await startServer(remoteEnv, ['--no-runner']);
-    const opsEnv = { ...env, AIRLOCK_SERVER: noRunner.url, AIRLOCK_CLI_CONFIG_DIR: join(scratch, 'cfg-remote') };
-    expectOk(await run(['login', '--username', 'ops', '--password-stdin', '--code', await totp.code()], { env: opsEnv, input: `${PASSWORD}\n` }), 'login');
-    const tokenRun = await run(['agent', 'token', 'create', '--json'], { env: opsEnv });
-    expectOk(tokenRun, 'agent token create');
-    const token = json<{ token: string }>(tokenRun).token;
-    const agent = start(['agent', '--server', noRunner.url, '--token', token, '--name', 'remote-1', '--state', join(scratch, 'agent-state')], { env: { ...remoteEnv } });
-    try {
-      await new Promise<void>((ok, fail) => {
-        let seen = '';
-        agent.stdout.on('data', (d: Buffer) => {
-          seen += d.toString();
-          if (seen.includes('waiting for jobs')) ok();
-        });
-        agent.on('exit', (code) => fail(new Error(`agent exited ${String(code)}`)));
-      });
-      const repo = makeRepo({}, EXAMPLE);
-      expectOk(await run(['project', 'add', 'hello-remote', '--repo', repo.dir], { env: opsEnv }), 'project add');
-      const r = await run(['run', 'hello-remote', '--follow', '--json'], { env: opsEnv, timeoutMs: 60_000 });
-      expectOk(r, 'run on the agent');
-      const detail = json<RunJson>(r);
-      expect(detail.state).toBe('succeeded');
-      expect(detail.stages.flatMap((st) => st.steps.map((x) => x.runner))).toEqual(['agent:remote-1', 'agent:remote-1', 'agent:remote-1']);
-    } finally {
-      agent.kill('SIGTERM');
-      await noRunner.stop();
-    }
-  }, 90_000);
-
   it('a run whose server is killed mid-step ends failed (lost) after restart; it is never left running', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [ops]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 60", timeout: 5m }\n' });
     expectOk(await cli('project', 'add', 'slow', '--repo', repo.dir), 'project add');
@@ -169,4 +137,44 @@ describe('pipelines from the CLI (sqlite)', () => {
     expect(final?.stages[0]?.steps[0]).toMatchObject({ state: 'lost' });
     expect(final?.reason).toMatch(/stopped renewing its lease/);
   }, 60_000);
+  it('runs the example on a remote agent started in another process (server with --no-runner)', async () => {
+    const remoteEnv = { ...ctx.env, AIRLOCK_RUNNER_LEASE_SECONDS: '2' };
+    // Only the agent may take work: stop the server that has an embedded runner.
+    await server?.stop();
+    server = undefined;
+    // A second server on the same database, which runs nothing itself.
+    const noRunner = await startServer(remoteEnv, ['--no-runner']);
+    const opsEnv = { ...env, AIRLOCK_SERVER: noRunner.url, AIRLOCK_CLI_CONFIG_DIR: join(scratch, 'cfg-remote') };
+    expectOk(await run(['login', '--username', 'ops', '--password-stdin', '--code', await totp.code()], { env: opsEnv, input: `${PASSWORD}\n` }), 'login');
+    const tokenRun = await run(['agent', 'token', 'create', '--json'], { env: opsEnv });
+    expectOk(tokenRun, 'agent token create');
+    const token = json<{ token: string }>(tokenRun).token;
+    const agent = start(['agent', '--server', noRunner.url, '--token', token, '--name', 'remote-1', '--state', join(scratch, 'agent-state')], { env: { ...remoteEnv } });
+    try {
+      await new Promise<void>((ok, fail) => {
+        let seen = '';
+        agent.stdout.on('data', (d: Buffer) => {
+          seen += d.toString();
+          if (seen.includes('waiting for jobs')) ok();
+        });
+        agent.on('exit', (code) => fail(new Error(`agent exited ${String(code)}`)));
+      });
+      const repo = makeRepo({}, EXAMPLE);
+      expectOk(await run(['project', 'add', 'hello-remote', '--repo', repo.dir], { env: opsEnv }), 'project add');
+      const r = await run(['run', 'hello-remote', '--follow', '--json'], { env: opsEnv, timeoutMs: 60_000 });
+      expectOk(r, 'run on the agent');
+      const detail = json<RunJson>(r);
+      expect(detail.state).toBe('succeeded');
+      expect(detail.stages.flatMap((st) => st.steps.map((x) => x.runner))).toEqual(['agent:remote-1', 'agent:remote-1', 'agent:remote-1']);
+      // The agent receives only the secrets of its job, and masks them like the embedded runner.
+      const secretRun = await run(['run', 'secret-demo', '--follow'], { env: opsEnv, timeoutMs: 60_000 });
+      expectOk(secretRun, 'secret run on the agent');
+      expect(secretRun.stdout).toContain('connecting as app with password ***');
+      expect(secretRun.stdout).toContain('DB_PASSWORD here is not set');
+    } finally {
+      agent.kill('SIGTERM');
+      await noRunner.stop();
+    }
+  }, 90_000);
+
 });
