@@ -464,6 +464,19 @@ export function buildProgram(cli: Cli): Command {
   ).action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretReveal(cli, command, args[0] ?? '')));
   remote(scoped(secret.command('delete').description('delete a secret (its versions stay encrypted for the record)').argument('<name>', 'secret name')))
     .action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretDelete(cli, command, args[0] ?? '')));
+  remote(scoped(secret.command('usage').description('who and what read or changed a secret, and when (from the audit log)').argument('<name>', 'secret name')))
+    .action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretUsage(cli, command, args[0] ?? '')));
+  remote(
+    scoped(
+      secret
+        .command('rotate')
+        .description('store a new version produced by a command (its stdout); a failing or silent command changes nothing')
+        .argument('<name>', 'secret name')
+        .requiredOption('--command <cmd>', 'shell command that prints the new value, e.g. a script calling the provider'),
+    ),
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock secret rotate DB_PASSWORD --project web --command ./scripts/new-db-password.sh')
+    .action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretRotate(cli, command, args[0] ?? '')));
   remote(secret.command('audit-hash').description("the vault's HMAC of a value from stdin (or --from-file): match a leaked value against audit entries without storing it").option('--from-file <file>', 'read the value from this file'))
     .action(act(cli, async (command) => (await import('./handlers/secrets.js')).secretAuditHash(cli, command)));
 

@@ -211,6 +211,15 @@ export class Secrets {
     return outcome.released;
   }
 
+  /** Who and what read or changed a secret, and when (from the audit log). */
+  async usage(name: string, scope: SecretScope): Promise<{ seq: number; time: string; action: string; actor: string; outcome: string; version: unknown; reason: string }[]> {
+    const row = await this.find(this.deps.store.db, name, scope);
+    const entries = await this.deps.audit.search({ resource: `secrets/${row.id}`, limit: 1000, order: 'desc' });
+    return entries
+      .filter((e) => e.event.details.method === undefined)
+      .map((e) => ({ seq: e.seq, time: e.event.time, action: e.event.action, actor: `${e.event.actor.kind}:${e.event.actor.id}`, outcome: e.event.outcome, version: e.event.details.version ?? null, reason: e.event.reason }));
+  }
+
   auditHash(value: Buffer): string {
     return this.deps.cipher.auditHash(value);
   }

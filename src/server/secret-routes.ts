@@ -53,6 +53,12 @@ export function secretRoutes(app: App): (server: FastifyInstance) => Promise<voi
       return { versions: await app.secrets.versions(name, q) };
     });
 
+    server.get('/api/v1/secrets/:name/usage', { config: { action: 'secrets.read', resource: 'secrets' } }, async (request) => {
+      const q = parseInput(scopeQuery, request.query, 'query');
+      const { name } = parseInput(nameParams, request.params, 'path');
+      return { usage: await app.secrets.usage(name, q) };
+    });
+
     server.post('/api/v1/secrets/:name/reveal', { config: { action: 'secrets.reveal', resource: 'secrets' } }, async (request) => {
       const body = parseInput(revealBody, request.body, 'body');
       const { name } = parseInput(nameParams, request.params, 'path');

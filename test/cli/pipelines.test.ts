@@ -110,6 +110,23 @@ describe('pipelines from the CLI (sqlite)', () => {
     expect(listed.stdout).not.toContain(value);
   });
 
+  it('rotates a secret with a command, keeps the old version when the command fails or prints nothing, and reports usage', async () => {
+    const failing = await cli('secret', 'rotate', 'DB_PASSWORD', '--project', 'secret-demo', '--command', 'echo provider down >&2; exit 3');
+    expect(failing.code).not.toBe(0);
+    expect(failing.stderr).toMatch(/exited 3; nothing was changed/);
+    const silent = await cli('secret', 'rotate', 'DB_PASSWORD', '--project', 'secret-demo', '--command', 'true');
+    expect(silent.code).not.toBe(0);
+    expect(silent.stderr).toMatch(/printed nothing/);
+    const ok = await cli('secret', 'rotate', 'DB_PASSWORD', '--project', 'secret-demo', '--command', 'echo rotated-Value-0042', '--json');
+    expectOk(ok, 'rotate');
+    expect(json<{ currentVersion: number }>(ok).currentVersion).toBe(2);
+    expect(ok.stdout + ok.stderr).not.toContain('rotated-Value-0042');
+    const usage = await cli('secret', 'usage', 'DB_PASSWORD', '--project', 'secret-demo', '--json');
+    expectOk(usage, 'usage');
+    const actions = json<{ usage: { action: string; outcome: string }[] }>(usage).usage.map((u) => `${u.action}:${u.outcome}`);
+    expect(actions).toEqual(expect.arrayContaining(['secrets.write:allowed', 'secrets.release:allowed']));
+  });
+
   it('a run whose server is killed mid-step ends failed (lost) after restart; it is never left running', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: slow\nowners: [ops]\nstages:\n  wait:\n    steps:\n      - { name: sleep, run: "sleep 60", timeout: 5m }\n' });
     expectOk(await cli('project', 'add', 'slow', '--repo', repo.dir), 'project add');

@@ -122,6 +122,8 @@ describe('airlock CLI: usage, help and exit codes', () => {
       'secret versions',
       'secret reveal',
       'secret delete',
+      'secret usage',
+      'secret rotate',
       'secret audit-hash',
       'policy',
       'policy get',

@@ -117,3 +117,41 @@ export async function secretAuditHash(cli: Cli, command: Command): Promise<numbe
     return EXIT_OK;
   });
 }
+
+export async function secretUsage(cli: Cli, command: Command, name: string): Promise<number> {
+  const opts = command.opts<ScopeOptions>();
+  return withSession(cli, command, async (s) => {
+    const { usage } = await s.call((c) => c.get<{ usage: { seq: number; time: string; action: string; actor: string; outcome: string; version: unknown; reason: string }[] }>(`/api/v1/secrets/${seg(name)}/usage${scopeQuery(opts)}`));
+    if (opts.json === true) printJson(cli.io, { usage });
+    else for (const line of table(['TIME', 'ACTION', 'BY', 'OUTCOME', 'VERSION', 'SEQ'], usage.map((u) => [u.time, u.action, u.actor, u.outcome + (u.reason === '' ? '' : ` (${u.reason})`), typeof u.version === 'number' ? String(u.version) : '-', String(u.seq)]))) say(cli.io, line);
+    return EXIT_OK;
+  });
+}
+
+/**
+ * `airlock secret rotate NAME --command CMD`: CMD (for example a script calling a provider's
+ * API) prints the new value on stdout; it becomes the next version. A command that fails or
+ * prints nothing changes nothing: the old version stays current.
+ */
+export async function secretRotate(cli: Cli, command: Command, name: string): Promise<number> {
+  const opts = command.opts<ScopeOptions & { command: string }>();
+  const { spawn } = await import('node:child_process');
+  const value = await new Promise<Buffer>((done, fail) => {
+    const child = spawn('/bin/sh', ['-c', opts.command], { stdio: ['ignore', 'pipe', 'inherit'], env: cli.io.env });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.on('error', fail);
+    child.on('close', (code) => {
+      if (code !== 0) fail(new UsageError(`the rotation command exited ${String(code)}; nothing was changed (the current version stays)`));
+      else done(Buffer.concat(chunks));
+    });
+  });
+  const trimmed = value.length > 0 && value[value.length - 1] === 0x0a ? value.subarray(0, -1) : value;
+  if (trimmed.length === 0) throw new UsageError('the rotation command printed nothing; nothing was changed (the current version stays)');
+  return withSession(cli, command, async (s) => {
+    const info = await s.call((c) => c.post<SecretInfo>('/api/v1/secrets', { name, valueBase64: trimmed.toString('base64'), ...scopeOf(opts) }));
+    if (opts.json === true) printJson(cli.io, info);
+    else say(cli.io, `rotated ${info.name}: version ${info.currentVersion} is current`);
+    return EXIT_OK;
+  });
+}
