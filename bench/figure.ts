@@ -35,6 +35,8 @@ async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
       return (await import('./pipeline.js')).benchPipeline(a.dir);
     case 'agent':
       return (await import('./agent.js')).benchAgent(a.dir);
+    case 'vault':
+      return (await import('./vault.js')).benchVault();
   }
 }
 

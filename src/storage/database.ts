@@ -147,9 +147,18 @@ class KyselyStore implements Store {
     if (this.closing) return Promise.reject(new ShuttingDownError());
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, savepoint: options.savepoint ?? true, resolve: resolve as (v: unknown) => void, reject });
-      this.draining ??= this.drain().finally(() => {
-        this.draining = undefined;
-      });
+      this.kick();
+    });
+  }
+
+  /**
+   * Start draining unless a drain is running. A unit queued after the drain saw an empty queue
+   * but before its `finally` ran would otherwise wait forever: the finally re-kicks.
+   */
+  private kick(): void {
+    this.draining ??= this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.queue.length > 0) this.kick();
     });
   }
 

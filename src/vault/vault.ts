@@ -136,7 +136,7 @@ export class Vault {
   private readonly store: Store;
   private readonly clock: () => Date;
   private root: RootKey;
-  private hmacKey: KeyObject;
+  private readonly hmacKey: KeyObject;
   /** Unwrapped KEKs by id. Never evicted: KEKs are never deleted, and a row always names one that exists. */
   private readonly keks = new Map<string, Kek>();
 
@@ -241,6 +241,8 @@ export class Vault {
     let rewrapped = 0;
     let batches = 0;
     for (;;) {
+      // Between batches let other work run (and the store's executor finish its previous drain).
+      if (batches > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const r = await this.store.transact((tx) => this.rewrapBatch(tx, batchSize));
       if (r.selected === 0) return { rewrapped, batches, kekId: r.kekId };
       batches++;

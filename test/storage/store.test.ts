@@ -37,6 +37,20 @@ describe.each(ENGINES)('store on %s', (engine) => {
     }
   });
 
+  it('never loses a unit of work queued just as a drain finishes (any microtask delay)', async () => {
+    t = await openTestStore(engine);
+    const store = t.store;
+    for (let delay = 0; delay < 20; delay++) {
+      await store.transact(async () => Promise.resolve());
+      let p = Promise.resolve();
+      for (let i = 0; i < delay; i++) p = p.then(() => undefined);
+      await p;
+      const late = store.transact(async () => Promise.resolve(delay));
+      const timeout = new Promise((_, fail) => setTimeout(() => fail(new Error(`unit queued ${delay} microtasks after a drain never ran`)), 2000));
+      await expect(Promise.race([late, timeout])).resolves.toBe(delay);
+    }
+  });
+
   it('refuses to run against a database migrated by a newer version', async () => {
     t = await openTestStore(engine);
     await t.raw(`insert into airlock_migrations (name, executed_at) values ('9999_from_the_future', '2030-01-01T00:00:00Z')`);
