@@ -4,12 +4,13 @@
  * checkpoints for this log, so it is created atomically with owner-only permissions, refused if
  * anyone else could read or replace it, and never quoted in an error message.
  */
-import { randomBytes, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { chmod, link, mkdir, open, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
+import { isErrnoException, writeNewKeyFile } from '../keyfiles/index.js';
 import { AirlockError } from '../errors/index.js';
 import { ed25519Signer, ed25519Verifier, formatVerifierKey, isValidKeyName } from './checkpoint.js';
 import type { NoteSigner, NoteVerifier } from './checkpoint.js';
@@ -41,9 +42,6 @@ export function checkpointKeyPath(home: string): string {
   return path.join(home, 'keys', 'audit-checkpoint.pem');
 }
 
-function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
-  return err instanceof Error && 'code' in err;
-}
 
 function keyError(reason: string, message: string, keyPath: string, cause?: unknown): AirlockError {
   // Callers pass only fs errors as causes (paths and errno codes), never parser output over key bytes.
@@ -144,29 +142,10 @@ async function syncDirectory(dir: string): Promise<void> {
  */
 async function createKeyFile(keyPath: string): Promise<KeyObject | undefined> {
   const { privateKey } = generateKeyPairSync('ed25519');
-  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
-  const dir = path.dirname(keyPath);
-  const tmpPath = path.join(dir, `.${path.basename(keyPath)}.${String(process.pid)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(tmpPath, 'wx', KEY_FILE_MODE);
-  try {
-    try {
-      await handle.chmod(KEY_FILE_MODE); // the umask may have removed owner bits; make the mode exact
-      await handle.writeFile(pem, { encoding: 'utf8' });
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await link(tmpPath, keyPath);
-    } catch (err) {
-      if (isErrnoException(err) && err.code === 'EEXIST') return undefined;
-      throw err;
-    }
-    await syncDirectory(dir);
-    return privateKey;
-  } finally {
-    await unlink(tmpPath).catch(() => undefined);
-  }
+  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  if (!(await writeNewKeyFile(keyPath, pem, KEY_FILE_MODE))) return undefined;
+  await syncDirectory(path.dirname(keyPath));
+  return privateKey;
 }
 
 function describeKey(name: string, privateKey: KeyObject): { signer: NoteSigner; verifierKey: string; publicKey: Buffer } {

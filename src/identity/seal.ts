@@ -5,9 +5,10 @@
  * (e.g. `totp:<userId>`), so a sealed value copied into another row does not open there.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { chmod, link, mkdir, open, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { isErrnoException, writeNewKeyFile } from '../keyfiles/index.js';
 import { AirlockError } from '../errors/index.js';
 
 /** Seals and opens small secrets; the key bytes never leave the closure. */
@@ -77,9 +78,6 @@ export function sealKeyFromBytes(bytes: Buffer): SealKey {
   };
 }
 
-function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
-  return err instanceof Error && 'code' in err;
-}
 
 /** Reads and checks the key file through one descriptor, so the checks and the read see the same file. */
 async function readKeyFile(keyPath: string): Promise<Buffer | undefined> {
@@ -118,27 +116,7 @@ async function readKeyFile(keyPath: string): Promise<Buffer | undefined> {
 /** Writes a new key to a private temporary file, then hard-links it into place (never replaces; a racing writer loses). */
 async function createKeyFile(keyPath: string): Promise<Buffer | undefined> {
   const bytes = randomBytes(KEY_BYTES);
-  const dir = path.dirname(keyPath);
-  const tmpPath = path.join(dir, `.${path.basename(keyPath)}.${String(process.pid)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(tmpPath, 'wx', KEY_FILE_MODE);
-  try {
-    try {
-      await handle.chmod(KEY_FILE_MODE); // the umask may have narrowed the mode; make it exact
-      await handle.writeFile(`${bytes.toString('base64')}\n`, { encoding: 'utf8' });
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await link(tmpPath, keyPath);
-    } catch (err) {
-      if (isErrnoException(err) && err.code === 'EEXIST') return undefined;
-      throw err;
-    }
-    return bytes;
-  } finally {
-    await unlink(tmpPath).catch(() => undefined);
-  }
+  return (await writeNewKeyFile(keyPath, `${bytes.toString('base64')}\n`, KEY_FILE_MODE)) ? bytes : undefined;
 }
 
 /**

@@ -9,10 +9,11 @@
  */
 import { createSecretKey, hkdfSync, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { chmod, link, mkdir, open, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { inspect } from 'node:util';
+import { isErrnoException, writeNewKeyFile } from '../keyfiles/index.js';
 import { AirlockError } from '../errors/index.js';
 import { KEY_BYTES } from './aead.js';
 
@@ -121,9 +122,6 @@ function rootFrom(bytes: Buffer): RootKey {
   }
 }
 
-function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
-  return err instanceof Error && 'code' in err;
-}
 
 /**
  * Reads and checks a key file through one descriptor, so the checks and the read see the same
@@ -166,26 +164,7 @@ async function readKeyFile(file: string, name: string, missingOk: boolean): Prom
 /** Writes a new key to a private temporary file, then hard-links it into place (never replaces; a racing writer loses). */
 async function createKeyFile(file: string): Promise<Buffer | undefined> {
   const bytes = randomBytes(KEY_BYTES);
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${String(process.pid)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', KEY_FILE_MODE);
-  try {
-    try {
-      await handle.chmod(KEY_FILE_MODE); // the umask may have narrowed the mode; make it exact
-      await handle.writeFile(`${bytes.toString('base64')}\n`, { encoding: 'utf8' });
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await link(tmp, file);
-    } catch (err) {
-      if (isErrnoException(err) && err.code === 'EEXIST') return undefined;
-      throw err;
-    }
-    return bytes;
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
+  return (await writeNewKeyFile(file, `${bytes.toString('base64')}\n`, KEY_FILE_MODE)) ? bytes : undefined;
 }
 
 /**
