@@ -477,6 +477,12 @@ export function buildProgram(cli: Cli): Command {
   )
     .addHelpText('after', '\nExample:\n  $ airlock secret rotate DB_PASSWORD --project web --command ./scripts/new-db-password.sh')
     .action(act(cli, async (command, args) => (await import('./handlers/secrets.js')).secretRotate(cli, command, args[0] ?? '')));
+  secret
+    .command('rewrap')
+    .description('rotate the key-encryption key and re-wrap every data key under it, in batches, without downtime (local: needs the database and the root key)')
+    .option('--no-rotate', 're-wrap under the current key-encryption key without making a new one')
+    .option('--json', 'print {"rotatedTo","rewrapped","batches","kekId"}')
+    .action(act(cli, async (command) => (await import('./handlers/vault.js')).rewrap(cli, command)));
   remote(secret.command('audit-hash').description("the vault's HMAC of a value from stdin (or --from-file): match a leaked value against audit entries without storing it").option('--from-file <file>', 'read the value from this file'))
     .action(act(cli, async (command) => (await import('./handlers/secrets.js')).secretAuditHash(cli, command)));
 

@@ -125,6 +125,15 @@ describe('pipelines from the CLI (sqlite)', () => {
     expectOk(usage, 'usage');
     const actions = json<{ usage: { action: string; outcome: string }[] }>(usage).usage.map((u) => `${u.action}:${u.outcome}`);
     expect(actions).toEqual(expect.arrayContaining(['secrets.write:allowed', 'secrets.release:allowed']));
+    // Key rotation while the server runs: every data key moves to the new KEK, values stay readable.
+    const rewrapped = await run(['secret', 'rewrap', '--json'], { env: { ...ctx.env } });
+    expectOk(rewrapped, 'rewrap');
+    const r = json<{ rotatedTo: string; kekId: string; rewrapped: number }>(rewrapped);
+    expect(r.kekId).toBe(r.rotatedTo);
+    expect(r.rewrapped).toBeGreaterThanOrEqual(2);
+    const after = await cli('run', 'secret-demo', '--follow');
+    expectOk(after, 'run after rewrap');
+    expect(after.stdout).toContain('connecting as app with password ***');
   });
 
   it('a run whose server is killed mid-step ends failed (lost) after restart; it is never left running', async () => {

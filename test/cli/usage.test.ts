@@ -124,6 +124,7 @@ describe('airlock CLI: usage, help and exit codes', () => {
       'secret delete',
       'secret usage',
       'secret rotate',
+      'secret rewrap',
       'secret audit-hash',
       'policy',
       'policy get',
