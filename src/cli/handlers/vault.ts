@@ -14,7 +14,7 @@ export async function rewrap(cli: Cli, command: Command): Promise<number> {
   try {
     const vault = await app.vault();
     const kek = opts.rotate ? await vault.rotateKek() : undefined;
-    const result = await vault.rewrap({ onProgress: (p) => note(cli.io, `rewrapped ${p.rewrapped} data key(s) in ${p.batches} batch(es); ${p.remaining} to go`) });
+    const result = await vault.rewrap({ onProgress: (p) => { note(cli.io, `rewrapped ${p.rewrapped} data key(s) in ${p.batches} batch(es); ${p.remaining} to go`); } });
     await app.audit.append({ actor: localActor(), action: 'secrets.rewrap', resource: 'vault', outcome: 'allowed', details: { newKek: kek ?? null, kekId: result.kekId, rewrapped: result.rewrapped, batches: result.batches } });
     if (opts.json === true) printJson(cli.io, { rotatedTo: kek ?? null, ...result });
     else say(cli.io, `${kek === undefined ? '' : `new key-encryption key ${kek}; `}${result.rewrapped} data key(s) now wrapped by ${result.kekId}`);
