@@ -2,6 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+// The API answers with the domain's shapes: typed from the domain, erased at run time.
+import type { SecretInfo } from '../../secrets/index.js';
 import type { Cli } from '../cli.js';
 import { EXIT_OK, UsageError } from '../cli.js';
 import { note, printJson, say } from '../io.js';
@@ -13,17 +15,6 @@ interface ScopeOptions extends RemoteOptions {
   readonly environment?: string;
 }
 
-interface SecretInfo {
-  readonly name: string;
-  readonly scope: string;
-  readonly owner: string;
-  readonly description: string;
-  readonly currentVersion: number;
-  readonly rotationIntervalDays: number | null;
-  readonly lastRotatedAt: string | null;
-  readonly expiresAt: string | null;
-  readonly lastReadAt: string | null;
-}
 
 const scopeOf = (o: ScopeOptions) => ({ ...(o.project === undefined ? {} : { project: o.project }), ...(o.environment === undefined ? {} : { environment: o.environment }) });
 const scopeQuery = (o: ScopeOptions): string => {

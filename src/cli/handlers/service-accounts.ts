@@ -1,30 +1,14 @@
 /** `airlock service-account …`: non-human identities and their API keys, over the HTTP API. */
 import type { Command } from 'commander';
+// The API answers with the domain's shapes: typed from the domain, erased at run time.
+import type { ApiKeyInfo, ServiceAccountInfo } from '../../identity/index.js';
 import type { Cli } from '../cli.js';
 import { EXIT_OK } from '../cli.js';
 import { note, printJson, say } from '../io.js';
 import type { RemoteOptions } from './remote.js';
 import { list, seg, table, withSession } from './remote.js';
 
-interface ServiceAccountInfo {
-  readonly name: string;
-  readonly description: string;
-  readonly roles: readonly string[];
-  readonly createdAt: string;
-  readonly createdBy: string;
-  readonly disabledAt: string | null;
-}
 
-interface ApiKeyInfo {
-  readonly id: string;
-  readonly serviceAccount: string;
-  readonly description: string;
-  readonly createdAt: string;
-  readonly createdBy: string;
-  readonly expiresAt: string | null;
-  readonly revokedAt: string | null;
-  readonly lastUsedAt: string | null;
-}
 
 const path = (name: string): string => `/api/v1/service-accounts/${seg(name)}`;
 
