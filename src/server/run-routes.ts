@@ -31,6 +31,14 @@ const LOG_POLL_MS = 250;
 export function runRoutes(app: App): (server: FastifyInstance) => Promise<void> {
   const ctx = (request: { ip: string; id: string; raw: Parameters<typeof traceIdOf>[0] }) => ({ sourceAddress: request.ip, requestId: request.id, traceId: traceIdOf(request.raw) });
   return async (server) => {
+    // Log long polls end when the server starts closing or the client hangs up, so neither a
+    // graceful stop nor a departed `airlock logs -f` keeps a handler looping to its deadline.
+    const closing = new AbortController();
+    server.addHook('preClose', async () => {
+      closing.abort();
+      return Promise.resolve();
+    });
+
     server.get('/api/v1/projects', { config: { action: 'projects.read', resource: 'projects' } }, async (request) => {
       parseInput(noFields, request.query, 'query');
       return { projects: await app.projects.list() };
@@ -65,15 +73,16 @@ export function runRoutes(app: App): (server: FastifyInstance) => Promise<void> 
       return app.runs.cancel(actorOf(principalOf(request)), await app.runs.resolveId(run), body.reason, ctx(request));
     });
 
-    server.get('/api/v1/runs/:run/logs', { config: { action: 'runs.read' } }, async (request) => {
+    server.get('/api/v1/runs/:run/logs', { config: { action: 'runs.read' } }, async (request, reply) => {
       const q = parseInput(logsQuery, request.query, 'query');
       const { run } = parseInput(runParams, request.params, 'path');
       const id = await app.runs.resolveId(run);
       const deadline = Date.now() + (q.wait ?? 0) * 1000;
+      const gone = (): boolean => closing.signal.aborted || request.raw.destroyed || reply.raw.destroyed;
       // Long poll: answer as soon as there is output or the run ends, at the latest at the deadline.
       for (;;) {
         const { chunks, finished } = await app.runs.logs(id, q.after);
-        if (chunks.length > 0 || finished || Date.now() >= deadline) {
+        if (chunks.length > 0 || finished || Date.now() >= deadline || gone()) {
           const last = chunks.at(-1);
           return {
             chunks: chunks.map((c) => ({ stage: c.stage, step: c.step, attempt: c.attempt, stream: c.stream, data: c.data.toString('base64') })),

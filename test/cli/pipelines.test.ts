@@ -3,7 +3,7 @@
  * --follow, runs show, logs; and a server killed mid-run whose run still ends (never stuck).
  * Real processes on SQLite (the runs suite covers both engines in process).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,8 +170,9 @@ describe('pipelines from the CLI (sqlite)', () => {
     server = undefined;
     // A second server on the same database, which runs nothing itself.
     const noRunner = await startServer(remoteEnv, ['--no-runner']);
-    const opsEnv = { ...env, AIRLOCK_SERVER: noRunner.url, AIRLOCK_CLI_CONFIG_DIR: join(scratch, 'cfg-remote') };
-    expectOk(await run(['login', '--username', 'ops', '--password-stdin', '--code', await totp.code()], { env: opsEnv, input: `${PASSWORD}\n` }), 'login');
+    // The same database, so the signed-in session works here too (no second TOTP code needed).
+    const stored = JSON.parse(readFileSync(join(env.AIRLOCK_CLI_CONFIG_DIR!, 'credentials.json'), 'utf8')) as { token: string };
+    const opsEnv = { ...env, AIRLOCK_SERVER: noRunner.url, AIRLOCK_TOKEN: stored.token };
     const tokenRun = await run(['agent', 'token', 'create', '--json'], { env: opsEnv });
     expectOk(tokenRun, 'agent token create');
     const token = json<{ token: string }>(tokenRun).token;
@@ -198,7 +199,10 @@ describe('pipelines from the CLI (sqlite)', () => {
       expect(secretRun.stdout).toContain('connecting as app with password ***');
       expect(secretRun.stdout).toContain('DB_PASSWORD here is not set');
     } finally {
+      // The agent first (it finishes its long poll and reports), then the server.
+      const exited = new Promise((done) => agent.once('exit', done));
       agent.kill('SIGTERM');
+      await exited;
       await noRunner.stop();
     }
   }, 90_000);
