@@ -215,12 +215,18 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     };
     let embedded: EmbeddedRunner | undefined;
     let reaper: NodeJS.Timeout | undefined;
+    let hygiene: NodeJS.Timeout | undefined;
     const startRunner = async (opts: { readonly labels: readonly string[]; readonly concurrency: number; readonly reap: boolean }): Promise<void> => {
       if (opts.reap && reaper === undefined) {
         // Steps whose runner died (this process before a restart, or an agent) end when their lease lapses.
         const reap = () => void runs.reapLost().catch((err: unknown) => options.logger?.error({ err }, 'reaping lost steps failed'));
         reaper = setInterval(reap, Math.min(5000, config.runnerLeaseSeconds * 500));
         reap();
+        // The secrets hygiene check (overdue rotation, expiry, unused), at start and daily.
+        const check = () => void secrets.hygiene().catch((err: unknown) => options.logger?.error({ err }, 'the secrets hygiene check failed'));
+        hygiene = setInterval(check, 24 * 3_600_000);
+        hygiene.unref();
+        check();
       }
       if (opts.concurrency === 0 || embedded !== undefined) return;
       const runnerKey = await loadOrCreateRunnerKey(config.home);
@@ -291,6 +297,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       close: async () => {
         try {
           if (reaper !== undefined) clearInterval(reaper);
+          if (hygiene !== undefined) clearInterval(hygiene);
           await embedded?.stop();
           if (options.checkpointing === true) await checkpointer.stop();
         } finally {

@@ -220,6 +220,37 @@ export class Secrets {
       .map((e) => ({ seq: e.seq, time: e.event.time, action: e.event.action, actor: `${e.event.actor.kind}:${e.event.actor.id}`, outcome: e.event.outcome, version: e.event.details.version ?? null, reason: e.event.reason }));
   }
 
+  /**
+   * The scheduled check: secrets overdue for rotation, expired, or unused for `unusedDays`.
+   * Each finding is recorded as an audit event (`secrets.hygiene`, outcome failed) and returned.
+   */
+  async hygiene(unusedDays = 90): Promise<{ name: string; scope: string; finding: 'rotation_overdue' | 'expired' | 'unused'; detail: string }[]> {
+    const now = this.deps.clock();
+    const rows = await this.deps.store.db.selectFrom('secrets').selectAll().where('deleted_at', 'is', null).execute();
+    const findings: { id: string; name: string; scope: string; finding: 'rotation_overdue' | 'expired' | 'unused'; detail: string }[] = [];
+    for (const r of rows) {
+      const rotated = Date.parse(r.last_rotated_at ?? r.created_at);
+      if (r.rotation_interval_s !== null && rotated + r.rotation_interval_s * 1000 < now.getTime()) {
+        findings.push({ id: r.id, name: r.name, scope: r.scope_key, finding: 'rotation_overdue', detail: `last rotated ${r.last_rotated_at ?? r.created_at}; due every ${Math.round(r.rotation_interval_s / 86_400)} day(s)` });
+      }
+      if (r.expires_at !== null && Date.parse(r.expires_at) <= now.getTime()) {
+        findings.push({ id: r.id, name: r.name, scope: r.scope_key, finding: 'expired', detail: `expired at ${r.expires_at}` });
+      }
+      const used = Date.parse(r.last_read_at ?? r.created_at);
+      if (used + unusedDays * 86_400_000 < now.getTime()) {
+        findings.push({ id: r.id, name: r.name, scope: r.scope_key, finding: 'unused', detail: `not read since ${r.last_read_at ?? `it was created (${r.created_at})`}` });
+      }
+    }
+    if (findings.length > 0) {
+      await this.deps.store.transact(async (tx) => {
+        for (const f of findings) {
+          await this.deps.audit.record(tx, { actor: { kind: 'system', id: 'secrets-hygiene' }, action: 'secrets.hygiene', resource: `secrets/${f.id}`, outcome: 'failed', reason: `${f.finding}: ${f.detail}`, details: { name: f.name, finding: f.finding } });
+        }
+      });
+    }
+    return findings.map(({ id: _id, ...rest }) => rest);
+  }
+
   auditHash(value: Buffer): string {
     return this.deps.cipher.auditHash(value);
   }

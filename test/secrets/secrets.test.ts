@@ -113,6 +113,22 @@ describe.each(ENGINES)('secrets on %s', (engine) => {
     expect(denied.join(' ')).toMatch(/no secret DB_PASSWORD in scope of project other/);
   });
 
+  it('flags overdue rotations, expired and unused secrets in the scheduled check, one audit event each', async () => {
+    const ask = (name: string, extra: Record<string, unknown>) => call('POST', '/api/v1/secrets', { name, valueBase64: Buffer.from(`${name}-value-0001`).toString('base64'), ...extra });
+    expect((await ask('ROTATE_ME', { rotationIntervalDays: 30 })).statusCode).toBe(201);
+    expect((await ask('SHORT_LIVED', { expiresAt: new Date(clock.now().getTime() + 86_400_000).toISOString() })).statusCode).toBe(201);
+    expect(await t.app.secrets.hygiene(90)).toEqual([]);
+    clock.advance(31 * 86_400_000);
+    const findings = await t.app.secrets.hygiene(90);
+    expect(findings.map((f) => `${f.name}:${f.finding}`).sort()).toEqual(['ROTATE_ME:rotation_overdue', 'SHORT_LIVED:expired']);
+    clock.advance(60 * 86_400_000);
+    const later = (await t.app.secrets.hygiene(90)).map((f) => `${f.name}:${f.finding}`);
+    expect(later).toEqual(expect.arrayContaining(['ROTATE_ME:unused', 'SHORT_LIVED:unused', 'DB_PASSWORD:unused']));
+    const events = await t.app.audit.search({ action: 'secrets.hygiene', limit: 100 });
+    expect(events.length).toBe(2 + later.length);
+    expect(events.every((e) => e.event.outcome === 'failed' && e.event.reason !== '')).toBe(true);
+  });
+
   it('never leaves the value in plaintext: database (and WAL), audit log, server log, API answers', async () => {
     const revealAnswer = responses.findIndex((r) => r.includes('valueBase64'));
     const others = responses.filter((_, i) => i !== revealAnswer);
