@@ -138,6 +138,8 @@ const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 export class Runs {
   /** Called after a commit that queued work (wakes the embedded runner and waiting agents). */
   private readonly listeners: (() => void)[] = [];
+  /** Bytes of output stored per running step attempt (dropped when the step completes). */
+  private readonly storedBytes = new Map<string, number>();
 
   constructor(
     private readonly deps: RunsDeps,
@@ -424,6 +426,7 @@ export class Runs {
    * runner (an untrusted agent reporting someone else's job), or when an output is undeclared.
    */
   async complete(stepId: string, runner: string, report: StepReport): Promise<void> {
+    this.storedBytes.delete(stepId);
     const row = await this.deps.store.db.selectFrom('run_steps').selectAll().where('id', '=', stepId).executeTakeFirst();
     if (row === undefined) throw new NotFoundError(`no step ${stepId}`);
     if (row.runner !== runner || row.state !== 'running') throw new ConflictError(`step ${stepId} is not running on ${runner}`, { stepId });
@@ -499,16 +502,31 @@ export class Runs {
    */
   async appendLog(stepId: string, chunks: readonly { stream: 'stdout' | 'stderr'; data: Buffer }[]): Promise<void> {
     if (chunks.length === 0) return;
-    await this.deps.store.transact(async (tx) => {
+    try {
+      await this.appendLogUnit(stepId, chunks);
+    } catch (err) {
+      this.storedBytes.delete(stepId);
+      throw err;
+    }
+  }
+
+  private appendLogUnit(stepId: string, chunks: readonly { stream: 'stdout' | 'stderr'; data: Buffer }[]): Promise<void> {
+    return this.deps.store.transact(async (tx) => {
       const agg = await tx.db
         .selectFrom('run_logs')
         .select((eb) => eb.fn.max('seq').as('s'))
         .where('step_id', '=', stepId)
         .executeTakeFirst();
-      const stored = await this.storedLogBytes(tx, stepId);
+      // The byte count is read once per step and then kept here: summing every stored chunk on
+      // each append made a long log quadratic. seq still comes from the (indexed) table, so
+      // appends through several replicas never collide; the cap may then overshoot slightly.
+      const stored = this.storedBytes.get(stepId) ?? (await this.storedLogBytes(tx, stepId));
       let seq = agg?.s ?? -1;
       let room = MAX_STORED_LOG_BYTES - stored;
-      if (room <= 0) return;
+      if (room <= 0) {
+        this.storedBytes.set(stepId, stored);
+        return;
+      }
       const at = iso(this.deps.clock());
       let dropped = 0;
       for (const c of chunks) {
@@ -527,6 +545,7 @@ export class Runs {
         const marker = Buffer.from(`\n[airlock: stored output truncated after ${MAX_STORED_LOG_BYTES} bytes; ${dropped > 0 ? `at least ${dropped} more bytes dropped` : 'further output dropped'}]\n`);
         await tx.db.insertInto('run_logs').values({ step_id: stepId, seq, stream: 'stderr', data: marker, at }).execute();
       }
+      this.storedBytes.set(stepId, MAX_STORED_LOG_BYTES - room);
     });
   }
 
