@@ -17,21 +17,13 @@ import { openStore } from '../../src/storage/index.js';
 import type { Store } from '../../src/storage/index.js';
 import { ENGINES, openTestStore } from '../support/engines.js';
 import type { TestStore } from '../support/engines.js';
+import { refusal } from '../support/refusal.js';
 
 const ISSUER = 'https://airlock.example';
 const T0 = new Date('2026-03-01T12:00:00Z');
 
 const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
 
-async function refusal(promise: Promise<unknown>): Promise<AirlockError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof AirlockError) return err;
-    throw err;
-  }
-  throw new Error('expected the token to be refused, but it verified');
-}
 
 /** The paths a ValidationError named (fails the test for any other error). */
 function issuePaths(err: unknown): string[] {

@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AirlockError } from '../../src/errors/index.js';
+import type { AirlockError } from '../../src/errors/index.js';
 import { RootKey, loadRootKey, masterKeyPath } from '../../src/vault/index.js';
+import { refusal } from '../support/refusal.js';
 
 let home: string;
 
@@ -21,15 +22,6 @@ afterEach(() => {
   rmSync(home, { recursive: true, force: true });
 });
 
-async function refusal(promise: Promise<unknown>): Promise<AirlockError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof AirlockError) return err;
-    throw err;
-  }
-  throw new Error('expected the root key to be refused');
-}
 
 /** The error says nothing of `secret`, in its message or its details. */
 function expectNoEcho(err: AirlockError, secret: string): void {

@@ -12,6 +12,7 @@ import { RootKey, Vault, secretScope } from '../../src/vault/index.js';
 import type { RewrapProgress, SecretAad } from '../../src/vault/index.js';
 import { ENGINES, openTestStore } from '../support/engines.js';
 import type { TestStore } from '../support/engines.js';
+import { refusal } from '../support/refusal.js';
 
 const T0 = new Date('2026-03-01T12:00:00Z');
 const clock = (): Date => T0;
@@ -19,15 +20,6 @@ const newRoot = (): RootKey => RootKey.fromBytes(randomBytes(32));
 
 type Scope = Parameters<typeof secretScope>[0];
 
-async function refusal(promise: Promise<unknown>): Promise<AirlockError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof AirlockError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal, but it succeeded');
-}
 
 /** A decrypt that must fail with KEY_INVALID and say nothing of `plaintext`. */
 async function expectTamperRefused(promise: Promise<unknown>, plaintext: Buffer): Promise<AirlockError> {
