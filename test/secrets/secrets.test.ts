@@ -5,14 +5,12 @@
  * audit log.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/observability/index.js';
 import { buildServer } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
-import { TestClock, expectError, login, makeUser, nextCode, openTestApp } from '../server/support.js';
+import { TestClock, capturingLogger, expectError, login, makeUser, nextCode, openTestApp } from '../server/support.js';
 import type { TestApp, TestUser } from '../server/support.js';
 import { makeRepo } from '../runs/support.js';
 
@@ -38,13 +36,7 @@ describe.each(ENGINES)('secrets on %s', (engine) => {
     t = await openTestApp(engine, { clock });
     await t.app.startRunner({ labels: ['embedded'], concurrency: 2, reap: false });
     admin = await makeUser(t.app, clock, 'alice', ['admin']);
-    const sink = new Writable({
-      write(chunk: Buffer, _e, done) {
-        logLines.push(chunk.toString('utf8'));
-        done();
-      },
-    });
-    server = await buildServer(t.app, { logger: createLogger('debug', sink) });
+    server = await buildServer(t.app, { logger: capturingLogger('debug', logLines) });
     token = await login(server, clock, admin);
   }, 60_000);
 

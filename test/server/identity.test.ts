@@ -2,17 +2,15 @@
  * Identity and access over HTTP, on both engines: the attacks of issue 3 are tried and refused,
  * each refusal answered the documented way and recorded with its reason.
  */
-import { Writable } from 'node:stream';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { SignJWT, base64url, createLocalJWKSet, generateKeyPair, jwtVerify } from 'jose';
 import type { JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/index.js';
 import { totpAt } from '../../src/identity/index.js';
-import { createLogger } from '../../src/observability/index.js';
 import { buildServer } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
-import { TestClock, expectError, login, makeUser, nextCode, openTestApp, recordOf, rid } from './support.js';
+import { TestClock, capturingLogger, expectError, login, makeUser, nextCode, openTestApp, recordOf, rid } from './support.js';
 import type { TestApp, TestUser } from './support.js';
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
@@ -32,13 +30,7 @@ describe.each(ENGINES)('identity and access on %s', (engine) => {
     admin = await makeUser(t.app, clock, 'alice', ['admin']);
     dev = await makeUser(t.app, clock, 'dave', ['developer']);
     secrets.push(admin.password, dev.password, admin.secret.toString('hex'), dev.secret.toString('hex'));
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        logLines.push(chunk.toString('utf8'));
-        done();
-      },
-    });
-    server = await buildServer(t.app, { logger: createLogger('debug', sink) });
+    server = await buildServer(t.app, { logger: capturingLogger('debug', logLines) });
   });
 
   afterAll(async () => {

@@ -1,16 +1,14 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { Writable } from 'node:stream';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app/index.js';
 import type { AuditEvent, AuditEventInput } from '../../src/audit/index.js';
-import { createLogger } from '../../src/observability/index.js';
 import { buildServer, registeredRoutes, startServer } from '../../src/server/index.js';
 import type { ErrorBody } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
 import { ACTIONS, PUBLIC_ACTIONS } from '../../src/policy/index.js';
-import { TestClock, authed, expectError, get, openTestApp, recordOf, rid, signIn, silent } from './support.js';
+import { TestClock, authed, capturingLogger, expectError, get, openTestApp, recordOf, rid, signIn, silent } from './support.js';
 import type { TestApp } from './support.js';
 
 const ACTION = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/;
@@ -237,13 +235,7 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
   it('logs through the given logger without request bodies or credentials', async () => {
     t = await openTestApp(engine);
     const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(chunk.toString('utf8'));
-        done();
-      },
-    });
-    const server = await buildServer(t.app, { logger: createLogger('trace', sink) });
+    const server = await buildServer(t.app, { logger: capturingLogger('trace', lines) });
     try {
       const id = rid();
       const res = await server.inject({

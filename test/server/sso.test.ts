@@ -5,17 +5,15 @@
  * forged or replayed state (RFC 6749 §10.12), an IdP error response, and account takeover by
  * username.
  */
-import { Writable } from 'node:stream';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/index.js';
 import type { OidcConfig } from '../../src/config/index.js';
 import { csrfTokenFor } from '../../src/identity/index.js';
-import { createLogger } from '../../src/observability/index.js';
 import { buildServer } from '../../src/server/index.js';
 import { ENGINES } from '../support/engines.js';
 import { startOidcProvider, type TestOidcProvider, type TestOidcUser } from '../support/oidc-provider.js';
-import { TestClock, expectError, makeUser, openTestApp, recordOf, rid, silent } from './support.js';
+import { TestClock, capturingLogger, expectError, makeUser, openTestApp, recordOf, rid, silent } from './support.js';
 import type { TestApp } from './support.js';
 
 // Only ever used as a string: Airlock is driven with inject and never listens.
@@ -55,13 +53,7 @@ describe.each(ENGINES)('single sign-on on %s', (engine) => {
   beforeAll(async () => {
     idp = await startOidcProvider({ redirectUris: [CALLBACK_URL], users: idpUsers });
     t = await openTestApp(engine, { clock, config: { publicUrl: PUBLIC_URL, oidc: oidcConfig(true) } });
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        logLines.push(chunk.toString('utf8'));
-        done();
-      },
-    });
-    server = await buildServer(t.app, { logger: createLogger('debug', sink) });
+    server = await buildServer(t.app, { logger: capturingLogger('debug', logLines) });
   });
 
   afterAll(async () => {

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 /** Shared fixtures for the HTTP tests: an App on a fresh database of either engine. */
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { Secret } from 'otpauth';
@@ -139,4 +140,15 @@ export async function signIn(app: App, clock: TestClock, username = 'operator', 
   const user = await makeUser(app, clock, username, roles);
   const session = await app.identity.sessions.login({ username, password: user.password, code: nextCode(clock, user) });
   return session.token;
+}
+
+/** A logger at `level` whose lines are kept in `lines` (to search them for secrets). */
+export function capturingLogger(level: string, lines: string[]): ReturnType<typeof createLogger> {
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  return createLogger(level, sink);
 }
