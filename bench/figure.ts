@@ -36,7 +36,7 @@ async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
     case 'agent':
       return (await import('./agent.js')).benchAgent(a.dir);
     case 'vault':
-      return (await import('./vault.js')).benchVault();
+      return (await import('./vault.js')).benchVault(a.dir);
   }
 }
 

@@ -7,12 +7,12 @@ import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/index.js';
 import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, RequestContext, SignedCheckpoint } from '../audit/index.js';
-import { AirlockError, NotFoundError, describeError } from '../errors/index.js';
-import { AuditLog, Checkpointer, loadOrCreateCheckpointKey, parseVerifierKey } from '../audit/index.js';
+import { AirlockError, ForbiddenError, NotFoundError, describeError } from '../errors/index.js';
+import { AuditLog, Checkpointer, checkpointKeyFrom, parseVerifierKey } from '../audit/index.js';
 import { MIGRATION_NAMES, openStore } from '../storage/index.js';
 import type { MigrationState, Store } from '../storage/index.js';
 import type { Logger } from '../observability/index.js';
-import { Identity, OidcClient, SigningKeys, TokenService, loadOrCreateSealKey, sealKeyPath } from '../identity/index.js';
+import { Identity, OidcClient, SigningKeys, TokenService } from '../identity/index.js';
 import type { SealKey } from '../identity/index.js';
 import { PolicyHolder } from './policy-holder.js';
 import { BlobStore } from '../artifacts/index.js';
@@ -20,10 +20,12 @@ import { EmbeddedRunner, GitCli, Projects, Runs } from '../runs/index.js';
 import type { Job } from '../runs/index.js';
 import { executeStep } from '../runner/index.js';
 import { loadOrCreateRunnerKey } from './runner-key.js';
+import { legacyKeyFiles, logSealedKeyEvent, pendingKeys } from './keys.js';
 import { Vault, loadRootKey } from '../vault/index.js';
 import { Secrets } from '../secrets/index.js';
 
 export { PolicyHolder } from './policy-holder.js';
+export { homeCheckpointVerifierKey } from './keys.js';
 export type { ActivePolicy } from './policy-holder.js';
 
 /** The wired application. */
@@ -41,11 +43,18 @@ export interface App {
   readonly projects: Projects;
   readonly runs: Runs;
   /**
-   * The secrets vault, opened on first use (the database must be migrated). Opening checks the
-   * root key against the database: a wrong AIRLOCK_MASTER_KEY fails with KEY_INVALID.
+   * The secrets vault, opened by openApp once the database is migrated (it holds the identity
+   * and checkpoint keys). Opening checks the root key against the database: a wrong
+   * AIRLOCK_MASTER_KEY fails with KEY_INVALID.
    */
   vault(): Promise<Vault>;
   readonly secrets: Secrets;
+  /**
+   * Release secrets to the step attempt a verified workload token names (the runner fetching
+   * at step start, embedded or remote): only while the step runs, only what it declared
+   * (`requested` narrows it), and only what policy allows. Refusals are recorded.
+   */
+  releaseSecrets(claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress?: string): Promise<{ name: string; value: Buffer; version: number }[]>;
   /** The environment Airlock provides to a step besides its declared variables. */
   providedEnv(job: Job, runner: string): Promise<Record<string, string>>;
   /**
@@ -111,14 +120,31 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
   const store = await openStore(config.database);
   try {
     if (options.migrate === true) await store.migrate();
-    const key = await loadOrCreateCheckpointKey(config.home, config.auditOrigin);
-    if (key.created) options.logger?.warn({ path: key.path }, 'generated a new audit checkpoint signing key; back it up and publish its verifier key (airlock audit key)');
     const audit = new AuditLog(store);
-    // Until the vault (issue 5): TOTP seeds, JWT keys and OIDC verifiers are sealed by a key file.
-    const sealExisted = existsSync(sealKeyPath(config.home));
-    const seal: SealKey = await loadOrCreateSealKey(config.home);
-    if (!sealExisted) options.logger?.warn({ path: sealKeyPath(config.home) }, 'generated a new identity sealing key (it protects TOTP seeds and token signing keys); back it up with the database');
     const clock = options.clock ?? ((): Date => new Date());
+    // The checkpoint key and the identity sealing key (TOTP seeds, JWT keys, OIDC verifiers) live
+    // in the vault, sealed by the root key; opening it imports an old install's key files once.
+    const openVault = async (): Promise<Vault> => {
+      // Embedded (SQLite) installs may generate their root key; a PostgreSQL install serves
+      // replicas, which must all be given the same key.
+      const root = await loadRootKey({ env: process.env, home: config.home, generate: config.database.kind === 'sqlite' });
+      if (root.created) options.logger?.warn({ path: join(config.home, 'keys') }, 'generated a new vault root key in AIRLOCK_HOME (set AIRLOCK_MASTER_KEY to keep it elsewhere); back it up: without it no secret can be read');
+      return Vault.open({ store, root: root.key, clock, legacyKeys: legacyKeyFiles(config.home), onSealedKey: logSealedKeyEvent(options.logger) });
+    };
+    // Opened now (a wrong root key stops here), unless migrations are pending: `airlock db
+    // migrate` opens the app to apply them and needs neither key.
+    const migrated = options.migrate === true || (await store.migrationStatus()).every((m) => m.executedAt !== null);
+    const keyVault = migrated ? await openVault() : undefined;
+    const { seal, key }: { seal: SealKey; key: CheckpointKey } =
+      keyVault === undefined ? pendingKeys(config.auditOrigin) : { seal: keyVault.identitySealKey(), key: checkpointKeyFrom(config.auditOrigin, keyVault.checkpointKey().privateKey) };
+    let vaultOpening: Promise<Vault> | undefined = keyVault === undefined ? undefined : Promise.resolve(keyVault);
+    const vault = (): Promise<Vault> =>
+      (vaultOpening ??= openVault().catch((err: unknown) => {
+        vaultOpening = undefined;
+        throw err;
+      }));
+    let openedVault: Vault | undefined = keyVault;
+    const vaultReady = async (): Promise<Vault> => (openedVault = await vault());
     const signingKeys = new SigningKeys({ store, seal, clock });
     const tokens = new TokenService({ keys: signingKeys, issuer: config.publicUrl, clock });
     const oidcSettings = config.oidc;
@@ -148,25 +174,12 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     );
     const policy = new PolicyHolder(store, audit, clock);
     const seed = async (): Promise<void> => {
+      await vaultReady(); // creates (or imports) the held keys of a database just migrated
       await store.transact((tx) => identity.roles.ensureBuiltins(tx));
       if (options.seedPolicy !== false) await policy.seed({ kind: 'system', id: 'airlock' });
     };
     // A migrated database always has the built-in roles and a policy version in force.
     if (options.migrate === true) await seed();
-    let vaultOpening: Promise<Vault> | undefined;
-    const vault = (): Promise<Vault> =>
-      (vaultOpening ??= (async () => {
-        // Embedded (SQLite) installs may generate their root key; a PostgreSQL install serves
-        // replicas, which must all be given the same key.
-        const root = await loadRootKey({ env: process.env, home: config.home, generate: config.database.kind === 'sqlite' });
-        if (root.created) options.logger?.warn({ path: join(config.home, 'keys') }, 'generated a new vault root key in AIRLOCK_HOME (set AIRLOCK_MASTER_KEY to keep it elsewhere); back it up: without it no secret can be read');
-        return Vault.open({ store, root: root.key, clock });
-      })().catch((err: unknown) => {
-        vaultOpening = undefined;
-        throw err;
-      }));
-    let openedVault: Vault | undefined;
-    const vaultReady = async (): Promise<Vault> => (openedVault = await vault());
     const secrets = new Secrets({
       store,
       audit,
@@ -182,16 +195,51 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
           return openedVault.auditHash(value);
         },
       },
+      releasePolicy: { decide: async (request) => (await policy.current()).engine.authorizeRelease(request) },
     });
     const blobs = new BlobStore(join(config.home, 'artifacts'));
     const runsDeps = { store, audit, git: new GitCli(join(config.home, 'repos')), clock, runsDir: join(config.home, 'runs') };
     const projects = new Projects(runsDeps);
     const runs = new Runs(runsDeps, projects, config.runnerLeaseSeconds * 1000);
+    const releaseSecrets = async (claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress = 'embedded'): Promise<{ name: string; value: Buffer; version: number }[]> => {
+      const stepId = claims.step_id;
+      if (stepId === undefined) throw new ForbiddenError('this workload token is not bound to a step attempt, so no secret can be released with it');
+      const view = await runs.releaseView(stepId);
+      const { job } = view;
+      // The claims come from a verified token; a mismatch means it was minted for another step.
+      if (job.runId !== claims.run_id || job.step !== claims.step) throw new ForbiddenError('the workload token does not belong to this step');
+      if (view.state !== 'running' || view.runner === null) throw new ForbiddenError(`step ${job.stage}/${job.step} is ${view.state}: secrets are released only while it runs`, { state: view.state });
+      await vaultReady();
+      return secrets.releaseToStep(
+        {
+          runId: job.runId,
+          stepId: job.stepId,
+          project: job.project,
+          pipeline: job.pipeline,
+          stage: job.stage,
+          step: job.step,
+          environment: job.environment,
+          environmentProtected: view.environmentProtected,
+          ref: job.ref,
+          commit: job.commit,
+          trigger: claims.trigger ?? 'manual',
+          // Gate state. Approvals arrive with delivery (issue 7); until then no run has any, so
+          // protected-environment secrets stay locked (policy protected-secrets-need-approval).
+          approved: false,
+          traceId: job.traceId,
+          runner: view.runner,
+          sourceAddress,
+          declared: job.secrets.map((s) => (typeof s === 'string' ? s : s.name)),
+        },
+        requested,
+      );
+    };
     const providedEnv = async (job: Job, runner: string): Promise<Record<string, string>> => {
       const token = await tokens.mintWorkloadToken({
         pipeline: job.pipeline,
         runId: job.runId,
         step: job.step,
+        stepId: job.stepId,
         audience: 'airlock-api',
         commit: job.commit,
         trigger: 'manual',
@@ -237,9 +285,12 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         concurrency: opts.concurrency,
         execute: (job, io) => executeStep(job, { blobs, workRoot: config.workDir, signer: runnerKey, sandbox: config.stepSandbox, ...io }),
         provided: (job) => providedEnv(job, name),
-        release: async (job, runner) => {
-          await vaultReady();
-          return secrets.releaseToStep({ runId: job.runId, stepId: job.stepId, project: job.project, stage: job.stage, step: job.step, environment: job.environment, traceId: job.traceId, runner }, job.secrets);
+        // The same path as a remote agent's: the step's own workload token names what to release.
+        release: async (_job, provided) => {
+          const token = provided.AIRLOCK_TOKEN;
+          if (token === undefined) throw new ForbiddenError('the step has no workload token');
+          const v = await tokens.verify(token, { audience: 'airlock-api', kind: 'workload' });
+          return releaseSecrets({ run_id: v.runId, step: v.step, trigger: v.trigger, ...(v.stepId === undefined ? {} : { step_id: v.stepId }) });
         },
         sourceDir: (runId) => runs.sourceDir(runId),
         logger: options.logger,
@@ -271,6 +322,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       runs,
       vault: vaultReady,
       secrets,
+      releaseSecrets,
       providedEnv,
       startRunner,
       clock,

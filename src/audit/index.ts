@@ -20,8 +20,8 @@ export {
   ed25519Verifier,
 } from './checkpoint.js';
 export type { Checkpoint, NoteSigner, NoteVerifier } from './checkpoint.js';
-export { checkpointKeyPath, loadOrCreateCheckpointKey, loadVerifierKey } from './keys.js';
-export type { CheckpointKey, CheckpointVerifierKey } from './keys.js';
+export { checkpointKeyFrom, checkpointKeyPath, checkpointVerifierKeyFrom, loadOrCreateCheckpointKey, loadVerifierKey, readCheckpointKeyFile } from './keys.js';
+export type { CheckpointKey, CheckpointKeyFile, CheckpointVerifierKey } from './keys.js';
 export {
   HASH_SIZE,
   consistencyPlan,

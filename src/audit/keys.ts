@@ -1,8 +1,13 @@
 /**
- * The checkpoint signing key on disk: one Ed25519 private key, PKCS#8 PEM, at
- * `<home>/keys/audit-checkpoint.pem`, readable by its owner only. Whoever holds it can sign
- * checkpoints for this log, so it is created atomically with owner-only permissions, refused if
- * anyone else could read or replace it, and never quoted in an error message.
+ * The checkpoint signing key. A server keeps it in the vault, sealed by the root key (issue 5);
+ * {@link checkpointKeyFrom} describes the key the vault hands out.
+ *
+ * Before that it was a file: one Ed25519 private key, PKCS#8 PEM, at
+ * `<home>/keys/audit-checkpoint.pem`, readable by its owner only. The file functions remain for
+ * importing an old install's key into the vault ({@link readCheckpointKeyFile}), for verifiers on
+ * a home not yet migrated, and for standalone logs (tests, benchmarks). Whoever holds the key can
+ * sign checkpoints for this log, so a file is created atomically with owner-only permissions,
+ * refused if anyone else could read or replace it, and never quoted in an error message.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
@@ -20,6 +25,10 @@ export interface CheckpointKey {
   readonly signer: NoteSigner;
   readonly verifierKey: string;
   readonly publicKey: Buffer;
+}
+
+/** A signing key kept in a file. */
+export interface CheckpointKeyFile extends CheckpointKey {
   readonly path: string;
   readonly created: boolean;
 }
@@ -29,7 +38,8 @@ export interface CheckpointVerifierKey {
   readonly verifier: NoteVerifier;
   readonly verifierKey: string;
   readonly publicKey: Buffer;
-  readonly path: string;
+  /** The key file it was read from; absent when it came from the vault. */
+  readonly path?: string;
 }
 
 const KEY_DIR_MODE = 0o700;
@@ -154,8 +164,35 @@ function describeKey(name: string, privateKey: KeyObject): { signer: NoteSigner;
   return { signer, verifierKey: formatVerifierKey(name, publicKey), publicKey };
 }
 
+/** The signing key `name` for an Ed25519 private key held elsewhere (the vault). */
+export function checkpointKeyFrom(name: string, privateKey: KeyObject): CheckpointKey {
+  if (!isValidKeyName(name)) throw new AirlockError('KEY_INVALID', 'the checkpoint key name must be non-empty with no spaces and no "+"; use the log origin, e.g. example.com/audit', { reason: 'bad_name' });
+  return describeKey(name, privateKey);
+}
+
+/** The verifier for a raw 32-byte Ed25519 public key stored elsewhere (the vault's clear copy). */
+export function checkpointVerifierKeyFrom(name: string, publicKey: Buffer): CheckpointVerifierKey {
+  return { verifier: ed25519Verifier(name, publicKey), verifierKey: formatVerifierKey(name, publicKey), publicKey };
+}
+
+/**
+ * The 32-byte Ed25519 seed of an old install's key file, for importing it into the vault; undefined
+ * when there is no file. Refuses what {@link loadOrCreateCheckpointKey} refuses (loose
+ * permissions, not Ed25519, unparsable). The caller zeroes the result.
+ */
+export async function readCheckpointKeyFile(home: string): Promise<Buffer | undefined> {
+  let key: KeyObject;
+  try {
+    key = await readPrivateKey(checkpointKeyPath(home));
+  } catch (err) {
+    if (err instanceof AirlockError && err.details.reason === 'missing') return undefined;
+    throw err;
+  }
+  return Buffer.from(key.export({ format: 'jwk' }).d ?? '', 'base64url');
+}
+
 /** Loads the checkpoint signing key, creating it (dir 0700, file 0600) on first use; refuses loose permissions, non-Ed25519 and unparsable files. */
-export async function loadOrCreateCheckpointKey(home: string, name: string): Promise<CheckpointKey> {
+export async function loadOrCreateCheckpointKey(home: string, name: string): Promise<CheckpointKeyFile> {
   const keyPath = checkpointKeyPath(home);
   checkName(name, keyPath); // before touching the disk, so a bad name creates nothing
   try {
@@ -178,7 +215,7 @@ export async function loadOrCreateCheckpointKey(home: string, name: string): Pro
 }
 
 /** Loads only the public half of the checkpoint key (for `airlock audit key` and verification); never creates one. */
-export async function loadVerifierKey(home: string, name: string): Promise<CheckpointVerifierKey> {
+export async function loadVerifierKey(home: string, name: string): Promise<CheckpointVerifierKey & { readonly path: string }> {
   const keyPath = checkpointKeyPath(home);
   checkName(name, keyPath);
   const privateKey = await readPrivateKey(keyPath);

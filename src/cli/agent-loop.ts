@@ -206,6 +206,13 @@ export class AgentApi {
     }
   }
 
+  /** A request made with another bearer token (a step's workload token), not the agent's own. */
+  async callAs<T>(bearer: string, method: string, path: string, what: string, options: RequestOptions = {}): Promise<T> {
+    const res = await this.raw(method, path, options, bearer);
+    if (!res.ok) throw await answerError(res, what);
+    return (await res.json()) as T;
+  }
+
   /** A request whose answer must be 2xx; the JSON body (undefined for 204). */
   async call<T>(method: string, path: string, what: string, options: RequestOptions = {}): Promise<T | undefined> {
     const res = await this.request(method, path, options);
@@ -257,8 +264,6 @@ export interface JobOffer {
   readonly env: Readonly<Record<string, string>>;
   /** How often to heartbeat: the server derives it from its lease (default 10 s). */
   readonly heartbeatMs?: number;
-  /** The values of the job's declared secrets (only this job's); masked in its logs. */
-  readonly secrets?: readonly { readonly name: string; readonly valueBase64: string }[];
 }
 
 /** Retry transient failures (server restarting) with back-off; anything else is thrown at once. */
@@ -365,6 +370,27 @@ function failure(status: 'failed' | 'cancelled', reason: string): StepReport {
   return { status, exitCode: null, reason: reason.slice(0, 1000), outputs: [], evidence: null };
 }
 
+/**
+ * The step's declared secrets, fetched as it starts with the step's own workload token: the
+ * agent's credential cannot read any secret, so a compromised agent gets only what the jobs
+ * it is given declare, while they run. A refusal becomes the step's `refused` report.
+ */
+async function fetchSecrets(ctx: JobContext, job: Job, env: Readonly<Record<string, string>>, signal: AbortSignal): Promise<{ name: string; value: Buffer }[]> {
+  if (job.secrets.length === 0) return [];
+  const token = env.AIRLOCK_TOKEN;
+  if (token === undefined) throw new SecretsRefused('the server sent no workload token with the job, so its secrets cannot be fetched');
+  try {
+    const answer = await retrying(ctx.log, 'fetching the step\'s secrets', () => ctx.api.callAs<{ secrets: { name: string; valueBase64: string }[] }>(token, 'POST', '/api/v1/workload/secrets', 'fetching the step\'s secrets', { json: {}, signal }));
+    return answer.secrets.map((s) => ({ name: s.name, value: Buffer.from(s.valueBase64, 'base64') }));
+  } catch (err) {
+    if (err instanceof AirlockError && (err.code === 'FORBIDDEN' || err.code === 'NOT_FOUND' || err.code === 'TOKEN_INVALID' || err.code === 'UNAUTHENTICATED')) throw new SecretsRefused(err.message);
+    throw err;
+  }
+}
+
+/** The server refused the step's secrets: the step is refused, its command never runs. */
+class SecretsRefused extends Error {}
+
 /** Run one job from download to report. Never throws: every failure becomes the step's report. */
 export async function runJob(ctx: JobContext, next: JobOffer): Promise<StepReport['status']> {
   const { job } = next;
@@ -399,7 +425,7 @@ export async function runJob(ctx: JobContext, next: JobOffer): Promise<StepRepor
     const source = join(dir, 'source');
     await fetchSource(ctx, job.stepId, source, abort.signal);
     await fetchInputs(ctx, job, blobs, abort.signal);
-    const secrets = (next.secrets ?? []).map((s) => ({ name: s.name, value: Buffer.from(s.valueBase64, 'base64') }));
+    const secrets = await fetchSecrets(ctx, job, next.env, abort.signal);
     result = await executeStep(stepJobOf(job, { ...next.env }, source, secrets), {
       blobs,
       workRoot: join(dir, 'work'),
@@ -421,7 +447,7 @@ export async function runJob(ctx: JobContext, next: JobOffer): Promise<StepRepor
     clearInterval(flusher);
     await logs.flush();
     const message = err instanceof Error ? err.message : String(err);
-    report = abort.signal.aborted ? failure('cancelled', `the agent stopped before the step finished (${message})`) : failure('failed', `the agent could not run the step: ${message}`);
+    report = err instanceof SecretsRefused ? { status: 'refused', exitCode: null, reason: message.slice(0, 1000), outputs: [], evidence: null } : abort.signal.aborted ? failure('cancelled', `the agent stopped before the step finished (${message})`) : failure('failed', `the agent could not run the step: ${message}`);
   } finally {
     clearInterval(beat);
     ctx.stop.removeEventListener('abort', onStop);

@@ -3,7 +3,8 @@
  * way into the database, the trust anchor for checkpoints, and signal handling.
  */
 import type { Command } from 'commander';
-import { loadVerifierKey, parseVerifierKey } from '../audit/index.js';
+import { parseVerifierKey } from '../audit/index.js';
+import { homeCheckpointVerifierKey } from '../app/index.js';
 import type { CheckpointVerifierKey, NoteVerifier } from '../audit/index.js';
 import { loadConfig } from '../config/index.js';
 import type { Config } from '../config/index.js';
@@ -43,16 +44,15 @@ export async function trustedVerifiers(config: Config | undefined, keys: readonl
   return [(await homeVerifierKey(config)).verifier];
 }
 
-/** The home's verifier key, with a hint when there is none yet. */
+/** The home's verifier key (the vault's public copy, else an unmigrated home's key file), with a hint when there is none yet. */
 export async function homeVerifierKey(config: Config): Promise<CheckpointVerifierKey> {
   try {
-    return await loadVerifierKey(config.home, config.auditOrigin);
+    return await homeCheckpointVerifierKey(config);
   } catch (err) {
     if (err instanceof AirlockError && err.details.reason === 'missing') {
-      const path = typeof err.details.path === 'string' ? err.details.path : 'the home';
       throw new AirlockError(
         'KEY_INVALID',
-        `no checkpoint signing key at ${path}: it is created the first time \`airlock server\` or \`airlock db migrate\` runs on this home (check --home); an auditor passes the published verifier key with --key instead`,
+        `no checkpoint signing key at ${config.home}: it is created in the vault the first time \`airlock server\` or \`airlock db migrate\` runs on this home (check --home); an auditor passes the published verifier key with --key instead`,
         { ...err.details },
       );
     }

@@ -66,6 +66,7 @@ export class Identity {
       const claims: Record<string, string> = { pipeline: v.pipeline, run_id: v.runId, step: v.step, commit: v.commit, trigger: v.trigger };
       if (v.environment !== undefined) claims.environment = v.environment;
       if (v.ref !== undefined) claims.ref = v.ref;
+      if (v.stepId !== undefined) claims.step_id = v.stepId;
       return { principal: { kind: 'workload', id: v.subject, name: v.subject, roles: [], authMethod: 'workload-token', tokenId: v.jti, claims } };
     } catch (err) {
       return { reason: isAirlockError(err) && typeof err.details.reason === 'string' ? `token_${err.details.reason}` : 'token_invalid' };

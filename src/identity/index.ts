@@ -11,7 +11,7 @@ export { STEP_UP_WINDOW_MS } from './sessions.js';
 export type { IssuedSession, SessionSettings } from './sessions.js';
 export { API_AUDIENCE } from './service-accounts.js';
 export type { ApiKeyInfo, ServiceAccountInfo } from './service-accounts.js';
-export { loadOrCreateSealKey, sealKeyFromBytes, sealKeyPath } from './seal.js';
+export { loadOrCreateSealKey, readSealKeyFile, sealKeyFromBytes, sealKeyPath } from './seal.js';
 export type { SealKey } from './seal.js';
 export { SigningKeys } from './signing-keys.js';
 export { TokenService } from './jwt.js';

@@ -60,6 +60,8 @@ export interface WorkloadTokenInput {
   readonly pipeline: string;
   readonly runId: string;
   readonly step: string;
+  /** The step attempt (run_steps.id) the token is for: what a secret release is bound to. */
+  readonly stepId?: string;
   readonly audience: string;
   readonly commit: string;
   readonly environment?: string;
@@ -92,6 +94,7 @@ export interface VerifiedWorkloadToken extends VerifiedCommon {
   readonly pipeline: string;
   readonly runId: string;
   readonly step: string;
+  readonly stepId: string | undefined;
   readonly commit: string;
   readonly environment: string | undefined;
   readonly trigger: string;
@@ -224,6 +227,7 @@ export class TokenService {
     checkPattern(issues, 'trigger', input.trigger, VALUE, VALUE_RULE);
     if (input.environment !== undefined) checkPattern(issues, 'environment', input.environment, VALUE, VALUE_RULE);
     if (input.ref !== undefined) checkPattern(issues, 'ref', input.ref, VALUE, VALUE_RULE);
+    if (input.stepId !== undefined) checkPattern(issues, 'stepId', input.stepId, SEGMENT, SEGMENT_RULE);
     throwIfAny(issues, 'workload token request');
     const claims: JWTPayload = {
       token_use: 'workload',
@@ -235,6 +239,7 @@ export class TokenService {
     };
     if (input.environment !== undefined) claims.environment = input.environment;
     if (input.ref !== undefined) claims.ref = input.ref;
+    if (input.stepId !== undefined) claims.step_id = input.stepId;
     return this.sign(claims, `pipeline:${input.pipeline}:run:${input.runId}:step:${input.step}`, input.audience, ttl);
   }
 
@@ -314,14 +319,15 @@ export class TokenService {
       if (!sub.startsWith('service-account:') || !isString(sa_id) || !isString(key_id) || !Array.isArray(roles) || !roles.every(isString)) {
         throw refuse('claims');
       }
-      return Object.freeze({ ...common, kind, serviceAccountId: sa_id, name: sub.slice('service-account:'.length), roles: Object.freeze([...roles]), apiKeyId: key_id });
+      // Readonly by type; not frozen on this per-request path (see deny() in src/policy/engine.ts).
+      return { ...common, kind, serviceAccountId: sa_id, name: sub.slice('service-account:'.length), roles: [...roles], apiKeyId: key_id };
     }
-    const { pipeline, run_id, step, commit, environment, trigger, ref } = p;
-    if (!isString(pipeline) || !isString(run_id) || !isString(step) || !isString(commit) || !isString(trigger) || !optionalString(environment) || !optionalString(ref)) {
+    const { pipeline, run_id, step, step_id, commit, environment, trigger, ref } = p;
+    if (!isString(pipeline) || !isString(run_id) || !isString(step) || !isString(commit) || !isString(trigger) || !optionalString(environment) || !optionalString(ref) || !optionalString(step_id)) {
       throw refuse('claims');
     }
     if (sub !== `pipeline:${pipeline}:run:${run_id}:step:${step}`) throw refuse('claims');
-    return Object.freeze({ ...common, kind, pipeline, runId: run_id, step, commit, environment, trigger, ref });
+    return { ...common, kind, pipeline, runId: run_id, step, stepId: step_id, commit, environment, trigger, ref };
   }
 
   /** The `/.well-known/openid-configuration` document, shaped as GitHub Actions publishes its own. */

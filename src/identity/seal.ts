@@ -1,8 +1,12 @@
 /**
- * Sealing of secrets at rest (TOTP seeds, JWT signing keys, OIDC verifiers) with a local 256-bit
- * key at `<home>/keys/identity-seal.key`, until the secrets vault (issue 5) takes this over.
+ * Sealing of secrets at rest (TOTP seeds, JWT signing keys, OIDC verifiers) with a 256-bit key.
  * AES-256-GCM (NIST SP 800-38D) with a random 96-bit nonce; the associated data names the record
  * (e.g. `totp:<userId>`), so a sealed value copied into another row does not open there.
+ *
+ * A server's key lives in the vault, sealed by the root key (issue 5), which hands out a SealKey
+ * of the same format. Before that it was the file `<home>/keys/identity-seal.key`: the file
+ * functions here remain to import an old install's key into the vault ({@link readSealKeyFile})
+ * and for tests.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open } from 'node:fs/promises';
@@ -44,7 +48,7 @@ function openFailed(): AirlockError {
   return keyError('unseal_failed', 'sealed data could not be opened: it was sealed with another key, belongs to another record, or was altered');
 }
 
-/** A SealKey over 32 raw key bytes (tests, and the vault later). */
+/** A SealKey over 32 raw key bytes (an old key file's, and tests; the vault makes its own in this format). */
 export function sealKeyFromBytes(bytes: Buffer): SealKey {
   if (bytes.length !== KEY_BYTES) throw keyError('wrong_length', `a seal key must be ${KEY_BYTES} bytes, not ${bytes.length}`);
   const key = Buffer.from(bytes); // private copy: a later change to the caller's buffer cannot alter it
@@ -117,6 +121,14 @@ async function readKeyFile(keyPath: string): Promise<Buffer | undefined> {
 async function createKeyFile(keyPath: string): Promise<Buffer | undefined> {
   const bytes = randomBytes(KEY_BYTES);
   return (await writeNewKeyFile(keyPath, `${bytes.toString('base64')}\n`, KEY_FILE_MODE)) ? bytes : undefined;
+}
+
+/**
+ * The key bytes of an old install's seal key file, for importing them into the vault; undefined
+ * when there is no file. Refuses what {@link loadOrCreateSealKey} refuses. The caller zeroes them.
+ */
+export async function readSealKeyFile(home: string): Promise<Buffer | undefined> {
+  return readKeyFile(sealKeyPath(home));
 }
 
 /**

@@ -2,7 +2,7 @@
  * The pipeline-definition domain: `airlock.yaml` in, a validated, frozen PipelineDefinition
  * out (docs/pipeline.md). No storage, no HTTP.
  */
-export type { CredentialKind, EnvironmentDefinition, PipelineDefinition, PipelineProblem, StageDefinition, StepDefinition } from './types.js';
+export type { CredentialKind, EnvironmentDefinition, PipelineDefinition, PipelineProblem, SecretUse, StageDefinition, StepDefinition } from './types.js';
 export { PipelineInvalidError } from './errors.js';
 export { lintPipeline, lintPipelineWithDefinition, parsePipeline } from './pipeline.js';
 export { pipelineJsonSchema } from './schema.js';

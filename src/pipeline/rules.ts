@@ -29,10 +29,11 @@ export const TIMEOUT_PATTERN = '^(?=[0-9])(?:([0-9]{1,5})h)?(?:([0-9]{1,5})m)?(?
 
 /**
  * A workspace-relative file path in normal form: segments separated by `/`, none empty, `.`
- * or `..`; no backslash, colon, control character or glob character.
+ * or `..`; no backslash, colon, control character or glob character; not under `.secrets/`
+ * (secret files are never collected as outputs or placed as inputs).
  */
 const SEGMENT = '(?!\\.\\.?(?:/|$))[^/\\\\:*?\\[\\]{}\\u0000-\\u001f\\u007f]+';
-export const PATH_PATTERN = `^(?=.{1,1024}$)${SEGMENT}(?:/${SEGMENT})*$`;
+export const PATH_PATTERN = `^(?=.{1,1024}$)(?!\\.secrets(?:/|$))${SEGMENT}(?:/${SEGMENT})*$`;
 
 // node-semver's range grammar (https://github.com/npm/node-semver#range-grammar), strict form.
 const XR = '(?:[xX*]|0|[1-9][0-9]{0,8})';
@@ -50,6 +51,14 @@ export const STAGE_REQUIRED = ['steps'] as const;
 export const STEP_KEYS = ['name', 'run', 'env', 'timeout', 'runs-on', 'inputs', 'outputs', 'requires', 'network', 'retries', 'idempotent', 'secrets', 'evidence'] as const;
 export const STEP_REQUIRED = ['name', 'run'] as const;
 export const EVIDENCE_KINDS = ['test'] as const;
+/** A `secrets:` entry written as a map: `{ name: TLS_KEY, as: file }`. */
+export const SECRET_KEYS = ['name', 'as'] as const;
+export const SECRET_REQUIRED = ['name'] as const;
+/** How a step receives a secret: the variable itself, or a 0400 file whose path is in `<NAME>_FILE`. */
+export const SECRET_INJECTIONS = ['env', 'file'] as const;
+export const SECRET_FILE_SUFFIX = '_FILE';
+/** Where the runner places file secrets; reserved, so no input or output can name a file there. */
+export const SECRETS_DIR = '.secrets';
 
 const compiled = new Map<string, RegExp>();
 /** Test a value against one of the patterns above (compiled once). */
@@ -80,6 +89,7 @@ export function pathProblem(value: string): string | undefined {
   if (segments.includes('.') || segments.includes('')) return 'is not in normal form (`./`, `//`)';
   if (/[*?[\]{}]/.test(value)) return 'contains a glob character (name each file)';
   if (value.length > 1024) return 'is longer than 1024 characters';
+  if (segments[0] === SECRETS_DIR) return `is inside ${SECRETS_DIR}/, where the runner places secret files`;
   if (!matches(PATH_PATTERN, value)) return 'contains a colon or a control character';
   return undefined;
 }

@@ -2,10 +2,12 @@
  * The JSON Schema (draft 2020-12) of `airlock.yaml`, published by `airlock schema pipeline`
  * for editors and CI. Built from the same constants as the validator (rules.ts). What a
  * schema cannot say (YAML duplicate keys, the stage graph, inputs, declared environments, the
- * timeout's 6h ceiling) is checked by `airlock lint` only.
+ * timeout's 6h ceiling, a secret named twice in its two forms or clashing with `env`) is checked
+ * by `airlock lint` only.
  */
 import type {
   ENVIRONMENT_KEYS,
+  SECRET_KEYS,
   STAGE_KEYS,
   STEP_KEYS,
   TOP_KEYS} from './rules.js';
@@ -18,6 +20,10 @@ import {
   NAME_PATTERN,
   OWNER_PATTERN,
   PATH_PATTERN,
+  SECRET_FILE_SUFFIX,
+  SECRET_INJECTIONS,
+  SECRET_REQUIRED,
+  SECRETS_DIR,
   SEMVER_RANGE_PATTERN,
   STAGE_REQUIRED,
   STEP_REQUIRED,
@@ -55,7 +61,7 @@ function step(): Schema {
     network: { type: 'boolean', description: 'network access for the step; default false' },
     retries: { type: 'integer', minimum: 0, maximum: MAX_RETRIES, description: 'extra attempts after a failure; > 0 needs idempotent: true' },
     idempotent: { type: 'boolean', description: 'running the step twice is harmless; default false' },
-    secrets: strings({ type: 'string', pattern: VARIABLE_NOT_RESERVED_PATTERN }, 'names of secrets injected as environment variables'),
+    secrets: strings({ $ref: '#/$defs/secret' }, 'secrets the step receives, released when it starts'),
     evidence: { enum: [...EVIDENCE_KINDS], description: 'the step produces test evidence' },
   };
   return {
@@ -66,6 +72,25 @@ function step(): Schema {
     // Retrying a step with side effects could apply them twice.
     if: { required: ['retries'], properties: { retries: { minimum: 1 } } },
     then: { required: ['idempotent'], properties: { idempotent: { const: true } } },
+  };
+}
+
+/**
+ * A name (an environment variable) or `{ name, as }`. One schema for both forms without
+ * anyOf: `pattern` applies only to strings, the object keywords only to objects.
+ */
+function secret(): Schema {
+  const properties: Record<(typeof SECRET_KEYS)[number], Schema> = {
+    name: { type: 'string', pattern: VARIABLE_NOT_RESERVED_PATTERN, description: 'the secret, as stored with airlock secret set' },
+    as: { enum: [...SECRET_INJECTIONS], description: `env (default): the variable NAME holds the value; file: a mode-0400 file in ${SECRETS_DIR}/ holds it and NAME${SECRET_FILE_SUFFIX} its path` },
+  };
+  return {
+    type: ['string', 'object'],
+    description: `NAME for an environment variable, or { name: NAME, as: file } for a file whose path is in NAME${SECRET_FILE_SUFFIX}`,
+    pattern: VARIABLE_NOT_RESERVED_PATTERN,
+    additionalProperties: false,
+    required: [...SECRET_REQUIRED],
+    properties,
   };
 }
 
@@ -109,7 +134,8 @@ export function pipelineJsonSchema(): Schema {
       environment: { type: ['object', 'null'], additionalProperties: false, properties: environment },
       stage: { type: 'object', additionalProperties: false, required: [...STAGE_REQUIRED], properties: stage },
       step: step(),
-      path: { type: 'string', pattern: PATH_PATTERN, description: 'workspace-relative file path in normal form (no .., no leading /)' },
+      secret: secret(),
+      path: { type: 'string', pattern: PATH_PATTERN, description: `workspace-relative file path in normal form (no .., no leading /, not under ${SECRETS_DIR}/)` },
     },
   };
 }

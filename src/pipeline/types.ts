@@ -1,5 +1,14 @@
 /** The compiled, trusted form of an `airlock.yaml` file (docs/pipeline.md). Every record is frozen. */
 
+/**
+ * One secret a step declares, and how it receives the value: `env` as the variable `name`,
+ * `file` as a mode-0400 file in the workspace whose path is in `<name>_FILE`.
+ */
+export interface SecretUse {
+  readonly name: string;
+  readonly as: 'env' | 'file';
+}
+
 /** One step: a single shell command run with `sh -c` in the stage's workspace. */
 export interface StepDefinition {
   readonly name: string;
@@ -14,8 +23,8 @@ export interface StepDefinition {
   readonly inputs: readonly string[];
   /** Workspace-relative files this step produces. */
   readonly outputs: readonly string[];
-  /** Secret names only; values are injected at run time by the secrets domain. */
-  readonly secrets: readonly string[];
+  /** Secret names and how each is injected; values are released at run time by the secrets domain. */
+  readonly secrets: readonly SecretUse[];
   /** Tool name -> semver range (or "*") the runner must satisfy before starting the step. */
   readonly requires: Readonly<Record<string, string>>;
   readonly network: boolean;

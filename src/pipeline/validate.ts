@@ -19,6 +19,11 @@ import {
   NAME_PATTERN,
   OWNER_PATTERN,
   RESERVED_VARIABLE_PREFIX,
+  SECRET_FILE_SUFFIX,
+  SECRET_INJECTIONS,
+  SECRET_KEYS,
+  SECRET_REQUIRED,
+  SECRETS_DIR,
   SEMVER_RANGE_PATTERN,
   STAGE_KEYS,
   STAGE_REQUIRED,
@@ -35,7 +40,7 @@ import {
   timeoutSeconds,
 } from './rules.js';
 import { closest } from './suggest.js';
-import type { EnvironmentDefinition, StepDefinition } from './types.js';
+import type { EnvironmentDefinition, SecretUse, StepDefinition } from './types.js';
 
 type Value = YamlNode | null | undefined;
 
@@ -89,8 +94,9 @@ const WHERE: Readonly<Record<string, string>> = {
   environment: 'an environment',
   stage: 'a stage',
   step: 'a step',
+  secret: 'a secret entry',
 };
-const KEYS_OF: Readonly<Record<string, readonly string[]>> = { top: TOP_KEYS, environment: ENVIRONMENT_KEYS, stage: STAGE_KEYS, step: STEP_KEYS };
+const KEYS_OF: Readonly<Record<string, readonly string[]>> = { top: TOP_KEYS, environment: ENVIRONMENT_KEYS, stage: STAGE_KEYS, step: STEP_KEYS, secret: SECRET_KEYS };
 
 function isNullScalar(node: Value): boolean {
   return node === null || node === undefined || (isScalar(node) && node.value === null);
@@ -230,7 +236,7 @@ class Walker {
   }
 
   /** The items of a list; `each` reads one item. Repeated values are reported as `duplicate_entry`. */
-  list<T>(node: Value, anchor: Value, path: string, each: (item: Value, path: string) => T | undefined, opts: { nonEmpty?: string; unique?: boolean } = {}): Located<T>[] | undefined {
+  list<T>(node: Value, anchor: Value, path: string, each: (item: Value, path: string) => T | undefined, opts: { nonEmpty?: string; unique?: boolean; keyOf?: (value: T) => string } = {}): Located<T>[] | undefined {
     if (!isSeq(node)) {
       const single = isScalar(node) && typeof node.value === 'string' ? `write a list: [${this.sourceOf(node)}]` : undefined;
       this.wrongType(node, anchor, path, 'a list', single);
@@ -244,12 +250,13 @@ class Walker {
       const value = each(item, itemPath);
       if (value === undefined) return;
       if (opts.unique === true) {
-        const first = seen.get(value);
+        const key = opts.keyOf === undefined ? value : opts.keyOf(value);
+        const first = seen.get(key);
         if (first !== undefined) {
-          this.problems.at(item, itemPath, 'duplicate_entry', `${JSON.stringify(value)} is listed twice in ${path} (also at index ${first})`, 'remove the repeated entry');
+          this.problems.at(item, itemPath, 'duplicate_entry', `${JSON.stringify(key)} is listed twice in ${path} (also at index ${first})`, 'remove the repeated entry');
           return;
         }
-        seen.set(value, index);
+        seen.set(key, index);
       }
       out.push({ value, node: item, path: itemPath });
     });
@@ -404,7 +411,7 @@ class Walker {
     let runsOn: string[] = [];
     let inputs: Located<string>[] = [];
     let outputs: Located<string>[] = [];
-    let secrets: Located<string>[] = [];
+    let secrets: Located<SecretUse>[] = [];
     let requires: [string, string][] = [];
     let network = false;
     let evidence: 'test' | undefined;
@@ -458,7 +465,7 @@ class Walker {
           outputs = this.paths(f);
           break;
         case 'secrets':
-          secrets = this.list(f.value, f.key, f.path, (item, p) => this.variable(item, f.key, p, 'secret name'), { unique: true }) ?? [];
+          secrets = this.list(f.value, f.key, f.path, (item, p) => this.secret(item, f.key, p), { unique: true, keyOf: (s) => s.name }) ?? [];
           break;
         case 'requires':
           requires = this.requires(f);
@@ -478,11 +485,7 @@ class Walker {
     if (retriesEntry !== undefined && retries > 0 && !idempotent) {
       this.at(retriesEntry.value, retriesEntry.key, retriesEntry.path, 'retries_not_idempotent', `retries: ${retries} needs idempotent: true`, 'add `idempotent: true` if running the step twice is harmless, or remove `retries`');
     }
-    for (const s of secrets) {
-      if (env.some(([k]) => k === s.value)) {
-        this.problems.at(s.node, s.path, 'env_secret_conflict', `${s.value} is both a secret and a plain env variable of this step`, `remove ${s.value} from \`env:\`; the secret's value is injected under that name`);
-      }
-    }
+    this.secretConflicts(secrets, env);
     // The definition is only used when the whole file is valid; otherwise the draft still feeds
     // the graph pass, so a step with a bad field does not also make its outputs disappear.
     if (!isMap(node)) return undefined;
@@ -505,6 +508,56 @@ class Walker {
     return { definition, path, inputs, outputs };
   }
 
+  /** One `secrets:` entry: `NAME` (an env variable) or `{ name: NAME, as: env | file }`. */
+  private secret(node: Value, anchor: Value, path: string): SecretUse | undefined {
+    if (!isMap(node)) {
+      if (isScalar(node) && !isNullScalar(node)) {
+        const name = this.variable(node, anchor, path, 'secret name');
+        return name === undefined ? undefined : Object.freeze({ name, as: 'env' as const });
+      }
+      this.wrongType(node, anchor, path, 'a secret name or a map with `name` and `as`', 'write NAME (an environment variable) or { name: NAME, as: file }');
+      return undefined;
+    }
+    const fields = this.entries(node, node, path, { known: SECRET_KEYS, level: 'secret' });
+    if (fields === undefined) return undefined;
+    this.required(fields, SECRET_REQUIRED, node, path, 'secret');
+    let name: string | undefined;
+    let as: SecretUse['as'] = 'env';
+    let ok = true;
+    for (const f of fields) {
+      if (f.key.value === 'name') {
+        name = this.variable(f.value, f.key, f.path, 'secret name');
+      } else if (f.key.value === 'as') {
+        const how = this.string(f.value, f.key, f.path);
+        if (how !== undefined && (SECRET_INJECTIONS as readonly string[]).includes(how)) as = how as SecretUse['as'];
+        else {
+          ok = false;
+          if (how !== undefined) this.at(f.value, f.key, f.path, 'invalid_value', `as: ${JSON.stringify(how)} is not a way to receive a secret`, `use one of: ${SECRET_INJECTIONS.join(', ')} (env is the default; file puts the value in ${SECRETS_DIR}/NAME and its path in NAME${SECRET_FILE_SUFFIX})`);
+        }
+      }
+    }
+    return name === undefined || !ok ? undefined : Object.freeze({ name, as });
+  }
+
+  /** The variable a secret sets must not be set twice: by `env:` or by another secret. */
+  private secretConflicts(secrets: readonly Located<SecretUse>[], env: readonly [string, string][]): void {
+    const setBy = new Map<string, string>();
+    for (const s of secrets) {
+      const variable = s.value.as === 'file' ? `${s.value.name}${SECRET_FILE_SUFFIX}` : s.value.name;
+      const how = s.value.as === 'file' ? `the path of file secret ${s.value.name}` : `the value of secret ${s.value.name}`;
+      if (env.some(([k]) => k === variable)) {
+        this.problems.at(s.node, s.path, 'env_secret_conflict', `${variable} is both ${how} and a plain env variable of this step`, `remove ${variable} from \`env:\`; ${how} is injected under that name`);
+        continue;
+      }
+      const other = setBy.get(variable);
+      if (other !== undefined) {
+        this.problems.at(s.node, s.path, 'secret_variable_conflict', `${variable} would hold both ${how} and ${other}`, `rename one secret, or receive both the same way: a file secret NAME sets NAME${SECRET_FILE_SUFFIX}`);
+        continue;
+      }
+      setBy.set(variable, how);
+    }
+  }
+
   private env(f: Entry): [string, string][] {
     const out: [string, string][] = [];
     for (const v of this.entries(f.value, f.key, f.path, { what: 'variable' }) ?? []) {
@@ -524,7 +577,11 @@ class Walker {
       const why = pathProblem(value);
       if (why === undefined) return value;
       const fixed = normalisePathHint(value);
-      const hint = why.includes('..') || fixed === '' ? 'name a file inside the workspace, relative to its root (for example dist/app.tgz)' : `write it relative to the workspace root, in normal form: ${fixed}`;
+      const hint = why.includes(SECRETS_DIR)
+        ? `choose a path outside ${SECRETS_DIR}/: the runner reserves it for secret files, which are never collected or replaced`
+        : why.includes('..') || fixed === ''
+          ? 'name a file inside the workspace, relative to its root (for example dist/app.tgz)'
+          : `write it relative to the workspace root, in normal form: ${fixed}`;
       this.problems.at(item, p, 'invalid_path', `path ${JSON.stringify(value)} ${why}`, hint);
       return undefined;
     };

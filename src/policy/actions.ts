@@ -79,6 +79,7 @@ export const ACTIONS = [
   'secrets.read',
   'secrets.write',
   'secrets.reveal',
+  'secrets.fetch',
   'deployments.create',
   'deployments.approve',
   'breakglass.use',
@@ -89,6 +90,12 @@ export const ACTIONS = [
   'agents.jobs.claim',
   'agents.jobs.report',
 ] as const;
+
+/**
+ * Actions decided inside a domain with their own context type, never by the request
+ * enforcement point: `secrets.release` (one decision per secret released to a step).
+ */
+export const DECISION_ACTIONS = ['secrets.release'] as const;
 
 /** An action name the schema declares. */
 export type Action = (typeof ACTIONS)[number];

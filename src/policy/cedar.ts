@@ -2,6 +2,8 @@
  * The one place that imports the Cedar WebAssembly build. The nodejs build instantiates its
  * module synchronously on import (about 20 ms), so only code that evaluates policies loads it.
  */
+// First: sets a V8 flag that must be in force before any Cedar call is optimized.
+import './v8-guard.js';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { DetailedError } from '@cedar-policy/cedar-wasm/nodejs';
 

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { AirlockError } from '../errors/index.js';
-import { ACTIONS, ACTION_GROUPS, PRIVILEGED_ACTIONS, isAction } from './actions.js';
+import { ACTIONS, ACTION_GROUPS, DECISION_ACTIONS, NO_MFA_AGE_SECONDS, PRIVILEGED_ACTIONS, isAction } from './actions.js';
 import { annotatedId, cedar, cedarMessage } from './cedar.js';
 import type { AuthorizationAnswer, EntityJson, StatefulAuthorizationCall } from './cedar.js';
 import { policyIdProblem, policySchemaText } from './files.js';
@@ -53,6 +53,28 @@ export interface Decision {
   readonly errors: readonly string[];
 }
 
+/** A secret release: one decision per declared secret (action `secrets.release`). */
+export interface ReleaseAuthzRequest {
+  readonly workload: { readonly id: string; readonly pipeline: string; readonly run: string; readonly step: string };
+  readonly secret: { readonly id: string; readonly name: string; readonly project: string; readonly environment: string };
+  readonly context: ReleaseContext;
+}
+
+/** policies/airlock.cedarschema ReleaseContext; every field is always present. */
+export interface ReleaseContext {
+  readonly sourceAddress: string;
+  readonly project: string;
+  readonly pipeline: string;
+  readonly stage: string;
+  readonly step: string;
+  readonly environment: string;
+  readonly environmentProtected: boolean;
+  readonly branch: string;
+  readonly commit: string;
+  readonly trigger: string;
+  readonly approved: boolean;
+}
+
 /** Why a refused request was refused, for the HTTP layer to pick its error. */
 export type Refusal = 'MFA_REQUIRED' | 'STEP_UP_REQUIRED' | 'FORBIDDEN';
 
@@ -63,6 +85,7 @@ const ENTITY_TYPES: Readonly<Record<string, string>> = {
   Workload: `${NS}::Workload`,
   Anonymous: `${NS}::Anonymous`,
   Resource: `${NS}::Resource`,
+  Secret: `${NS}::Secret`,
 };
 const PRINCIPAL_TYPES = new Set(['User', 'ServiceAccount', 'Workload', 'Anonymous']);
 const RESOURCE_TYPES = new Set(['Resource', 'User', 'ServiceAccount']);
@@ -100,8 +123,9 @@ function loadSchema(): LoadedSchema {
   const actions = json.json[NS]?.actions ?? {};
   const declared = Object.entries(actions).filter(([, a]) => (a.appliesTo?.principalTypes.length ?? 0) > 0).map(([name]) => name);
   const problems: string[] = [];
-  const missing = ACTIONS.filter((a) => !declared.includes(a));
-  const extra = declared.filter((a) => !isAction(a));
+  const known: readonly string[] = [...ACTIONS, ...DECISION_ACTIONS];
+  const missing = known.filter((a) => !declared.includes(a));
+  const extra = declared.filter((a) => !known.includes(a));
   if (missing.length > 0) problems.push(`missing actions ${missing.join(', ')}`);
   if (extra.length > 0) problems.push(`undeclared in ACTIONS: ${extra.join(', ')}`);
   for (const [group, members] of Object.entries(ACTION_GROUPS)) {
@@ -136,8 +160,11 @@ function checkEntries(policies: PolicySource): Map<string, string> {
   return out;
 }
 
+// Decisions are readonly by type, not Object.freeze: freezing fresh objects on this hot path
+// changes their maps inside optimized code, and on Node 20 (V8 11.3) the lazy deoptimization
+// that follows crashed the process ("unreachable code" in DoComputeBuiltinContinuation).
 function deny(errors: readonly string[], policies: readonly string[] = []): Decision {
-  return Object.freeze({ allowed: false, policies: Object.freeze([...policies]), errors: Object.freeze([...errors]) });
+  return { allowed: false, policies: [...policies], errors: [...errors] };
 }
 
 /** A validated policy set, ready to answer requests. Immutable: an update loads a new engine. */
@@ -198,6 +225,42 @@ export class PolicyEngine {
     } catch {
       return deny(['malformed authorization request']);
     }
+    return this.decide(call);
+  }
+
+  /**
+   * Decide whether one secret may be released to a step. Never throws; anything malformed
+   * or erroring refuses, as for {@link authorize}.
+   */
+  authorizeRelease(req: ReleaseAuthzRequest): Decision {
+    let call: StatefulAuthorizationCall;
+    try {
+      const w = req.workload;
+      const sec = req.secret;
+      const c = req.context;
+      const principal = { type: ENTITY_TYPES.Workload ?? '', id: w.id };
+      const resource = { type: ENTITY_TYPES.Secret ?? '', id: sec.id };
+      call = {
+        principal,
+        action: { type: ACTION_TYPE, id: 'secrets.release' },
+        resource,
+        // Copied field by field, so nothing a caller adds reaches Cedar.
+        context: { authMethod: 'workload-token', mfa: false, mfaAgeSeconds: NO_MFA_AGE_SECONDS, sourceAddress: c.sourceAddress, project: c.project, pipeline: c.pipeline, stage: c.stage, step: c.step, environment: c.environment, environmentProtected: c.environmentProtected, branch: c.branch, commit: c.commit, trigger: c.trigger, approved: c.approved },
+        entities: [
+          { uid: principal, attrs: { pipeline: w.pipeline, run: w.run, step: w.step }, parents: [] },
+          { uid: resource, attrs: { name: sec.name, project: sec.project, environment: sec.environment }, parents: [] },
+        ],
+        preparsedPolicySetId: this.setId,
+        preparsedSchemaName: this.schemaName,
+        validateRequest: true,
+      };
+    } catch {
+      return deny(['malformed authorization request']);
+    }
+    return this.decide(call);
+  }
+
+  private decide(call: StatefulAuthorizationCall): Decision {
     let answer: AuthorizationAnswer;
     try {
       answer = cedar.statefulIsAuthorized(call);
@@ -211,7 +274,7 @@ export class PolicyEngine {
       const errors = diagnostics.errors.map((e) => `policy "${e.policyId}": ${cedarMessage(e.error)}`);
       return deny(errors, [...new Set(diagnostics.errors.map((e) => e.policyId))]);
     }
-    return Object.freeze({ allowed: decision === 'allow', policies: Object.freeze([...diagnostics.reason].sort()), errors: Object.freeze([]) });
+    return { allowed: decision === 'allow', policies: [...diagnostics.reason].sort(), errors: [] };
   }
 
   /**

@@ -5,6 +5,7 @@
 export {
   ACTIONS,
   ACTION_GROUPS,
+  DECISION_ACTIONS,
   BUILTIN_ROLES,
   NO_MFA_AGE_SECONDS,
   PRIVILEGED_ACTIONS,
@@ -17,7 +18,7 @@ export {
 } from './actions.js';
 export type { Action, BuiltinRole } from './actions.js';
 export { PolicyEngine, policyDigest } from './engine.js';
-export type { AuthzContext, AuthzRequest, Decision, PrincipalRef, Refusal, ResourceRef } from './engine.js';
+export type { AuthzContext, AuthzRequest, Decision, PrincipalRef, Refusal, ReleaseAuthzRequest, ReleaseContext, ResourceRef } from './engine.js';
 export { defaultPolicies, defaultPolicyDir, parsePolicyFiles, policySchemaText, readPolicyDirectory, readPolicyFiles } from './files.js';
 export type { PolicyFile, PolicySource } from './files.js';
 export { activePolicyEngine, activePolicyVersion, getPolicyVersion, listPolicyVersions, writePolicyVersion } from './versions.js';

@@ -6,7 +6,7 @@
  * workspace is gone, from values the executor measured itself, never from the step's say-so.
  */
 import { performance } from 'node:perf_hooks';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
@@ -20,7 +20,7 @@ import { runProcess } from './process.js';
 import type { ProcessOutcome } from './process.js';
 import { buildLaunch, findBwrap } from './sandbox.js';
 import type { EnvironmentFingerprint, ExecutorDeps, LinkRecord, LogRecord, StepJob, StepResult, StepStatus } from './types.js';
-import { FIXED_PATH, validateDeps, validateJob } from './validate.js';
+import { FIXED_PATH, RESERVED_ENV, validateDeps, validateJob } from './validate.js';
 import { collectOutput, copySource, createHomeAndTmp, createWorkspace, isFull, placeInput, removeWorkspace, WorkspacePathError } from './workspace.js';
 
 export const DEFAULT_MAX_LOG_BYTES = 16 * 1024 * 1024;
@@ -101,6 +101,82 @@ function exitReason(outcome: ProcessOutcome, timeoutMs: number): { status: StepS
   }
 }
 
+/** Where file secrets go; no input or output may name a path in it. */
+const SECRETS_DIR = '.secrets';
+const underSecrets = (path: string): boolean => path === SECRETS_DIR || path.startsWith(`${SECRETS_DIR}/`);
+
+/** The variable a secret sets: its own name, or `<NAME>_FILE` for a file. */
+const secretVariable = (s: { name: string; as: 'env' | 'file' }): string => (s.as === 'file' ? `${s.name}_FILE` : s.name);
+
+/** Why the job's secrets cannot be injected (a name the step's environment cannot take), or null. */
+function secretsProblem(secrets: NonNullable<StepJob['secrets']>): string | null {
+  const seen = new Set<string>();
+  for (const s of secrets) {
+    if (!/^[A-Z_][A-Z0-9_]{0,127}$/.test(s.name) || s.name.startsWith('AIRLOCK_')) return `secret name ${s.name.slice(0, 128)} is not a valid environment variable name`;
+    const as: unknown = s.as; // the job may come over the wire from a server
+    if (as !== 'env' && as !== 'file') return `secret ${s.name} must be injected as env or file`;
+    const variable = secretVariable(s);
+    // The executor's own PATH/HOME/TMPDIR/LANG must not be replaced by a secret's value.
+    if ((RESERVED_ENV as readonly string[]).includes(variable)) return `secret ${s.name} would replace ${variable}, which the runner sets`;
+    if (seen.has(variable)) return `two secrets would set ${variable}`;
+    seen.add(variable);
+  }
+  return null;
+}
+
+/**
+ * Secrets as env values, or as 0400 files in `.secrets/` whose paths go in `<NAME>_FILE`.
+ * Called after the source and inputs are in place, so neither can plant or replace them.
+ */
+async function placeSecrets(workspace: string, secrets: NonNullable<StepJob['secrets']>, placed: string[]): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  const dir = join(workspace, SECRETS_DIR);
+  if (secrets.some((s) => s.as === 'file')) {
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (err) {
+      if (errno(err) === 'EEXIST') throw new Stop('refused', `the source tree has a ${SECRETS_DIR} entry, which the runner reserves for secret files; the step was not run`);
+      throw err;
+    }
+  }
+  for (const s of secrets) {
+    if (s.as === 'env') {
+      env[s.name] = s.value.toString('utf8');
+    } else {
+      const path = join(dir, s.name);
+      placed.push(s.name);
+      // `wx`: never follow or reuse something already at the path.
+      await writeFile(path, s.value, { mode: 0o400, flag: 'wx' });
+      env[secretVariable(s)] = path;
+    }
+  }
+  return env;
+}
+
+/**
+ * Unlink the placed secret files and their directory. Runs as soon as the process group is
+ * gone and again before the workspace is removed, so no secret outlives the step even when the
+ * workspace cannot be removed. A `.secrets` the step replaced by something else is not entered:
+ * this runs outside the sandbox and must not follow the step's links.
+ */
+async function removeSecretFiles(workspace: string, names: readonly string[]): Promise<boolean> {
+  if (names.length === 0) return true;
+  const dir = join(workspace, SECRETS_DIR);
+  const st = await lstat(dir).catch(() => null);
+  if (st === null || !st.isDirectory()) return true;
+  await chmod(dir, 0o700).catch(() => undefined); // a step's `chmod 500 .secrets` must not pin them
+  let removed = true;
+  for (const name of names) {
+    try {
+      await unlink(join(dir, name));
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') removed = false;
+    }
+  }
+  await rmdir(dir).catch(() => undefined); // not empty if the step wrote there: the workspace removal takes it
+  return removed;
+}
+
 /**
  * Run one step attempt in a fresh, scrubbed workspace and return what it did, with a signed
  * link record. Throws only for an invalid job or options (`ValidationError`, `ConfigError`)
@@ -110,26 +186,6 @@ function exitReason(outcome: ProcessOutcome, timeoutMs: number): { status: StepS
  * const result = await executeStep(job, { blobs, workRoot, signer, onOutput: (s, c) => ws.send(c) });
  * if (result.status !== 'succeeded') console.error(result.reason);
  */
-/** Secrets as env values, or as 0400 files whose paths go in `<NAME>_FILE`. */
-async function placeSecrets(workspace: string, secrets: NonNullable<StepJob['secrets']>): Promise<Record<string, string>> {
-  const env: Record<string, string> = {};
-  for (const s of secrets) {
-    if (!/^[A-Z_][A-Z0-9_]{0,63}$/.test(s.name) || s.name.startsWith('AIRLOCK_')) throw new AirlockError('VALIDATION_FAILED', `secret name ${s.name.slice(0, 64)} is not a valid environment variable name`);
-  }
-  const files = secrets.filter((s) => s.as === 'file');
-  if (files.length > 0) await mkdir(join(workspace, '.secrets'), { mode: 0o700 });
-  for (const s of secrets) {
-    if (s.as === 'env') {
-      env[s.name] = s.value.toString('utf8');
-    } else {
-      const path = join(workspace, '.secrets', s.name);
-      await writeFile(path, s.value, { mode: 0o400, flag: 'wx' });
-      env[`${s.name}_FILE`] = path;
-    }
-  }
-  return env;
-}
-
 export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<StepResult> {
   validateJob(job);
   validateDeps(deps);
@@ -155,6 +211,8 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
   let signal: string | null = null;
   const outputs: { path: string; digest: string; size: number }[] = [];
   let workspace: string | undefined;
+  const secretFiles: string[] = [];
+  let secretsRemoved = true;
 
   const checkCancelled = (when: string): void => {
     if (deps.signal?.aborted === true) throw new Stop('cancelled', `cancelled ${when}; the command never ran`);
@@ -162,6 +220,10 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
 
   try {
     if (deps.sandbox === 'required' && bwrap === null) throw new Stop('refused', 'the sandbox is required but bwrap was not found on PATH; the step was not run');
+    const reserved = [...job.inputs.filter((i) => underSecrets(i.path)).map((i) => `input ${i.path}`), ...job.outputs.filter(underSecrets).map((o) => `output ${o}`)];
+    if (reserved.length > 0) throw new Stop('refused', `${reserved.join(', ')}: ${SECRETS_DIR}/ is reserved for secret files, which are never collected or replaced; the step was not run`);
+    const secretProblem = secretsProblem(job.secrets ?? []);
+    if (secretProblem !== null) throw new Stop('refused', `${secretProblem}; the step was not run`);
     checkCancelled('before the step started');
     try {
       workspace = await createWorkspace(deps.workRoot, job.jobId);
@@ -176,11 +238,6 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
       throw writeFailure('creating HOME and TMPDIR', err);
     }
     env = { ...job.env, PATH: FIXED_PATH, HOME: dirs.home, TMPDIR: dirs.tmp, LANG: 'C.UTF-8' };
-    try {
-      Object.assign(env, await placeSecrets(ws, job.secrets ?? []));
-    } catch (err) {
-      throw writeFailure('placing secrets', err);
-    }
 
     if (bwrap !== null) {
       const problem = await sandboxProblem(bwrap, ws);
@@ -221,8 +278,17 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
     }
     checkCancelled('while preparing inputs');
 
+    try {
+      Object.assign(env, await placeSecrets(ws, job.secrets ?? [], secretFiles));
+    } catch (err) {
+      if (err instanceof Stop) throw err;
+      throw writeFailure('placing secrets', err);
+    }
+
     const launch = await buildLaunch({ bwrap, workspace: ws, env, network: job.network, argv: ['/bin/sh', '-c', job.command] });
     const outcome = await runProcess({ launch, cwd: ws, timeoutMs: job.timeoutMs, killGraceMs, signal: deps.signal, stdout, stderr });
+    // The process group is gone (any exit, timeout or cancel): the secret files go now, before outputs are read.
+    secretsRemoved = await removeSecretFiles(ws, secretFiles);
     exitCode = outcome.exitCode;
     signal = outcome.signal;
     ({ status, reason } = exitReason(outcome, job.timeoutMs));
@@ -254,7 +320,18 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
     status = err.status;
     reason = err.reason;
   } finally {
-    if (workspace !== undefined) await removeWorkspace(workspace);
+    if (workspace !== undefined) {
+      // Again for a step stopped between placing and running; the unlink does not depend on the removal below.
+      secretsRemoved = (await removeSecretFiles(workspace, secretFiles)) && secretsRemoved;
+      const workspaceRemoved = await removeWorkspace(workspace);
+      if (workspaceRemoved) secretsRemoved = true;
+    }
+  }
+  if (!secretsRemoved) {
+    // The value stays on this host's disk: say so, and never call the attempt clean.
+    if (status === 'succeeded') outputs.length = 0;
+    status = status === 'succeeded' ? 'failed' : status;
+    reason = [reason, `the secret files in ${SECRETS_DIR}/ could not be removed from the workspace; remove ${workspace ?? 'it'} by hand`].filter((r) => r !== undefined).join('; ');
   }
 
   const logs = { stdout: await stdout.finish(), stderr: await stderr.finish() };

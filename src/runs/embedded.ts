@@ -3,6 +3,7 @@
  * any agent (claim, heartbeat, complete), so embedded and remote runs share one code path and
  * one audit trail. Output is batched into the log store at most every LOG_FLUSH_MS.
  */
+import { AirlockError } from '../errors/index.js';
 import type { Logger } from '../observability/index.js';
 import type { ExecutorDeps, StepJob, StepResult } from '../runner/index.js';
 import { MAX_STORED_LOG_BYTES } from './runs.js';
@@ -24,8 +25,11 @@ export interface EmbeddedRunnerOptions {
   /** Extra environment Airlock provides to a step: run id, commit, its workload token. */
   readonly provided: (job: Job) => Promise<Record<string, string>>;
   readonly sourceDir: (runId: string) => string;
-  /** The values of the step's declared secrets (refusal throws: the step is refused, not run). */
-  readonly release?: ((job: Job, runner: string) => Promise<readonly { name: string; value: Buffer }[]>) | undefined;
+  /**
+   * Fetch the step's declared secrets as it starts, with the workload token in `provided`
+   * (AIRLOCK_TOKEN). A refusal throws: the step is refused, not run.
+   */
+  readonly release?: ((job: Job, provided: Readonly<Record<string, string>>) => Promise<readonly { name: string; value: Buffer }[]>) | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -40,10 +44,18 @@ export function reportOf(result: StepResult): StepReport {
   };
 }
 
-/** A Job as the executor takes it. */
+/**
+ * A Job as the executor takes it. Each released value is injected the way the step declared
+ * it; a value the step did not declare is refused rather than guessed at.
+ */
 export function stepJobOf(job: Job, provided: Record<string, string>, source: string, secrets: readonly { name: string; value: Buffer }[] = []): StepJob {
+  const declared = new Map(job.secrets.map((s) => [s.name, s.as]));
   return {
-    secrets: secrets.map((s) => ({ name: s.name, value: s.value, as: 'env' as const })),
+    secrets: secrets.map((s) => {
+      const as = declared.get(s.name);
+      if (as === undefined) throw new AirlockError('INTERNAL', `secret ${s.name} was released to ${job.stage}/${job.step}, which does not declare it`);
+      return { name: s.name, value: s.value, as };
+    }),
     jobId: job.stepId,
     runId: job.runId,
     pipeline: job.pipeline,
@@ -143,7 +155,7 @@ export class EmbeddedRunner {
       const provided = await this.options.provided(job);
       let secrets: readonly { name: string; value: Buffer }[] = [];
       try {
-        secrets = (await this.options.release?.(job, this.options.name)) ?? [];
+        secrets = (await this.options.release?.(job, provided)) ?? [];
       } catch (err) {
         // A refused release refuses the step (recorded by the vault): the command never runs.
         clearInterval(flusher);

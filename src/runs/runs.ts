@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { AirlockError, ConflictError, NotFoundError, ValidationError } from '../errors/index.js';
 import { PipelineInvalidError, parsePipeline, scanForCredentials } from '../pipeline/index.js';
-import type { PipelineDefinition, StepDefinition } from '../pipeline/index.js';
+import type { PipelineDefinition, SecretUse, StepDefinition } from '../pipeline/index.js';
 import type { JsonValue } from '../audit/index.js';
 import { sql } from 'kysely';
 import type { Tx } from '../storage/index.js';
@@ -54,6 +54,8 @@ export interface Job {
   readonly step: string;
   readonly attempt: number;
   readonly commit: string;
+  /** The ref the run was started from, as given (a branch name, tag or HEAD). */
+  readonly ref: string;
   readonly traceId: string;
   readonly command: string;
   /** Declared variables only; the runner adds AIRLOCK_* (run, commit, token). */
@@ -64,8 +66,8 @@ export interface Job {
   readonly requires: Readonly<Record<string, string>>;
   readonly network: boolean;
   readonly environment: string | undefined;
-  /** Secret names the step declared: released at the moment it starts, and nothing else. */
-  readonly secrets: readonly string[];
+  /** The secrets the step declared and how each is injected: released at the moment it starts, and nothing else. */
+  readonly secrets: readonly SecretUse[];
 }
 
 /** What a runner reports when a step attempt ends. */
@@ -120,6 +122,14 @@ type StepRow = Awaited<ReturnType<typeof loadSteps>>[number];
 
 function loadSteps(tx: Pick<Tx, 'db'>, runId: string) {
   return tx.db.selectFrom('run_steps').selectAll().where('run_id', '=', runId).orderBy('position').orderBy('attempt').execute();
+}
+
+/**
+ * A step's declared secrets as stored in a run's pipeline JSON. Runs started before secrets
+ * could be files stored bare names: those were, and stay, environment variables.
+ */
+function secretUsesOf(stored: readonly (SecretUse | string)[]): SecretUse[] {
+  return stored.map((s) => (typeof s === 'string' ? { name: s, as: 'env' } : { name: s.name, as: s.as === 'file' ? 'file' : 'env' }));
 }
 
 /** Latest attempt of each step. */
@@ -369,7 +379,7 @@ export class Runs {
     return this.deps.store.transact((tx) => this.jobFor(tx, stepId));
   }
 
-  private async jobFor(tx: Tx, stepId: string): Promise<Job> {
+  private async jobFor(tx: Pick<Tx, 'db'>, stepId: string): Promise<Job> {
     const row = await tx.db.selectFrom('run_steps').selectAll().where('id', '=', stepId).executeTakeFirstOrThrow();
     const run = await tx.db.selectFrom('runs').innerJoin('projects', 'projects.id', 'runs.project_id').selectAll('runs').select('projects.name as project').where('runs.id', '=', row.run_id).executeTakeFirstOrThrow();
     const pipeline = JSON.parse(run.pipeline_json) as PipelineDefinition;
@@ -398,6 +408,7 @@ export class Runs {
       step: row.step,
       attempt: row.attempt,
       commit: run.commit_sha,
+      ref: run.ref,
       traceId: run.trace_id,
       command: def.run,
       env: { ...def.env },
@@ -407,8 +418,24 @@ export class Runs {
       requires: { ...def.requires },
       network: def.network,
       environment: stage.environment,
-      secrets: [...def.secrets],
+      secrets: secretUsesOf(def.secrets),
     };
+  }
+
+  /**
+   * What a secret release must know about a step attempt: its job, whether it is running and
+   * on which runner, and whether its stage deploys to a protected environment.
+   */
+  async releaseView(stepId: string): Promise<{ job: Job; state: StepState; runner: string | null; environmentProtected: boolean }> {
+    // Read-only, on the read connection: a release must not wait for a commit of its own here.
+    const db = { db: this.deps.store.db };
+    const row = await db.db.selectFrom('run_steps').select(['state', 'runner']).where('id', '=', stepId).executeTakeFirst();
+    if (row === undefined) throw new NotFoundError(`no step ${stepId}`);
+    const job = await this.jobFor(db, stepId);
+    const run = await db.db.selectFrom('runs').select('pipeline_json').where('id', '=', job.runId).executeTakeFirstOrThrow();
+    const pipeline = JSON.parse(run.pipeline_json) as PipelineDefinition;
+    const environmentProtected = job.environment !== undefined && pipeline.environments[job.environment]?.protected === true;
+    return { job, state: row.state as StepState, runner: row.runner, environmentProtected };
   }
 
   /** Renew the lease of a running step; false if it is no longer this runner's (lost, cancelled). */

@@ -5,8 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AuditEventInput, AuditLog, RequestContext } from '../audit/index.js';
-import { ForbiddenError, NotFoundError, ValidationError } from '../errors/index.js';
-import type { Store, Tx } from '../storage/index.js';
+import { AirlockError, ForbiddenError, NotFoundError, ValidationError } from '../errors/index.js';
+import type { Decision, ReleaseAuthzRequest } from '../policy/index.js';
+import type { Database, Store, Tx } from '../storage/index.js';
+import type { Selectable } from 'kysely';
 
 export type Actor = AuditEventInput['actor'];
 
@@ -40,11 +42,57 @@ export interface SecretInfo {
 export const MAX_SECRET_BYTES = 64 * 1024;
 const NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
 
+/** The policy decision for one secret release (policies/secrets-release.cedar). */
+export interface ReleasePolicy {
+  decide(request: ReleaseAuthzRequest): Promise<Decision>;
+}
+
+/** A step attempt asking for its secrets, as the runs domain knows it. */
+export interface StepRelease {
+  readonly runId: string;
+  readonly stepId: string;
+  readonly project: string;
+  readonly pipeline: string;
+  readonly stage: string;
+  readonly step: string;
+  readonly environment: string | undefined;
+  readonly environmentProtected: boolean;
+  readonly ref: string;
+  readonly commit: string;
+  readonly trigger: string;
+  /** Gate state: every approval the stage's environment requires was given for this run. */
+  readonly approved: boolean;
+  readonly traceId: string;
+  readonly runner: string;
+  /** Where the release was asked from: the agent's address, or "embedded". */
+  readonly sourceAddress: string;
+  /** The secret names the step declared in the pipeline file. */
+  readonly declared: readonly string[];
+}
+
 export interface SecretsDeps {
   readonly store: Store;
   readonly audit: AuditLog;
   readonly cipher: SecretCipher;
+  readonly releasePolicy: ReleasePolicy;
   readonly clock: () => Date;
+}
+
+interface PendingFailure {
+  readonly actor: Actor;
+  readonly action: string;
+  readonly context: RequestContext | undefined;
+  readonly details: Record<string, unknown>;
+}
+
+/** Carries a decrypt failure out of a transaction so it can be recorded after the rollback. */
+class OpenFailed extends Error {
+  constructor(
+    readonly failure: PendingFailure & { readonly resource: string; readonly version: number },
+    cause: unknown,
+  ) {
+    super('decrypt failed', { cause });
+  }
 }
 
 function checkName(name: string): string {
@@ -159,12 +207,12 @@ export class Secrets {
       const version = input.version ?? row.current_version;
       const v = await tx.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', row.id).where('version', '=', version).executeTakeFirst();
       if (v === undefined) throw new NotFoundError(`secret ${input.name} has no version ${version}`);
-      const value = await this.deps.cipher.decrypt(v, { secretId: row.id, version, scope: row.scope_key });
+      const value = await this.open(v, row, { actor, action: 'secrets.reveal', context, details: { name: row.name, justification: justification.slice(0, 1000) } });
       const now = this.deps.clock().toISOString();
       await tx.db.updateTable('secrets').set({ last_read_at: now }).where('id', '=', row.id).execute();
       await this.deps.audit.record(tx, { actor, action: 'secrets.reveal', resource: `secrets/${row.id}`, outcome: 'allowed', context, details: { name: row.name, version, justification: justification.slice(0, 1000), valueHmac: this.deps.cipher.auditHash(value) } });
       return { value, version };
-    });
+    }).catch(async (err: unknown) => this.recordOpenFailure(err));
   }
 
   async delete(actor: Actor, name: string, scope: SecretScope, context?: RequestContext): Promise<void> {
@@ -177,38 +225,108 @@ export class Secrets {
   }
 
   /**
-   * Release the secrets a step declared, at the moment it starts. Only declared names are
-   * looked up; each resolves to the most specific scope (project + environment, then project,
-   * then global). A missing secret fails the release, recorded as denied.
+   * Release secrets to a step attempt at the moment it starts. `requested` defaults to what the
+   * step declared; a name it did not declare is refused. Each name resolves to the most
+   * specific scope (project + environment, then project, then global) and is then put to the
+   * policy (`secrets.release`, which sees the pipeline, stage, environment, branch and gate
+   * state). Any refusal refuses the whole release: every refused name is recorded as denied
+   * and nothing is decrypted.
    */
-  async releaseToStep(step: { runId: string; stepId: string; project: string; stage: string; step: string; environment: string | undefined; traceId: string; runner: string }, declared: readonly string[]): Promise<{ name: string; value: Buffer; version: number }[]> {
-    if (declared.length === 0) return [];
+  async releaseToStep(step: StepRelease, requested?: readonly string[]): Promise<{ name: string; value: Buffer; version: number }[]> {
+    const names = requested ?? step.declared;
+    if (names.length === 0) return [];
     const actor: Actor = { kind: 'workload', id: `run:${step.runId}:step:${step.stepId}` };
+    const where = { stage: step.stage, step: step.step, runner: step.runner };
+    const trace = { traceId: step.traceId };
     const outcome = await this.deps.store.transact(async (tx) => {
       const project = await tx.db.selectFrom('projects').select('id').where('name', '=', step.project).executeTakeFirst();
       const keys = ['global', ...(project === undefined ? [] : [`project:${project.id}`, ...(step.environment === undefined ? [] : [`project:${project.id}/env:${step.environment}`])])];
-      const released: { name: string; value: Buffer; version: number }[] = [];
-      for (const name of declared) {
+      const refusals: { name: string; resource: string; reason: string; policies?: readonly string[] }[] = [];
+      const chosen: { name: string; row: Selectable<Database['secrets']> }[] = [];
+      const now = this.deps.clock();
+      for (const name of new Set(names)) {
+        if (!step.declared.includes(name)) {
+          refusals.push({ name, resource: `secrets/${NAME.test(name) ? name : 'invalid-name'}`, reason: `the step did not declare secret ${NAME.test(name) ? name : '(an invalid name)'}` });
+          continue;
+        }
         const candidates = await tx.db.selectFrom('secrets').selectAll().where('name', '=', name).where('scope_key', 'in', keys).where('deleted_at', 'is', null).execute();
         const row = candidates.sort((a, b) => keys.indexOf(b.scope_key) - keys.indexOf(a.scope_key))[0];
         if (row === undefined || row.current_version === 0) {
-          await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${name}`, outcome: 'denied', reason: `no secret ${name} in scope of project ${step.project}${step.environment === undefined ? '' : `, environment ${step.environment}`}`, context: { traceId: step.traceId }, details: { stage: step.stage, step: step.step, runner: step.runner } });
-          return { refused: name };
+          refusals.push({ name, resource: `secrets/${name}`, reason: `no secret ${name} in scope of project ${step.project}${step.environment === undefined ? '' : `, environment ${step.environment}`} (set it with airlock secret set)` });
+          continue;
         }
-        if (row.expires_at !== null && Date.parse(row.expires_at) <= this.deps.clock().getTime()) {
-          await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${row.id}`, outcome: 'denied', reason: `secret ${name} expired at ${row.expires_at}`, context: { traceId: step.traceId }, details: { stage: step.stage, step: step.step } });
-          return { refused: `${name} (expired)` };
+        if (row.expires_at !== null && Date.parse(row.expires_at) <= now.getTime()) {
+          refusals.push({ name, resource: `secrets/${row.id}`, reason: `secret ${name} expired at ${row.expires_at}` });
+          continue;
         }
+        const decision = await this.deps.releasePolicy.decide({
+          workload: { id: actor.id, pipeline: step.pipeline, run: step.runId, step: step.step },
+          secret: { id: row.id, name, project: row.project_id === null ? '' : step.project, environment: row.environment ?? '' },
+          context: {
+            sourceAddress: step.sourceAddress,
+            project: step.project,
+            pipeline: step.pipeline,
+            stage: step.stage,
+            step: step.step,
+            environment: step.environment ?? '',
+            environmentProtected: step.environmentProtected,
+            branch: step.ref.replace(/^refs\/heads\//, ''),
+            commit: step.commit,
+            trigger: step.trigger,
+            approved: step.approved,
+          },
+        });
+        if (!decision.allowed) {
+          const by = decision.policies.length > 0 ? `policy ${decision.policies.join(', ')}` : 'no policy permits it';
+          refusals.push({ name, resource: `secrets/${row.id}`, reason: `policy refused secret ${name}: ${by}`, policies: decision.policies });
+          continue;
+        }
+        chosen.push({ name, row });
+      }
+      if (refusals.length > 0) {
+        for (const r of refusals) {
+          await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: r.resource, outcome: 'denied', reason: r.reason, context: trace, details: { name: r.name, ...where, ...(r.policies === undefined ? {} : { policies: [...r.policies] }) } });
+        }
+        return { released: [], refused: refusals };
+      }
+      const released: { name: string; value: Buffer; version: number }[] = [];
+      for (const { name, row } of chosen) {
         const v = await tx.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', row.id).where('version', '=', row.current_version).executeTakeFirstOrThrow();
-        const value = await this.deps.cipher.decrypt(v, { secretId: row.id, version: row.current_version, scope: row.scope_key });
-        await tx.db.updateTable('secrets').set({ last_read_at: this.deps.clock().toISOString() }).where('id', '=', row.id).execute();
-        await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${row.id}`, outcome: 'allowed', context: { traceId: step.traceId }, details: { name, version: row.current_version, stage: step.stage, step: step.step, runner: step.runner, valueHmac: this.deps.cipher.auditHash(value) } });
+        const value = await this.open(v, row, { actor, action: 'secrets.release', context: trace, details: { name, ...where } });
+        await tx.db.updateTable('secrets').set({ last_read_at: now.toISOString() }).where('id', '=', row.id).execute();
+        await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${row.id}`, outcome: 'allowed', context: trace, details: { name, version: row.current_version, ...where, valueHmac: this.deps.cipher.auditHash(value) } });
         released.push({ name, value, version: row.current_version });
       }
-      return { released };
-    });
-    if ('refused' in outcome) throw new ForbiddenError(`secret ${outcome.refused} cannot be released to ${step.stage}/${step.step}: it does not exist in the step's scope (declare it and set it with airlock secret set)`, { secret: outcome.refused });
+      return { released, refused: undefined };
+    }).catch(async (err: unknown) => this.recordOpenFailure(err));
+    if (outcome.refused !== undefined) {
+      const first = outcome.refused[0];
+      const others = outcome.refused.length > 1 ? ` (and ${outcome.refused.length - 1} more refused)` : '';
+      throw new ForbiddenError(`secrets cannot be released to ${step.stage}/${step.step}: ${first?.reason ?? 'refused'}${others}`, { secrets: outcome.refused.map((r) => r.name), reasons: outcome.refused.map((r) => r.reason) });
+    }
     return outcome.released;
+  }
+
+  /**
+   * Decrypt one version. A failure (altered ciphertext, wrong binding, a KEK that will not
+   * open) is a fault, not a refusal: it aborts the transaction and is recorded afterwards.
+   */
+  private async open(v: Selectable<Database['secret_versions']>, row: Selectable<Database['secrets']>, event: PendingFailure): Promise<Buffer> {
+    try {
+      return await this.deps.cipher.decrypt(v, { secretId: row.id, version: v.version, scope: row.scope_key });
+    } catch (err) {
+      throw new OpenFailed({ ...event, resource: `secrets/${row.id}`, version: v.version }, err);
+    }
+  }
+
+  /** Record a failed decrypt in its own transaction (the one that failed rolled back), then rethrow. */
+  private async recordOpenFailure(err: unknown): Promise<never> {
+    if (!(err instanceof OpenFailed)) throw err;
+    const f = err.failure;
+    await this.deps.store.transact((tx) =>
+      this.deps.audit.record(tx, { actor: f.actor, action: f.action, resource: f.resource, outcome: 'failed', reason: `version ${f.version} could not be decrypted: its stored ciphertext, data key or bindings were altered`, context: f.context, details: { ...f.details, version: f.version } }),
+    );
+    throw new AirlockError('INTEGRITY_FAILED', `secret ${typeof f.details.name === 'string' ? f.details.name : ''} version ${f.version} cannot be decrypted: the stored value was altered or belongs to another secret; restore it from a backup or set a new version`, { reason: 'secret_corrupt', resource: f.resource, version: f.version });
   }
 
   /** Who and what read or changed a secret, and when (from the audit log). */

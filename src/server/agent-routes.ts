@@ -157,18 +157,9 @@ export function agentRoutes(app: App): (server: FastifyInstance) => Promise<void
       try {
         const next = await agents.nextJob(agent, (q.wait ?? DEFAULT_WAIT_SECONDS) * 1000, AbortSignal.any([gone.signal, closing.signal]));
         if (next === undefined) return await reply.code(204).send();
-        // The job's declared secrets travel with the job to the one agent holding it, and
-        // only those (issue 5). A refused release refuses the step; the agent gets no job.
-        let secrets: { name: string; valueBase64: string }[] = [];
-        try {
-          await app.vault();
-          const j = next.job;
-          secrets = (await app.secrets.releaseToStep({ runId: j.runId, stepId: j.stepId, project: j.project, stage: j.stage, step: j.step, environment: j.environment, traceId: j.traceId, runner: agent.runner }, j.secrets)).map((s) => ({ name: s.name, valueBase64: s.value.toString('base64') }));
-        } catch (err) {
-          await app.runs.complete(next.job.stepId, agent.runner, { status: 'refused', exitCode: null, reason: err instanceof Error ? err.message.slice(0, 500) : 'secrets could not be released', outputs: [], evidence: null });
-          return await reply.code(204).send();
-        }
-        return await reply.send({ ...next, secrets });
+        // No secret travels with the offer: the agent fetches the step's own secrets with the
+        // step's workload token when it starts it (POST /api/v1/workload/secrets).
+        return await reply.send(next);
       } finally {
         reply.raw.off('close', onClose);
       }

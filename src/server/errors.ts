@@ -100,7 +100,7 @@ function fromFastify(err: unknown): HttpError | undefined {
   if (typeof code !== 'string' || !code.startsWith('FST_')) return undefined;
   switch (code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return build(statusFor('PAYLOAD_TOO_LARGE'), 'PAYLOAD_TOO_LARGE', 'the request body is larger than the 65536 bytes allowed');
+      return build(statusFor('PAYLOAD_TOO_LARGE'), 'PAYLOAD_TOO_LARGE', 'the request body is larger than this endpoint allows (64 KiB for most requests)');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return build(statusFor('UNSUPPORTED_MEDIA_TYPE'), 'UNSUPPORTED_MEDIA_TYPE', 'unsupported content type: send application/json, or no body');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

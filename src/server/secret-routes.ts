@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { App } from '../app/index.js';
+import { ForbiddenError } from '../errors/index.js';
 import { actorOf } from '../identity/index.js';
 import { principalOf } from './auth.js';
 import { noFields, parseInput } from './input.js';
@@ -12,7 +13,7 @@ const setBody = z
   .object({
     name: z.string().min(1).max(128),
     /** The value, base64: JSON cannot carry arbitrary bytes, and base64 is never mistaken for a display string. */
-    valueBase64: z.string().min(1).max(200_000),
+    valueBase64: z.string().min(1).max(120_000),
     description: z.string().max(500).optional(),
     rotationIntervalDays: z.number().int().optional(),
     expiresAt: z.string().max(40).optional(),
@@ -23,6 +24,7 @@ const nameParams = z.object({ name: z.string().min(1).max(128) }).strict();
 const scopeQuery = z.object(scopeFields).strict();
 const revealBody = z.object({ justification: z.string().min(1).max(1000), version: z.number().int().min(1).optional(), ...scopeFields }).strict();
 const hashBody = z.object({ valueBase64: z.string().min(1).max(200_000) }).strict();
+const fetchBody = z.object({ names: z.array(z.string().min(1).max(128)).min(1).max(100).optional() }).strict();
 
 function ctx(request: FastifyRequest) {
   return { sourceAddress: request.ip, requestId: request.id, traceId: traceIdOf(request.raw) };
@@ -35,7 +37,8 @@ export function secretRoutes(app: App): (server: FastifyInstance) => Promise<voi
       await app.vault();
     });
 
-    server.post('/api/v1/secrets', { config: { action: 'secrets.write', resource: 'secrets' } }, async (request, reply) => {
+    // A value may be up to 64 KiB, which is about 88 KiB in base64: room for that and the rest.
+    server.post('/api/v1/secrets', { bodyLimit: 128 * 1024, config: { action: 'secrets.write', resource: 'secrets' } }, async (request, reply) => {
       const body = parseInput(setBody, request.body, 'body');
       const value = Buffer.from(body.valueBase64, 'base64');
       const info = await app.secrets.set(actorOf(principalOf(request)), { name: body.name, scope: { project: body.project, environment: body.environment }, value, description: body.description, rotationIntervalDays: body.rotationIntervalDays, expiresAt: body.expiresAt }, ctx(request));
@@ -59,10 +62,22 @@ export function secretRoutes(app: App): (server: FastifyInstance) => Promise<voi
       return { usage: await app.secrets.usage(name, q) };
     });
 
-    server.post('/api/v1/secrets/:name/reveal', { config: { action: 'secrets.reveal', resource: 'secrets' } }, async (request) => {
+    // A step's runner (embedded or agent) fetches the step's secrets with the step's workload
+    // token as the step starts; the token names the step attempt, the server decides the rest.
+    server.post('/api/v1/workload/secrets', { config: { action: 'secrets.fetch', resource: 'secrets' } }, async (request, reply) => {
+      const body = parseInput(fetchBody, request.body ?? {}, 'body');
+      const principal = principalOf(request);
+      if (principal.kind !== 'workload') throw new ForbiddenError('secrets are fetched with a step\'s workload token (AIRLOCK_TOKEN)');
+      const released = await app.releaseSecrets(principal.claims, body.names, request.ip);
+      void reply.header('cache-control', 'no-store');
+      return { secrets: released.map((r) => ({ name: r.name, version: r.version, valueBase64: r.value.toString('base64') })) };
+    });
+
+    server.post('/api/v1/secrets/:name/reveal', { config: { action: 'secrets.reveal', resource: 'secrets' } }, async (request, reply) => {
       const body = parseInput(revealBody, request.body, 'body');
       const { name } = parseInput(nameParams, request.params, 'path');
       const { value, version } = await app.secrets.reveal(actorOf(principalOf(request)), { name, scope: { project: body.project, environment: body.environment }, justification: body.justification, version: body.version }, ctx(request));
+      void reply.header('cache-control', 'no-store');
       return { name, version, valueBase64: value.toString('base64') };
     });
 

@@ -314,6 +314,23 @@ export interface VaultMetaTable {
   updated_at: string;
 }
 
+/**
+ * Keys the vault holds for other domains (`identity-seal`, `audit-checkpoint`), each wrapped by
+ * the root key with its name (and public key, if any) in the AAD.
+ */
+export interface VaultSealedKeysTable {
+  name: string;
+  /** Id of the root key that wrapped it. */
+  root_key_id: string;
+  /** nonce (12) || ciphertext (32) || tag (16): the 256-bit key or Ed25519 seed. */
+  sealed: Buffer;
+  /** Ed25519 public key (32 bytes) in clear, so verifiers need no root key; null for symmetric keys. */
+  public_key: Buffer | null;
+  /** generated (in the vault) | imported (from an old install's key file). */
+  origin: string;
+  created_at: string;
+}
+
 /** A secret's identity and metadata; its values live only in secret_versions, encrypted. */
 export interface SecretsTable {
   id: string;
@@ -393,6 +410,7 @@ export interface Database {
   agent_registration_tokens: AgentRegistrationTokensTable;
   vault_keys: VaultKeysTable;
   vault_meta: VaultMetaTable;
+  vault_sealed_keys: VaultSealedKeysTable;
   secrets: SecretsTable;
   secret_versions: SecretVersionsTable;
 }

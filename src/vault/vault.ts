@@ -2,7 +2,8 @@
  * The vault: envelope encryption of secret versions and of other keys' blobs, under a keyring of
  * key-encryption keys (KEKs) wrapped by the root key.
  *
- *   root key --HKDF--> wrapping key --AES-GCM--> KEKs (vault_keys), key-check and HMAC key (vault_meta)
+ *   root key --HKDF--> wrapping key --AES-GCM--> KEKs (vault_keys), key-check and HMAC key (vault_meta),
+ *                                                 other domains' keys (vault_sealed_keys)
  *   KEK --AES-GCM--> per-version data key (secret_versions.wrapped_dek) --AES-GCM--> value
  *
  * Threat: someone holding the database (a dump, a DBA) learns nothing of any value without the
@@ -11,6 +12,7 @@
  */
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { unlink } from 'node:fs/promises';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import { AirlockError, ValidationError } from '../errors/index.js';
@@ -22,6 +24,8 @@ import { SCHEME, blobContext, formatBlob, isKekId, kekFromBytes, newKek, openEnv
 import type { Kek } from './envelope.js';
 import { MASTER_KEY_ENV, rootWrappingKey } from './root-key.js';
 import type { RootKey } from './root-key.js';
+import { SEALED_KEY_DESCRIPTIONS, SEALED_KEY_NAMES, ed25519FromSeed, ed25519PublicKey, newEd25519Seed, sealKeyOver, sealedKeyAad } from './sealed-keys.js';
+import type { CheckpointKeyPair, LegacyKeyFiles, SealKey, SealedKeyEvent, SealedKeyName } from './sealed-keys.js';
 
 /** Largest value the vault encrypts in one piece. */
 export const MAX_PLAINTEXT_BYTES = 1024 * 1024;
@@ -30,6 +34,8 @@ export const DEFAULT_REWRAP_BATCH = 500;
 
 const CHECK_NAME = 'root-check';
 const HMAC_NAME = 'audit-hmac';
+const IDENTITY_SEAL: SealedKeyName = 'identity-seal';
+const CHECKPOINT: SealedKeyName = 'audit-checkpoint';
 /** The known plaintext of the key-check record (32 bytes, so it is wrapped like a key). */
 const KEY_CHECK = Buffer.concat([Buffer.from('airlock vault key check v1', 'utf8'), Buffer.alloc(6)]);
 const AUDIT_HASH_PREFIX = 'hmac-sha256:';
@@ -64,6 +70,14 @@ export interface VaultDeps {
   readonly store: Store;
   readonly root: RootKey;
   readonly clock?: () => Date;
+  /**
+   * Key files of an install from before the keys moved into the vault: a key the vault does not
+   * hold yet is imported from its file (same bytes, so what it sealed or signed stays valid), and
+   * the file is deleted once the vault holds that key.
+   */
+  readonly legacyKeys?: LegacyKeyFiles;
+  /** Told what opening did with the held keys (generated, imported, old file removed or kept); never key bytes. */
+  readonly onSealedKey?: (event: SealedKeyEvent) => void;
 }
 
 /** The scope string bound into a version's AAD: what the database checks `secrets.scope_key` against. */
@@ -117,7 +131,7 @@ function checkPlaintext(plaintext: Buffer): void {
 }
 
 /** Serialises creation and rotation across replicas (SQLite's BEGIN IMMEDIATE already serialises writers). */
-async function lockTables(tx: Tx, tables: readonly ('vault_keys' | 'vault_meta')[]): Promise<void> {
+async function lockTables(tx: Tx, tables: readonly ('vault_keys' | 'vault_meta' | 'vault_sealed_keys')[]): Promise<void> {
   if (tx.engine !== 'postgres') return;
   // Conflicts with itself, not with readers: decryption continues while a rotation runs.
   for (const t of tables) await sql`lock table ${sql.table(t)} in share row exclusive mode`.execute(tx.db);
@@ -139,6 +153,8 @@ export class Vault {
   private readonly hmacKey: KeyObject;
   /** Unwrapped KEKs by id. Never evicted: KEKs are never deleted, and a row always names one that exists. */
   private readonly keks = new Map<string, Kek>();
+  /** The keys held for other domains, unwrapped once at open. */
+  private held: { readonly seal: SealKey; readonly checkpoint: CheckpointKeyPair } | undefined;
 
   private constructor(store: Store, root: RootKey, clock: () => Date, hmacKey: KeyObject) {
     this.store = store;
@@ -151,6 +167,8 @@ export class Vault {
    * Opens the vault of `store` with `root`. On first use creates the key-check, the audit HMAC
    * key and the first KEK in one transaction (serialised across replicas); otherwise verifies the
    * key-check and refuses a wrong root key with KEY_INVALID naming the expected and given key ids.
+   * Then loads the keys it holds for other domains, creating (or importing from `legacyKeys`)
+   * any it does not hold yet in one transaction under the same lock.
    *
    * @example
    * const vault = await Vault.open({ store, root: (await loadRootKey({ env, home })).key });
@@ -169,12 +187,45 @@ export class Vault {
     }
     const vault = new Vault(store, root, clock, verifyMeta(meta, root));
     await readSafely('reading the vault keys', () => vault.loadKeks(store.db));
+    await vault.loadHeldKeys(deps.legacyKeys ?? {}, deps.onSealedKey ?? (() => undefined));
     return vault;
+  }
+
+  /**
+   * The public half of the checkpoint key as stored, for verifier-only readers (no vault open, no
+   * write). With `root`, the row is authenticated first (its public key is bound into the AAD of
+   * the sealed private key), so a public key swapped in the database is refused; without it, the
+   * stored value is taken as is. Undefined when the vault holds no checkpoint key yet.
+   */
+  static async checkpointPublicKey(db: Kysely<Database>, root?: RootKey): Promise<Buffer | undefined> {
+    const row = await readSafely('reading the vault checkpoint key', () => db.selectFrom('vault_sealed_keys').selectAll().where('name', '=', CHECKPOINT).executeTakeFirst());
+    if (row === undefined) return undefined;
+    if (root === undefined) {
+      if (row.public_key?.length !== KEY_BYTES) throw sealedKeyInvalid(CHECKPOINT);
+      return Buffer.from(row.public_key);
+    }
+    if (row.root_key_id !== root.id) throw mismatch(row.root_key_id, root.id);
+    const seed = openSealedRow(row, rootWrappingKey(root));
+    try {
+      return checkpointPair(row, seed).publicKey;
+    } finally {
+      seed.fill(0);
+    }
   }
 
   /** Id of the root key in use (safe to show). */
   get rootKeyId(): string {
     return this.root.id;
+  }
+
+  /** The identity sealing key (TOTP seeds, token signing keys, OIDC verifiers), held sealed by the root key. */
+  identitySealKey(): SealKey {
+    return this.heldKeys().seal;
+  }
+
+  /** The audit checkpoint signing key, held sealed by the root key; its public key is also stored in clear. */
+  checkpointKey(): CheckpointKeyPair {
+    return this.heldKeys().checkpoint;
   }
 
   /**
@@ -285,6 +336,18 @@ export class Vault {
       } finally {
         hmacBytes.fill(0);
       }
+      for (const row of await tx.db.selectFrom('vault_sealed_keys').selectAll().execute()) {
+        const held = openSealedRow(row, oldWrap);
+        try {
+          await tx.db
+            .updateTable('vault_sealed_keys')
+            .set({ sealed: wrapKey(newWrap, sealedKeyAad(row.name, row.public_key), held), root_key_id: newRoot.id })
+            .where('name', '=', row.name)
+            .execute();
+        } finally {
+          held.fill(0);
+        }
+      }
       await tx.db.updateTable('vault_meta').set({ sealed: sealCheck(newRoot), root_key_id: newRoot.id, updated_at: now }).where('name', '=', CHECK_NAME).execute();
       return rows.length;
     });
@@ -327,6 +390,85 @@ export class Vault {
     } catch (err) {
       if (err instanceof OpenFailed) throw blobFailed(purpose);
       throw err;
+    }
+  }
+
+  // --- keys held for other domains ------------------------------------------------------
+
+  private heldKeys(): { readonly seal: SealKey; readonly checkpoint: CheckpointKeyPair } {
+    if (this.held === undefined) throw new AirlockError('INTERNAL', 'the vault keys are not loaded');
+    return this.held;
+  }
+
+  /**
+   * Loads the held keys, creating the missing ones first (imported from their old files if
+   * there are any), then deletes old files whose key the vault now holds. A file is deleted only
+   * after the commit: a crash in between leaves both, and the next open deletes the file.
+   */
+  private async loadHeldKeys(legacy: LegacyKeyFiles, notify: (event: SealedKeyEvent) => void): Promise<void> {
+    const read = (): Promise<Map<string, Database['vault_sealed_keys']>> =>
+      readSafely('reading the vault sealed keys', async () => new Map((await this.store.db.selectFrom('vault_sealed_keys').selectAll().execute()).map((r) => [r.name, r])));
+    let rows = await read();
+    const missing = SEALED_KEY_NAMES.filter((name) => !rows.has(name));
+    if (missing.length > 0) {
+      for (const event of await this.createHeldKeys(missing, legacy)) notify(event);
+      rows = await read();
+    }
+    const wrap = rootWrappingKey(this.root);
+    const opened = (name: SealedKeyName): { row: Database['vault_sealed_keys']; bytes: Buffer } => {
+      const row = rows.get(name);
+      if (row === undefined) throw vaultError('sealed_key_missing', `the vault's ${SEALED_KEY_DESCRIPTIONS[name]} is missing after it was created; check the vault_sealed_keys table`, { key: name });
+      if (row.root_key_id !== this.root.id) throw mismatch(row.root_key_id, this.root.id);
+      return { row, bytes: openSealedRow(row, wrap) };
+    };
+    const seal = opened(IDENTITY_SEAL);
+    try {
+      const checkpoint = opened(CHECKPOINT);
+      try {
+        this.held = { seal: sealKeyOver(seal.bytes), checkpoint: checkpointPair(checkpoint.row, checkpoint.bytes) };
+        await retireLegacyFile(IDENTITY_SEAL, legacy[IDENTITY_SEAL], seal.bytes, notify);
+        await retireLegacyFile(CHECKPOINT, legacy[CHECKPOINT], checkpoint.bytes, notify);
+      } finally {
+        checkpoint.bytes.fill(0);
+      }
+    } finally {
+      seal.bytes.fill(0);
+    }
+  }
+
+  /** Creates the `missing` held keys under the vault lock (another replica may have just done it). */
+  private async createHeldKeys(missing: readonly SealedKeyName[], legacy: LegacyKeyFiles): Promise<SealedKeyEvent[]> {
+    // Files are read before the transaction (no file I/O under the lock). A file that exists but
+    // cannot be read safely stops the open: generating a new key instead would orphan what the
+    // old one sealed or signed.
+    const fromFiles = new Map<SealedKeyName, { bytes: Buffer; path: string }>();
+    try {
+      for (const name of missing) {
+        const file = legacy[name];
+        const bytes = await file?.read();
+        if (file === undefined || bytes === undefined) continue;
+        if (bytes.length !== KEY_BYTES) {
+          bytes.fill(0);
+          throw vaultError('legacy_key_invalid', `${file.path} does not hold a ${KEY_BYTES}-byte ${SEALED_KEY_DESCRIPTIONS[name]}; restore it from backup`, { key: name, path: file.path });
+        }
+        fromFiles.set(name, { bytes, path: file.path });
+      }
+      return await this.store.transact(async (tx) => {
+        await lockTables(tx, ['vault_sealed_keys']);
+        await this.assertRootCurrent(tx.db);
+        const present = new Set((await tx.db.selectFrom('vault_sealed_keys').select('name').execute()).map((r) => r.name));
+        const events: SealedKeyEvent[] = [];
+        const at = this.clock().toISOString();
+        for (const name of missing) {
+          if (present.has(name)) continue;
+          const file = fromFiles.get(name);
+          await insertHeldKey(tx.db, this.root, name, file?.bytes, at);
+          events.push(file === undefined ? { key: name, action: 'generated' } : { key: name, action: 'imported', path: file.path });
+        }
+        return events;
+      });
+    } finally {
+      for (const f of fromFiles.values()) f.bytes.fill(0);
     }
   }
 
@@ -458,6 +600,100 @@ function mismatch(expected: string, got: string): AirlockError {
   );
 }
 
+function sealedKeyInvalid(name: SealedKeyName): AirlockError {
+  return vaultError('sealed_key_invalid', `the vault's ${SEALED_KEY_DESCRIPTIONS[name]} cannot be opened: its vault_sealed_keys row '${name}' was altered; restore it from backup`, { key: name });
+}
+
+function isSealedKeyName(name: string): name is SealedKeyName {
+  return (SEALED_KEY_NAMES as readonly string[]).includes(name);
+}
+
+/** Unwraps a held key's row with the root wrapping key (its name and public key are the AAD). */
+function openSealedRow(row: Database['vault_sealed_keys'], wrap: KeyObject): Buffer {
+  try {
+    return unwrapKey(wrap, sealedKeyAad(row.name, row.public_key), row.sealed);
+  } catch {
+    if (isSealedKeyName(row.name)) throw sealedKeyInvalid(row.name);
+    throw vaultError('sealed_key_invalid', 'a vault_sealed_keys row cannot be opened: the table was altered; restore it from backup');
+  }
+}
+
+/** The checkpoint key from its row's seed; the stored public key must be the seed's. */
+function checkpointPair(row: Database['vault_sealed_keys'], seed: Buffer): CheckpointKeyPair {
+  let privateKey: KeyObject;
+  try {
+    privateKey = ed25519FromSeed(seed);
+  } catch {
+    throw sealedKeyInvalid(CHECKPOINT);
+  }
+  const publicKey = ed25519PublicKey(privateKey);
+  if (row.public_key === null || !publicKey.equals(row.public_key)) throw sealedKeyInvalid(CHECKPOINT);
+  return { privateKey, publicKey };
+}
+
+/** Inserts one held key: `imported` bytes (copied), or a new key. */
+async function insertHeldKey(db: Kysely<Database>, root: RootKey, name: SealedKeyName, imported: Buffer | undefined, at: string): Promise<void> {
+  let bytes: Buffer;
+  let publicKey: Buffer | null = null;
+  if (name === CHECKPOINT) {
+    if (imported === undefined) {
+      ({ seed: bytes, publicKey } = newEd25519Seed());
+    } else {
+      bytes = Buffer.from(imported);
+      publicKey = ed25519PublicKey(ed25519FromSeed(bytes));
+    }
+  } else {
+    bytes = imported === undefined ? randomBytes(KEY_BYTES) : Buffer.from(imported);
+  }
+  try {
+    await db
+      .insertInto('vault_sealed_keys')
+      .values({
+        name,
+        root_key_id: root.id,
+        sealed: wrapKey(rootWrappingKey(root), sealedKeyAad(name, publicKey), bytes),
+        public_key: publicKey,
+        origin: imported === undefined ? 'generated' : 'imported',
+        created_at: at,
+      })
+      .execute();
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+/**
+ * Deletes an old key file once the vault holds the same key. A file holding another key (a
+ * replica that had its own checkpoint key, a stray copy) is left alone and reported: it may be
+ * the only copy of something an operator still needs.
+ */
+async function retireLegacyFile(name: SealedKeyName, file: LegacyKeyFiles[SealedKeyName], held: Buffer, notify: (event: SealedKeyEvent) => void): Promise<void> {
+  if (file === undefined) return;
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await file.read();
+  } catch {
+    notify({ key: name, action: 'file_kept', path: file.path });
+    return;
+  }
+  if (bytes === undefined) return;
+  const same = bytes.length === held.length && timingSafeEqual(bytes, held);
+  bytes.fill(0);
+  if (!same) {
+    notify({ key: name, action: 'file_kept', path: file.path });
+    return;
+  }
+  try {
+    await unlink(file.path);
+  } catch (err) {
+    // Another replica sharing this home removed it first.
+    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return;
+    notify({ key: name, action: 'file_remove_failed', path: file.path });
+    return;
+  }
+  notify({ key: name, action: 'file_removed', path: file.path });
+}
+
 function openMetaKey(sealed: Buffer, wrap: KeyObject, aad: Buffer, what: string): Buffer {
   try {
     return unwrapKey(wrap, aad, sealed);
@@ -493,7 +729,8 @@ async function initialise(tx: Tx, root: RootKey, now: Date): Promise<void> {
   // key "open" this vault (and then fail on every row); refuse instead.
   const keys = await tx.db.selectFrom('vault_keys').select('id').limit(1).executeTakeFirst();
   const versions = await tx.db.selectFrom('secret_versions').select('secret_id').limit(1).executeTakeFirst();
-  if (keys !== undefined || versions !== undefined) {
+  const held = await tx.db.selectFrom('vault_sealed_keys').select('name').limit(1).executeTakeFirst();
+  if (keys !== undefined || versions !== undefined || held !== undefined) {
     throw vaultError('meta_missing', 'the vault key-check record is missing but the vault holds keys: the vault_meta table was altered; restore it from backup');
   }
   const wrap = rootWrappingKey(root);

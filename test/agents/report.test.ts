@@ -21,6 +21,7 @@ const job: Job = {
   step: 'make',
   attempt: 2,
   commit: 'c'.repeat(40),
+  ref: 'main',
   traceId: 't'.repeat(32),
   command: 'make',
   env: {},

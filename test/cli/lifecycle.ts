@@ -58,8 +58,9 @@ export function defineLifecycleSuite(engine: Engine): void {
           { name: '0002_identity', executedAt: null },
           { name: '0003_runs', executedAt: null },
           { name: '0004_vault', executedAt: null },
+          { name: '0005_vault_sealed_keys', executedAt: null },
         ],
-        pending: 4,
+        pending: 5,
       });
       expect(tail.code).toBe(1);
       expect(tail.stderr).toContain('airlock db migrate');

@@ -97,12 +97,16 @@ describe('pipelines from the CLI (sqlite)', () => {
     expectOk(await cli('project', 'add', 'secret-demo', '--repo', repo.dir), 'project add');
     const value = 'Zx9-s3cr3t-Pa55w0rd-41';
     expectOk(await run(['secret', 'set', 'DB_PASSWORD', '--project', 'secret-demo'], { env, input: value }), 'secret set');
+    const key = '-----BEGIN DEMO KEY-----\nZx9-client-K3y-body-77\n-----END DEMO KEY-----\n';
+    writeFileSync(join(scratch, 'client-key.pem'), key);
+    expectOk(await run(['secret', 'set', 'DB_CLIENT_KEY', '--project', 'secret-demo', '--from-file', join(scratch, 'client-key.pem')], { env }), 'secret set (file)');
     const r = await cli('run', 'secret-demo', '--follow');
     expectOk(r, 'run');
     expect(r.stdout).toContain('connecting as app with password ***');
     expect(r.stdout).toContain('"password":"***"');
-    expect(r.stdout).toContain('DB_PASSWORD here is not set');
-    for (const form of [value, Buffer.from(value).toString('base64'), Buffer.from(`app:${value}`).toString('base64')]) expect(r.stdout + r.stderr).not.toContain(form);
+    expect(r.stdout).toContain(`client key file mode 400, ${key.length} bytes:\n***`);
+    expect(r.stdout).toContain('DB_PASSWORD here is not set, DB_CLIENT_KEY_FILE is not set');
+    for (const form of [value, Buffer.from(value).toString('base64'), Buffer.from(`app:${value}`).toString('base64'), 'Zx9-client-K3y-body-77']) expect(r.stdout + r.stderr).not.toContain(form);
     const logs = await cli('logs', 'secret-demo#1');
     expect(logs.stdout + logs.stderr).not.toContain(value);
     const listed = await cli('secret', 'list');

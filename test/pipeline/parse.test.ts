@@ -59,11 +59,11 @@ describe('a valid file', () => {
           needs: ['build'],
           environment: undefined,
           steps: [
-            step({ name: 'unit', run: 'npm test', inputs: ['dist/app.tgz'], retries: 2, idempotent: true, secrets: ['NPM_TOKEN'], evidence: 'test', timeoutSeconds: 5400 }),
+            step({ name: 'unit', run: 'npm test', inputs: ['dist/app.tgz'], retries: 2, idempotent: true, secrets: [{ name: 'NPM_TOKEN', as: 'env' }], evidence: 'test', timeoutSeconds: 5400 }),
             step({ name: 'lint', run: 'npm run lint\nnpm run typecheck\n' }),
           ],
         },
-        { name: 'deploy', needs: ['test'], environment: 'staging', steps: [step({ name: 'ship', run: './deploy.sh', secrets: ['DEPLOY_TOKEN'] })] },
+        { name: 'deploy', needs: ['test'], environment: 'staging', steps: [step({ name: 'ship', run: './deploy.sh', secrets: [{ name: 'DEPLOY_TOKEN', as: 'env' }] })] },
       ],
       digest: sha256(bytes),
     });
@@ -400,5 +400,72 @@ describe('parsePipeline errors', () => {
     const text = file('      - name: compile', '        run: mysql --password=hunter2secret');
     expect(() => parsePipeline(text)).not.toThrow();
     expect(lintPipeline(text).map((p) => p.code)).toEqual(['hardcoded_credential']);
+  });
+});
+
+describe('secrets: a name (env) or { name, as: env | file }', () => {
+  const secretsOf = (...lines: string[]) => parsePipeline(file(...okStep, ...lines)).stages[0]!.steps[0]!.secrets;
+
+  it('reads both forms, block and flow, in order, defaulting `as` to env', () => {
+    expect(secretsOf('        secrets:', '          - DB_PASSWORD', '          - name: TLS_KEY', '            as: file', '          - { name: NPM_TOKEN, as: env }', '          - { name: API_KEY }')).toEqual([
+      { name: 'DB_PASSWORD', as: 'env' },
+      { name: 'TLS_KEY', as: 'file' },
+      { name: 'NPM_TOKEN', as: 'env' },
+      { name: 'API_KEY', as: 'env' },
+    ]);
+    const def = parsePipeline(file(...okStep, '        secrets: [{ name: TLS_KEY, as: file }]'));
+    expect(Object.isFrozen(def.stages[0]!.steps[0]!.secrets[0])).toBe(true);
+  });
+  it('a file secret may share its name with an env variable it does not set', () => {
+    expect(secretsOf('        env: { TLS_KEY: "not the secret" }', '        secrets: [{ name: TLS_KEY, as: file }]')).toEqual([{ name: 'TLS_KEY', as: 'file' }]);
+  });
+  it('invalid_value: `as` other than env or file', () => {
+    expectProblem(file(...okStep, '        secrets: [{ name: TLS_KEY, as: path }]'), { code: 'invalid_value', line: 9, col: 40, path: 'stages.build.steps[0].secrets[0].as', message: /"path"/, hint: /env, file/ });
+  });
+  it('wrong_type: `as` that is not a string', () => {
+    expectProblem(file(...okStep, '        secrets: [{ name: TLS_KEY, as: true }]'), { code: 'wrong_type', line: 9, col: 40, path: 'stages.build.steps[0].secrets[0].as' });
+  });
+  it('unknown_key in a secret entry, with a suggestion', () => {
+    expectProblem(file(...okStep, '        secrets:', '          - name: TLS_KEY', '            ass: file'), { code: 'unknown_key', line: 11, col: 13, path: 'stages.build.steps[0].secrets[0].ass', message: /in a secret entry/, hint: /did you mean `as`\?/ });
+  });
+  it('unknown_key in a secret entry that is nothing like a known key lists them', () => {
+    expectProblem(file(...okStep, '        secrets: [{ name: TLS_KEY, mode: "0400" }]'), { code: 'unknown_key', line: 9, col: 36, hint: /known keys here: name, as/ });
+  });
+  it('`as` at step level says where it belongs', () => {
+    expectProblem(file(...okStep, '        as: file'), { code: 'unknown_key', line: 9, col: 9, path: 'stages.build.steps[0].as', hint: /belongs in a secret entry/ });
+  });
+  it('missing_key: a map without name', () => {
+    expectProblem(file(...okStep, '        secrets: [{ as: file }]'), { code: 'missing_key', line: 9, col: 19, path: 'stages.build.steps[0].secrets[0].name', message: /a secret entry is missing `name`/ });
+  });
+  it('invalid_name and reserved_name in the map form', () => {
+    expectProblem(file(...okStep, '        secrets: [{ name: tls-key, as: file }]'), { code: 'invalid_name', line: 9, col: 27, path: 'stages.build.steps[0].secrets[0].name', hint: /NPM_TOKEN/ });
+    expectProblem(file(...okStep, '        secrets: [{ name: AIRLOCK_KEY, as: file }]'), { code: 'reserved_name', line: 9, col: 27, path: 'stages.build.steps[0].secrets[0].name', hint: /set by Airlock itself/ });
+  });
+  it('wrong_type: a list or an empty entry', () => {
+    expectProblem(file(...okStep, '        secrets: [[TLS_KEY]]'), { code: 'wrong_type', line: 9, col: 19, path: 'stages.build.steps[0].secrets[0]', hint: /\{ name: NAME, as: file \}/ });
+    // An empty item is reported at its list's key, as in every other list.
+    expectProblem(file(...okStep, '        secrets:', '          -'), { code: 'wrong_type', path: 'stages.build.steps[0].secrets[0]', line: 9, col: 9 });
+  });
+  it('wrong_type: secrets that is not a list', () => {
+    expectProblem(file(...okStep, '        secrets: TLS_KEY'), { code: 'wrong_type', line: 9, col: 18, hint: /write a list: \[TLS_KEY\]/ });
+  });
+  it('duplicate_entry: one name twice, in either form', () => {
+    expectProblem(file(...okStep, '        secrets: [TLS_KEY, { name: TLS_KEY, as: file }]'), { code: 'duplicate_entry', line: 9, col: 28, path: 'stages.build.steps[0].secrets[1]', message: /"TLS_KEY" is listed twice .* \(also at index 0\)/ });
+    expectProblem(file(...okStep, '        secrets: [{ name: A, as: file }, { name: A, as: file }]'), { code: 'duplicate_entry', line: 9, col: 42 });
+  });
+  it('env_secret_conflict: a file secret whose path variable is also in env', () => {
+    expectProblem(file(...okStep, '        env: { TLS_KEY_FILE: /etc/ssl/key.pem }', '        secrets: [{ name: TLS_KEY, as: file }]'), { code: 'env_secret_conflict', line: 10, col: 19, message: /TLS_KEY_FILE is both the path of file secret TLS_KEY and a plain env variable/ });
+  });
+  it('env_secret_conflict: an env secret in the map form', () => {
+    expectProblem(file(...okStep, '        env: { NPM_TOKEN: x }', '        secrets: [{ name: NPM_TOKEN }]'), { code: 'env_secret_conflict', line: 10, col: 19 });
+  });
+  it('secret_variable_conflict: a file secret and an env secret that would set one variable', () => {
+    expectProblem(file(...okStep, '        secrets: [{ name: TLS_KEY, as: file }, TLS_KEY_FILE]'), { code: 'secret_variable_conflict', line: 9, col: 48, path: 'stages.build.steps[0].secrets[1]', message: /TLS_KEY_FILE would hold both the value of secret TLS_KEY_FILE and the path of file secret TLS_KEY/ });
+  });
+  it('invalid_path: inputs and outputs under .secrets/ (reserved for secret files)', () => {
+    expectProblem(file(...okStep, '        outputs: [.secrets/TLS_KEY]'), { code: 'invalid_path', line: 9, col: 19, message: /is inside \.secrets\//, hint: /outside \.secrets\//u });
+    expectProblem(file(...okStep, '        outputs: [.secrets]'), { code: 'invalid_path', line: 9, col: 19 });
+    // Only the top-level directory is reserved.
+    expect(lintPipeline(file(...okStep, '        outputs: [dist/.secrets/x, .secrets-list]'))).toEqual([]);
   });
 });

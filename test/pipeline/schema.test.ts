@@ -119,6 +119,14 @@ describe('the pipeline JSON Schema', () => {
     ['reserved env', base.replace('run: make', 'run: make\n        env: { AIRLOCK_X: "1" }')],
     ['numeric env value', base.replace('run: make', 'run: make\n        env: { PORT: 80 }')],
     ['bad secret name', base.replace('run: make', 'run: make\n        secrets: [npm_token]')],
+    ['reserved secret name', base.replace('run: make', 'run: make\n        secrets: [AIRLOCK_TOKEN]')],
+    ['bad secret name in the map form', base.replace('run: make', 'run: make\n        secrets: [{ name: tls-key, as: file }]')],
+    ['unknown secret injection', base.replace('run: make', 'run: make\n        secrets: [{ name: TLS_KEY, as: path }]')],
+    ['unknown key in a secret entry', base.replace('run: make', 'run: make\n        secrets: [{ name: TLS_KEY, mode: file }]')],
+    ['secret entry without name', base.replace('run: make', 'run: make\n        secrets: [{ as: file }]')],
+    ['secret entry that is a number', base.replace('run: make', 'run: make\n        secrets: [5]')],
+    ['repeated secret map', base.replace('run: make', 'run: make\n        secrets: [{ name: A, as: file }, { name: A, as: file }]')],
+    ['output under .secrets/', base.replace('run: make', 'run: make\n        outputs: [.secrets/key]')],
     ['bad semver range', base.replace('run: make', 'run: make\n        requires: { node: latest }')],
     ['bad evidence', base.replace('run: make', 'run: make\n        evidence: coverage')],
     ['string network', base.replace('run: make', 'run: make\n        network: "false"')],
@@ -139,6 +147,8 @@ describe('the pipeline JSON Schema', () => {
       base.replace('run: make', 'run: make\n        env:\n        requires:'),
       `${base}environments:\n  staging:\n  prod: { protected: false }\n`,
       base.replace('run: make', 'run: make\n        outputs: [a.b/c-d_e/.hidden]'),
+      base.replace('run: make', 'run: make\n        outputs: [dist/.secrets/x, .secrets-list]'),
+      base.replace('run: make', 'run: make\n        secrets: [DB_PASSWORD, { name: TLS_KEY, as: file }, { name: NPM_TOKEN, as: env }, { name: API_KEY }]'),
     ]) {
       expect(check(text)).toEqual([]);
       expect(lintPipeline(text)).toEqual([]);
@@ -155,6 +165,11 @@ describe('the pipeline JSON Schema', () => {
     }
     expect(stepKeys.sort()).toEqual(['env', 'evidence', 'idempotent', 'inputs', 'name', 'network', 'outputs', 'requires', 'retries', 'run', 'runs-on', 'secrets', 'timeout']);
     expect(Object.keys(defs.stage!.properties).sort()).toEqual(['environment', 'needs', 'steps']);
+    expect(Object.keys(defs.secret!.properties).sort()).toEqual(['as', 'name']);
+    for (const key of Object.keys(defs.secret!.properties)) {
+      const text = base.replace('run: make', `run: make\n        secrets: [{ name: A, ${key}: null }]`);
+      expect(lintPipeline(text).map((p) => p.code)).not.toContain('unknown_key');
+    }
     expect(Object.keys(schema.properties as object).sort()).toEqual(['environments', 'owners', 'pipeline', 'stages', 'version']);
   });
 });

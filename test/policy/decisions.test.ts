@@ -73,9 +73,9 @@ describe('role matrix (every action, with a fresh MFA proof)', () => {
     expect(engine.authorize(req({ ...anonymous, roles: ['admin'] }, 'system.health.read')).allowed).toBe(false);
   });
 
-  it('a Workload gets only the public actions and cannot borrow a role', () => {
+  it('a Workload gets only the public actions and fetching its secrets, and cannot borrow a role', () => {
     const wl: PrincipalRef = { type: 'Workload', id: 'w1', attrs: { pipeline: 'p', run: 'r', step: 's' } };
-    expect(allowedActions(wl, { ...NO_MFA, authMethod: 'workload-token' })).toEqual(expected(PUBLIC));
+    expect(allowedActions(wl, { ...NO_MFA, authMethod: 'workload-token' })).toEqual(expected(PUBLIC, ['secrets.fetch']));
     const borrowed = engine.authorize(req({ ...wl, roles: ['admin'] }, 'runs.read'));
     expect(borrowed.allowed).toBe(false);
     expect(borrowed.errors.length).toBeGreaterThan(0);
@@ -198,10 +198,11 @@ describe('decisions carry their deciding policies and errors', () => {
     expect(engine.authorize(req(user('o', 'operator'), 'deployments.create', NO_MFA)).policies).toEqual(['mfa-required']);
   });
 
-  it('decisions are frozen', () => {
+  it('each decision is its own object: a caller altering one cannot alter the next', () => {
     const d = engine.authorize(req(user('a'), 'auth.whoami'));
-    expect(Object.isFrozen(d)).toBe(true);
-    expect(Object.isFrozen(d.policies)).toBe(true);
+    (d.policies as string[]).push('forged');
+    (d as { allowed: boolean }).allowed = false;
+    expect(engine.authorize(req(user('a'), 'auth.whoami'))).toEqual({ allowed: true, policies: ['self'], errors: [] });
   });
 
   it('malformed requests are refused with a reason, never thrown', () => {

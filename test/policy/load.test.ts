@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ACTIONS,
   ACTION_GROUPS,
+  DECISION_ACTIONS,
   PolicyEngine,
   defaultPolicies,
   defaultPolicyDir,
@@ -41,6 +42,9 @@ const EXPECTED_IDS = [
   'role-runner',
   'agents-operator',
   'agents-auditor',
+  'secrets-fetch-workload',
+  'secrets-release-declared',
+  'protected-secrets-need-approval',
 ];
 
 describe('shipped schema and default policies', () => {
@@ -67,7 +71,10 @@ describe('shipped schema and default policies', () => {
     if (json.type !== 'success') return;
     const actions = json.json.Airlock?.actions ?? {};
     const requestable = Object.keys(actions).filter((a) => (actions[a]?.appliesTo?.principalTypes.length ?? 0) > 0);
-    expect(requestable.sort()).toEqual([...ACTIONS].sort());
+    expect(requestable.sort()).toEqual([...ACTIONS, ...DECISION_ACTIONS].sort());
+    // A decision-only action is asked about a Workload only, with its own context type.
+    expect(actions['secrets.release']?.appliesTo?.principalTypes).toEqual(['Workload']);
+    expect(actions['secrets.release']?.appliesTo?.resourceTypes).toEqual(['Secret']);
     for (const a of ACTIONS) {
       expect(actions[a]?.appliesTo?.principalTypes.sort(), a).toEqual(['Anonymous', 'ServiceAccount', 'User', 'Workload']);
       expect(actions[a]?.appliesTo?.resourceTypes, a).toContain('Resource');

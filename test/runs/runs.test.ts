@@ -173,7 +173,7 @@ describe.each(ENGINES)('runs on %s', (engine) => {
       const home = t.app.config.home;
       const probe = [
         `ls ${home} && echo HOME_VISIBLE || echo home-hidden`,
-        `cat ${home}/keys/identity-seal.key && echo KEY_READ || echo key-hidden`,
+        `cat ${home}/keys/master.key && echo KEY_READ || echo key-hidden`,
         'touch /usr/airlock-probe && echo SYSTEM_WRITABLE || echo system-read-only',
         "(exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && echo NETWORK_OPEN || echo no-network",
         'echo workspace > written.txt && cat written.txt',
