@@ -10,10 +10,11 @@
  * one request at a time. Each fetch verifies the token, reads the step and its run, asks the
  * Cedar release policy per secret, decrypts, and waits for its audit records to be durable.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { openApp } from '../src/app/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { createLogger } from '../src/observability/index.js';
@@ -25,6 +26,43 @@ import { QUICK, Samples, emit, now, progress, round, timeLoop } from './lib.js';
 const GOAL_OPS_PER_S = 10_000;
 const GOAL_FETCH_P99_MS = 5;
 const FETCHES = QUICK ? 300 : 3000;
+const THIS_FILE = fileURLToPath(import.meta.url);
+
+interface ClientResult {
+  readonly p50: number;
+  readonly p99: number;
+  readonly wallMs: number;
+}
+
+/**
+ * The client, in its own process (forked from this file) so that its fetch machinery does not
+ * share the server's event loop: one request at a time, each timed from send to parsed answer.
+ */
+async function fetchClient(url: string, token: string, n: number, expect: number): Promise<void> {
+  const once = async (): Promise<void> => {
+    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' });
+    const body = (await res.json()) as { secrets?: unknown[] };
+    if (res.status !== 200 || body.secrets?.length !== expect) throw new Error(`fetch answered ${res.status}`);
+  };
+  for (let i = 0; i < 50; i++) await once(); // warm-up (JIT, connection)
+  const samples = new Samples();
+  const t0 = now();
+  for (let i = 0; i < n; i++) {
+    const s = now();
+    await once();
+    samples.push(now() - s);
+  }
+  const s = samples.summary();
+  const result: ClientResult = { p50: s.p50, p99: s.p99, wallMs: now() - t0 };
+  process.send?.(result);
+}
+
+if (process.argv[1] === THIS_FILE && process.argv[2] === 'fetch-client') {
+  fetchClient(process.argv[3] ?? '', process.env.BENCH_FETCH_TOKEN ?? '', Number(process.argv[4]), Number(process.argv[5])).catch((err: unknown) => {
+    process.stderr.write(`fetch client failed: ${String(err)}\n`);
+    process.exit(1);
+  });
+}
 
 /** Lets queued IPC messages (the emitted lines) go out between CPU-bound figures. */
 const breathe = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -45,12 +83,17 @@ function measure(ms: number, op: (i: number) => void): { opsPerS: number; n: num
   return { opsPerS: Math.round(t.iterations / t.elapsedS), n: t.iterations, p50: s.p50, p99: s.p99 };
 }
 
-/** p50/p99 of a step's secret fetch through the API (three declared secrets, 64 bytes each). */
+const FETCH_SECRETS = ['DB_PASSWORD', 'API_TOKEN', 'SIGNING_KEY'];
+
+/**
+ * p50/p99 of a step's secret fetch through the API, for a step declaring one secret (what
+ * Vault's KV-read figure measures) and one declaring three (64 bytes each): two steps of one run.
+ */
 async function benchFetch(scratch: string): Promise<void> {
   const dir = mkdtempSync(join(scratch, 'vault-'));
   const repo = join(dir, 'repo');
   mkdirSync(repo);
-  writeFileSync(join(repo, 'airlock.yaml'), 'version: 1\npipeline: fetch\nowners: [bench]\nstages:\n  one:\n    steps:\n      - { name: t, run: "true", secrets: [DB_PASSWORD, API_TOKEN, SIGNING_KEY] }\n');
+  writeFileSync(join(repo, 'airlock.yaml'), `version: 1\npipeline: fetch\nowners: [bench]\nstages:\n  one:\n    steps:\n      - { name: s1, run: "true", secrets: [DB_PASSWORD] }\n      - { name: s3, run: "true", secrets: [${FETCH_SECRETS.join(', ')}] }\n`);
   const env = { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' };
   for (const args of [['init', '-q'], ['add', '-A'], ['commit', '-q', '-m', 'bench']]) execFileSync('git', ['-C', repo, ...args], { env });
   const config = loadConfig({ flags: { home: join(dir, 'home'), listen: '127.0.0.1:0' }, env: {} });
@@ -59,41 +102,39 @@ async function benchFetch(scratch: string): Promise<void> {
   try {
     const actor = { kind: 'system' as const, id: 'bench' };
     await app.projects.add(actor, { name: 'fetch', repo });
-    for (const name of ['DB_PASSWORD', 'API_TOKEN', 'SIGNING_KEY']) await app.secrets.set(actor, { name, scope: { project: 'fetch' }, value: randomBytes(64) });
+    for (const name of FETCH_SECRETS) await app.secrets.set(actor, { name, scope: { project: 'fetch' }, value: randomBytes(64) });
     await app.runs.start(actor, { project: 'fetch' });
-    // Claimed by hand, as a runner would: no embedded runner competes for the step.
-    const job = await app.runs.claim({ name: 'bench-runner', labels: ['embedded'] });
-    if (job === undefined) throw new Error('the step was not queued');
-    const token = (await app.providedEnv(job, 'bench-runner')).AIRLOCK_TOKEN ?? '';
-    const fetchOnce = async (): Promise<void> => {
-      const res = await fetch(`${server.url}/api/v1/workload/secrets`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' });
-      const body = (await res.json()) as { secrets?: unknown[] };
-      if (res.status !== 200 || body.secrets?.length !== 3) throw new Error(`fetch answered ${res.status}`);
-    };
-    for (let i = 0; i < 50; i++) await fetchOnce(); // warm-up (JIT, connection)
-    progress(`vault: ${FETCHES} secret fetches through the API, one at a time`);
-    const samples = new Samples();
-    const t0 = now();
-    for (let i = 0; i < FETCHES; i++) {
-      const s = now();
-      await fetchOnce();
-      samples.push(now() - s);
+    // Claimed by hand, as a runner would: no embedded runner competes for the steps.
+    const jobs = [await app.runs.claim({ name: 'bench-runner', labels: ['embedded'] }), await app.runs.claim({ name: 'bench-runner', labels: ['embedded'] })];
+    for (const job of jobs) {
+      if (job === undefined) throw new Error('the steps were not queued');
+      const count = job.secrets.length;
+      const token = (await app.providedEnv(job, 'bench-runner')).AIRLOCK_TOKEN ?? '';
+      progress(`vault: ${FETCHES} fetches of ${count} secret(s) through the API, one at a time, from a client process`);
+      // The token goes through the environment, not argv (which `ps` shows).
+      const client = fork(THIS_FILE, ['fetch-client', `${server.url}/api/v1/workload/secrets`, String(FETCHES), String(count)], { env: { ...process.env, BENCH_FETCH_TOKEN: token } });
+      const s = await new Promise<ClientResult>((resolve, reject) => {
+        client.once('message', (m) => {
+          resolve(m as ClientResult);
+        });
+        client.once('exit', (code) => {
+          reject(new Error(`the fetch client exited (${String(code)}) without a result`));
+        });
+      });
+      emit({
+        bench: count === 1 ? 'vault_step_secret_fetch_p99' : `vault_step_secret_fetch_${count}_p99`,
+        value: s.p99,
+        unit: 'ms',
+        p50Ms: s.p50,
+        n: FETCHES,
+        secretsPerFetch: count,
+        fetchesPerS: Math.round(FETCHES / (s.wallMs / 1000)),
+        api: `POST /api/v1/workload/secrets: JWT verify, Cedar route + ${count} release decision(s), ${count} decrypt(s), ${count + 1} audit records in one durable commit (SQLite)`,
+        goal: `<= ${GOAL_FETCH_P99_MS} ms`,
+        pass: s.p99 <= GOAL_FETCH_P99_MS,
+      });
+      await app.runs.complete(job.stepId, 'bench-runner', { status: 'succeeded', exitCode: 0, reason: undefined, outputs: [], evidence: null });
     }
-    const wall = now() - t0;
-    const s = samples.summary();
-    emit({
-      bench: 'vault_step_secret_fetch_p99',
-      value: s.p99,
-      unit: 'ms',
-      p50Ms: s.p50,
-      n: FETCHES,
-      secretsPerFetch: 3,
-      fetchesPerS: Math.round(FETCHES / (wall / 1000)),
-      api: 'POST /api/v1/workload/secrets: JWT verify, Cedar per secret, 3 decrypts, 3 durable audit records (SQLite, group commit)',
-      goal: `<= ${GOAL_FETCH_P99_MS} ms`,
-      pass: s.p99 <= GOAL_FETCH_P99_MS,
-    });
-    await app.runs.complete(job.stepId, 'bench-runner', { status: 'succeeded', exitCode: 0, reason: undefined, outputs: [], evidence: null });
   } finally {
     await server.close();
     await app.close();

@@ -54,7 +54,7 @@ export interface App {
    * at step start, embedded or remote): only while the step runs, only what it declared
    * (`requested` narrows it), and only what policy allows. Refusals are recorded.
    */
-  releaseSecrets(claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress?: string): Promise<{ name: string; value: Buffer; version: number }[]>;
+  releaseSecrets(claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress?: string, requestRecord?: AuditEventInput): Promise<{ name: string; value: Buffer; version: number }[]>;
   /** The environment Airlock provides to a step besides its declared variables. */
   providedEnv(job: Job, runner: string): Promise<Record<string, string>>;
   /**
@@ -201,14 +201,13 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     const runsDeps = { store, audit, git: new GitCli(join(config.home, 'repos')), clock, runsDir: join(config.home, 'runs') };
     const projects = new Projects(runsDeps);
     const runs = new Runs(runsDeps, projects, config.runnerLeaseSeconds * 1000);
-    const releaseSecrets = async (claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress = 'embedded'): Promise<{ name: string; value: Buffer; version: number }[]> => {
+    const releaseSecrets = async (claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress = 'embedded', requestRecord?: AuditEventInput): Promise<{ name: string; value: Buffer; version: number }[]> => {
       const stepId = claims.step_id;
       if (stepId === undefined) throw new ForbiddenError('this workload token is not bound to a step attempt, so no secret can be released with it');
-      const view = await runs.releaseView(stepId);
-      const { job } = view;
+      const job = await runs.releaseView(stepId);
       // The claims come from a verified token; a mismatch means it was minted for another step.
       if (job.runId !== claims.run_id || job.step !== claims.step) throw new ForbiddenError('the workload token does not belong to this step');
-      if (view.state !== 'running' || view.runner === null) throw new ForbiddenError(`step ${job.stage}/${job.step} is ${view.state}: secrets are released only while it runs`, { state: view.state });
+      if (job.state !== 'running' || job.runner === null) throw new ForbiddenError(`step ${job.stage}/${job.step} is ${job.state}: secrets are released only while it runs`, { state: job.state });
       await vaultReady();
       return secrets.releaseToStep(
         {
@@ -219,7 +218,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
           stage: job.stage,
           step: job.step,
           environment: job.environment,
-          environmentProtected: view.environmentProtected,
+          environmentProtected: job.environmentProtected,
           ref: job.ref,
           commit: job.commit,
           trigger: claims.trigger ?? 'manual',
@@ -227,11 +226,12 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
           // protected-environment secrets stay locked (policy protected-secrets-need-approval).
           approved: false,
           traceId: job.traceId,
-          runner: view.runner,
+          runner: job.runner,
           sourceAddress,
-          declared: job.secrets.map((s) => (typeof s === 'string' ? s : s.name)),
+          declared: job.secrets.map((s) => s.name),
         },
         requested,
+        requestRecord,
       );
     };
     const providedEnv = async (job: Job, runner: string): Promise<Record<string, string>> => {

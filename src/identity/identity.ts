@@ -1,6 +1,6 @@
 /** The identity domain, assembled: people, sessions, SSO, machines, and request authentication. */
 import type { CallContext, IdentityDeps } from './common.js';
-import type { TokenService } from './jwt.js';
+import type { TokenService, VerifiedToken } from './jwt.js';
 import type { OidcClient } from './oidc.js';
 import type { Principal } from './principal.js';
 import { Roles } from './roles.js';
@@ -59,18 +59,19 @@ export class Identity {
   }
 
   private async authenticateJwt(token: string): Promise<Authentication> {
-    const service = await this.serviceAccounts.authenticate(token);
-    if ('principal' in service || service.reason !== 'token_kind') return service;
+    let v: VerifiedToken;
     try {
-      const v = await this.tokens.verify(token, { audience: API_AUDIENCE, kind: 'workload' });
-      const claims: Record<string, string> = { pipeline: v.pipeline, run_id: v.runId, step: v.step, commit: v.commit, trigger: v.trigger };
-      if (v.environment !== undefined) claims.environment = v.environment;
-      if (v.ref !== undefined) claims.ref = v.ref;
-      if (v.stepId !== undefined) claims.step_id = v.stepId;
-      return { principal: { kind: 'workload', id: v.subject, name: v.subject, roles: [], authMethod: 'workload-token', tokenId: v.jti, claims } };
+      v = await this.tokens.verify(token, { audience: API_AUDIENCE, kind: 'any' });
     } catch (err) {
       return { reason: isAirlockError(err) && typeof err.details.reason === 'string' ? `token_${err.details.reason}` : 'token_invalid' };
     }
+    // Outside the try: a storage failure here is ours, not the token's.
+    if (v.kind === 'service') return this.serviceAccounts.principalOf(v);
+    const claims: Record<string, string> = { pipeline: v.pipeline, run_id: v.runId, step: v.step, commit: v.commit, trigger: v.trigger };
+    if (v.environment !== undefined) claims.environment = v.environment;
+    if (v.ref !== undefined) claims.ref = v.ref;
+    if (v.stepId !== undefined) claims.step_id = v.stepId;
+    return { principal: { kind: 'workload', id: v.subject, name: v.subject, roles: [], authMethod: 'workload-token', tokenId: v.jti, claims } };
   }
 }
 

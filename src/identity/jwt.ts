@@ -266,8 +266,9 @@ export class TokenService {
    */
   async verify(token: string, opts: { audience: string; kind: 'service' }): Promise<VerifiedServiceToken>;
   async verify(token: string, opts: { audience: string; kind: 'workload' }): Promise<VerifiedWorkloadToken>;
-  async verify(token: string, opts: { audience: string; kind: TokenUse }): Promise<VerifiedToken>;
-  async verify(token: string, opts: { audience: string; kind: TokenUse }): Promise<VerifiedToken> {
+  async verify(token: string, opts: { audience: string; kind: TokenUse | 'any' }): Promise<VerifiedToken>;
+  /** `kind: 'any'` accepts either kind, as its token_use says (one signature check, not one per kind). */
+  async verify(token: string, opts: { audience: string; kind: TokenUse | 'any' }): Promise<VerifiedToken> {
     if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH) throw refuse('malformed');
     let payload: JWTPayload;
     let header: JWTHeaderParameters;
@@ -294,7 +295,8 @@ export class TokenService {
       if (err instanceof AirlockError) throw err; // a storage or key failure is ours, not the token's
       throw refuse(reasonOf(err), err instanceof errors.JOSEError || err instanceof KeyLookupFailed ? undefined : err);
     }
-    return this.claimsOf(payload, header, opts.kind);
+    const kind = opts.kind !== 'any' ? opts.kind : payload.token_use === 'service' ? 'service' : 'workload';
+    return this.claimsOf(payload, header, kind);
   }
 
   /** Checks the shape of every claim we rely on; jose has checked the signature and times. */

@@ -199,6 +199,11 @@ export class ServiceAccounts {
       const reason = isAirlockError(err) && typeof err.details.reason === 'string' ? `token_${err.details.reason}` : 'token_invalid';
       return { reason };
     }
+    return this.principalOf(claims);
+  }
+
+  /** The principal of a verified service token: its key and account must still be live. */
+  async principalOf(claims: VerifiedServiceToken): Promise<{ principal: ServicePrincipal } | { reason: string }> {
     const keyId = claims.apiKeyId;
     const row = await this.deps.store.db
       .selectFrom('api_keys')

@@ -70,6 +70,24 @@ export interface Job {
   readonly secrets: readonly SecretUse[];
 }
 
+/** A step attempt as a secret release sees it (see {@link Runs.releaseView}). */
+export interface ReleaseView {
+  readonly stepId: string;
+  readonly runId: string;
+  readonly project: string;
+  readonly pipeline: string;
+  readonly stage: string;
+  readonly step: string;
+  readonly state: StepState;
+  readonly runner: string | null;
+  readonly ref: string;
+  readonly commit: string;
+  readonly traceId: string;
+  readonly environment: string | undefined;
+  readonly environmentProtected: boolean;
+  readonly secrets: readonly SecretUse[];
+}
+
 /** What a runner reports when a step attempt ends. */
 export interface StepReport {
   readonly status: 'succeeded' | 'failed' | 'timed_out' | 'cancelled' | 'refused';
@@ -423,19 +441,40 @@ export class Runs {
   }
 
   /**
-   * What a secret release must know about a step attempt: its job, whether it is running and
-   * on which runner, and whether its stage deploys to a protected environment.
+   * What a secret release must know about a step attempt: who holds it and in what state, what
+   * it declared, and where its stage deploys. One read on the read connection: a release must
+   * not wait for a commit of its own here.
    */
-  async releaseView(stepId: string): Promise<{ job: Job; state: StepState; runner: string | null; environmentProtected: boolean }> {
-    // Read-only, on the read connection: a release must not wait for a commit of its own here.
-    const db = { db: this.deps.store.db };
-    const row = await db.db.selectFrom('run_steps').select(['state', 'runner']).where('id', '=', stepId).executeTakeFirst();
+  async releaseView(stepId: string): Promise<ReleaseView> {
+    const row = await this.deps.store.db
+      .selectFrom('run_steps')
+      .innerJoin('runs', 'runs.id', 'run_steps.run_id')
+      .innerJoin('projects', 'projects.id', 'runs.project_id')
+      .select(['run_steps.state', 'run_steps.runner', 'run_steps.stage', 'run_steps.step', 'runs.id as runId', 'runs.ref', 'runs.commit_sha', 'runs.trace_id', 'runs.pipeline_json', 'projects.name as project'])
+      .where('run_steps.id', '=', stepId)
+      .executeTakeFirst();
     if (row === undefined) throw new NotFoundError(`no step ${stepId}`);
-    const job = await this.jobFor(db, stepId);
-    const run = await db.db.selectFrom('runs').select('pipeline_json').where('id', '=', job.runId).executeTakeFirstOrThrow();
-    const pipeline = JSON.parse(run.pipeline_json) as PipelineDefinition;
-    const environmentProtected = job.environment !== undefined && pipeline.environments[job.environment]?.protected === true;
-    return { job, state: row.state as StepState, runner: row.runner, environmentProtected };
+    const pipeline = JSON.parse(row.pipeline_json) as PipelineDefinition;
+    const stage = pipeline.stages.find((s) => s.name === row.stage);
+    const def = stage?.steps.find((s) => s.name === row.step);
+    if (stage === undefined || def === undefined) throw new AirlockError('INTERNAL', `step ${row.stage}/${row.step} is not in the run's pipeline`);
+    const environment = stage.environment;
+    return {
+      stepId,
+      runId: row.runId,
+      project: row.project,
+      pipeline: pipeline.name,
+      stage: row.stage,
+      step: row.step,
+      state: row.state as StepState,
+      runner: row.runner,
+      ref: row.ref,
+      commit: row.commit_sha,
+      traceId: row.trace_id,
+      environment,
+      environmentProtected: environment !== undefined && pipeline.environments[environment]?.protected === true,
+      secrets: secretUsesOf(def.secrets),
+    };
   }
 
   /** Renew the lease of a running step; false if it is no longer this runner's (lost, cancelled). */

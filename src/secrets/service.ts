@@ -232,7 +232,7 @@ export class Secrets {
    * state). Any refusal refuses the whole release: every refused name is recorded as denied
    * and nothing is decrypted.
    */
-  async releaseToStep(step: StepRelease, requested?: readonly string[]): Promise<{ name: string; value: Buffer; version: number }[]> {
+  async releaseToStep(step: StepRelease, requested?: readonly string[], requestRecord?: AuditEventInput): Promise<{ name: string; value: Buffer; version: number }[]> {
     const names = requested ?? step.declared;
     if (names.length === 0) return [];
     const actor: Actor = { kind: 'workload', id: `run:${step.runId}:step:${step.stepId}` };
@@ -244,13 +244,16 @@ export class Secrets {
       const refusals: { name: string; resource: string; reason: string; policies?: readonly string[] }[] = [];
       const chosen: { name: string; row: Selectable<Database['secrets']> }[] = [];
       const now = this.deps.clock();
-      for (const name of new Set(names)) {
+      const wanted = [...new Set(names)];
+      const declaredWanted = wanted.filter((n) => step.declared.includes(n));
+      // One query for every candidate of every name (a fetch is on each step's start path).
+      const rows = declaredWanted.length === 0 ? [] : await tx.db.selectFrom('secrets').selectAll().where('name', 'in', declaredWanted).where('scope_key', 'in', keys).where('deleted_at', 'is', null).execute();
+      for (const name of wanted) {
         if (!step.declared.includes(name)) {
           refusals.push({ name, resource: `secrets/${NAME.test(name) ? name : 'invalid-name'}`, reason: `the step did not declare secret ${NAME.test(name) ? name : '(an invalid name)'}` });
           continue;
         }
-        const candidates = await tx.db.selectFrom('secrets').selectAll().where('name', '=', name).where('scope_key', 'in', keys).where('deleted_at', 'is', null).execute();
-        const row = candidates.sort((a, b) => keys.indexOf(b.scope_key) - keys.indexOf(a.scope_key))[0];
+        const row = rows.filter((r) => r.name === name).sort((a, b) => keys.indexOf(b.scope_key) - keys.indexOf(a.scope_key))[0];
         if (row === undefined || row.current_version === 0) {
           refusals.push({ name, resource: `secrets/${name}`, reason: `no secret ${name} in scope of project ${step.project}${step.environment === undefined ? '' : `, environment ${step.environment}`} (set it with airlock secret set)` });
           continue;
@@ -290,13 +293,18 @@ export class Secrets {
         return { released: [], refused: refusals };
       }
       const released: { name: string; value: Buffer; version: number }[] = [];
+      const ids = chosen.map((c) => c.row.id);
+      const versions = ids.length === 0 ? [] : await tx.db.selectFrom('secret_versions').innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'secret_versions.secret_id').onRef('secrets.current_version', '=', 'secret_versions.version')).selectAll('secret_versions').where('secrets.id', 'in', ids).execute();
+      if (ids.length > 0) await tx.db.updateTable('secrets').set({ last_read_at: now.toISOString() }).where('id', 'in', ids).execute();
       for (const { name, row } of chosen) {
-        const v = await tx.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', row.id).where('version', '=', row.current_version).executeTakeFirstOrThrow();
+        const v = versions.find((x) => x.secret_id === row.id);
+        if (v === undefined) throw new AirlockError('INTERNAL', `secret ${name} has no stored version ${row.current_version}`);
         const value = await this.open(v, row, { actor, action: 'secrets.release', context: trace, details: { name, ...where } });
-        await tx.db.updateTable('secrets').set({ last_read_at: now.toISOString() }).where('id', '=', row.id).execute();
         await this.deps.audit.record(tx, { actor, action: 'secrets.release', resource: `secrets/${row.id}`, outcome: 'allowed', context: trace, details: { name, version: row.current_version, ...where, valueHmac: this.deps.cipher.auditHash(value) } });
         released.push({ name, value, version: row.current_version });
       }
+      // The HTTP request's own record, when the caller wants it in this transaction (success only).
+      if (requestRecord !== undefined) await this.deps.audit.record(tx, requestRecord);
       return { released, refused: undefined };
     }).catch(async (err: unknown) => this.recordOpenFailure(err));
     if (outcome.refused !== undefined) {

@@ -13,6 +13,8 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
 interface RequestState {
   readonly traceId: string;
   errorCode: HttpErrorCode | undefined;
+  /** The handler's domain transaction already holds this request's record (status 200). */
+  recordedInTx: boolean;
 }
 
 const states = new WeakMap<IncomingMessage, RequestState>();
@@ -42,7 +44,7 @@ export function traceIdFrom(traceparent: string | undefined): string {
 function stateOf(req: IncomingMessage): RequestState {
   let s = states.get(req);
   if (s === undefined) {
-    s = { traceId: traceIdFrom(header(req, 'traceparent')), errorCode: undefined };
+    s = { traceId: traceIdFrom(header(req, 'traceparent')), errorCode: undefined, recordedInTx: false };
     states.set(req, s);
   }
   return s;
@@ -50,6 +52,18 @@ function stateOf(req: IncomingMessage): RequestState {
 
 export function traceIdOf(req: IncomingMessage): string {
   return stateOf(req).traceId;
+}
+
+/**
+ * The handler committed this request's 200 record with its own state change (one durable
+ * commit instead of two); the response hook then appends none unless the status changed.
+ */
+export function markRecordedInTx(req: IncomingMessage): void {
+  stateOf(req).recordedInTx = true;
+}
+
+export function recordedInTx(req: IncomingMessage): boolean {
+  return stateOf(req).recordedInTx;
 }
 
 /** Remember the code of the error response being sent (the audit record's reason). */

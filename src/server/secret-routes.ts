@@ -6,7 +6,8 @@ import { ForbiddenError } from '../errors/index.js';
 import { actorOf } from '../identity/index.js';
 import { principalOf } from './auth.js';
 import { noFields, parseInput } from './input.js';
-import { traceIdOf } from './request-context.js';
+import { markRecordedInTx, traceIdOf } from './request-context.js';
+import { requestEvent } from './request-audit.js';
 
 const scopeFields = { project: z.string().min(1).max(63).optional(), environment: z.string().min(1).max(63).optional() };
 const setBody = z
@@ -68,7 +69,9 @@ export function secretRoutes(app: App): (server: FastifyInstance) => Promise<voi
       const body = parseInput(fetchBody, request.body ?? {}, 'body');
       const principal = principalOf(request);
       if (principal.kind !== 'workload') throw new ForbiddenError('secrets are fetched with a step\'s workload token (AIRLOCK_TOKEN)');
-      const released = await app.releaseSecrets(principal.claims, body.names, request.ip);
+      // The request's own record commits with the release records: one durable commit per fetch.
+      const released = await app.releaseSecrets(principal.claims, body.names, request.ip, requestEvent(request, 200, true));
+      markRecordedInTx(request.raw);
       void reply.header('cache-control', 'no-store');
       return { secrets: released.map((r) => ({ name: r.name, version: r.version, valueBase64: r.value.toString('base64') })) };
     });

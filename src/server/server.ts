@@ -17,7 +17,7 @@ import type { ErrorBody } from './errors.js';
 import { auditUnavailable, toHttpError } from './errors.js';
 import { enforce } from './auth.js';
 import { declaredAction, requestEvent } from './request-audit.js';
-import { requestIdOf, setErrorCode, traceIdOf } from './request-context.js';
+import { recordedInTx, requestIdOf, setErrorCode, traceIdOf } from './request-context.js';
 import { agentRoutes } from './agent-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { routes } from './routes.js';
@@ -148,7 +148,8 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   server.addHook('onSend', async (request, reply, payload) => {
     const status = reply.statusCode;
     try {
-      await app.audit.append(requestEvent(request, status, true));
+      // Already durable with the handler's state change, as exactly this answer (200).
+      if (!(status === 200 && recordedInTx(request.raw))) await app.audit.append(requestEvent(request, status, true));
     } catch (err) {
       // Fail closed: the access is not served without its record.
       request.log.error({ err, status }, 'audit append failed; refusing the response');

@@ -92,9 +92,12 @@ describe.each(ENGINES)('secret release on %s', (engine) => {
   it('gives a running step exactly its declared secret, not cached, recorded with version and HMAC but never the value', async () => {
     const steps = await startAndClaim();
     const compile = steps.get('compile')!;
-    const res = await call(compile.token, 'POST', '/api/v1/workload/secrets', {});
+    const id = rid();
+    const res = await call(compile.token, 'POST', '/api/v1/workload/secrets', {}, id);
     expect(res.statusCode, res.body).toBe(200);
     expect(res.headers['cache-control']).toBe('no-store');
+    // The request's own record committed with the release, once (recordOf asserts exactly one).
+    expect(await recordOf(t.app, id)).toMatchObject({ action: 'secrets.fetch', outcome: 'allowed', details: { status: 200, method: 'POST' } });
     const body = res.json<Fetched>();
     expect(body.secrets.map((s) => [s.name, s.version, Buffer.from(s.valueBase64, 'base64').toString()])).toEqual([['API_TOKEN', 1, VALUES.API_TOKEN]]);
     const rec = (await releases('allowed')).at(-1)!;
