@@ -215,6 +215,12 @@ describe.each(ENGINES)('agents over HTTP on %s', (engine) => {
 
     // People (even an admin) are not agents.
     expectError((await call('GET', '/api/v1/agents/jobs/next?wait=0', { token: admin })).res, 403, 'FORBIDDEN');
+    // The offer carries no secret values; an agent's own credential fetches none (only the
+    // step's workload token can, while the step runs).
+    expect(Object.keys(claimed).sort()).toEqual(['env', 'heartbeatMs', 'job']);
+    const asAgent = await call('POST', '/api/v1/workload/secrets', { token: a.jwt, json: {} });
+    expectError(asAgent.res, 403, 'FORBIDDEN');
+    expect(await recordOf(t.app, asAgent.id)).toMatchObject({ actor: { kind: 'service', id: 'agent-alpha' }, action: 'secrets.fetch', outcome: 'denied' });
 
     // bravo tries everything on alpha's job: refused, recorded with who holds it.
     const { result, blobs } = await execute(a, claimed);
