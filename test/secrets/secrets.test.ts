@@ -14,8 +14,16 @@ import { TestClock, capturingLogger, expectError, login, makeUser, nextCode, ope
 import type { TestApp, TestUser } from '../server/support.js';
 import { makeRepo } from '../runs/support.js';
 
-const VALUE = 'pg-Pa55w0rd-Kx9q-unique-7731';
-const FORMS = [VALUE, Buffer.from(VALUE).toString('base64'), Buffer.from(VALUE).toString('hex')];
+// Characters that make every encoding differ from the plain value (/, +, quotes, &, ?, space).
+const VALUE = 'pg-Pa55w0rd/K+x9q "unique" & 7731?';
+const FORMS = [
+  VALUE,
+  Buffer.from(VALUE).toString('base64'),
+  Buffer.from(VALUE).toString('base64url'),
+  Buffer.from(VALUE).toString('hex'),
+  encodeURIComponent(VALUE),
+  JSON.stringify(VALUE).slice(1, -1),
+];
 
 interface RunDetail {
   id: string;
@@ -121,7 +129,8 @@ describe.each(ENGINES)('secrets on %s', (engine) => {
     expect(events.every((e) => e.event.outcome === 'failed' && e.event.reason !== '')).toBe(true);
   });
 
-  it('never leaves the value in plaintext: database (and WAL), audit log, server log, API answers', async () => {
+  it('never leaves the value in any encoding: database (and WAL), audit log, server log, API answers and errors', async () => {
+    expect(new Set(FORMS).size).toBe(FORMS.length);
     const revealAnswer = responses.findIndex((r) => r.includes('valueBase64'));
     const others = responses.filter((_, i) => i !== revealAnswer);
     const auditText = (await t.app.audit.search({ limit: 10_000 })).map((e) => JSON.stringify(e.event)).join('\n');
