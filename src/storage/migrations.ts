@@ -440,6 +440,89 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
       await db.schema.dropTable('vault_sealed_keys').execute();
     },
   },
+  {
+    // Artifacts and provenance (issue 6): signing keys (private halves sealed by the vault),
+    // immutable artifact names, releases pinned to digests, and signed attestations.
+    name: '0006_artifacts_provenance',
+    async up(db, t) {
+      await db.schema
+        .createTable('platform_keys')
+        .addColumn('kid', 'text', (c) => c.primaryKey())
+        // attestation: provenance, test results, SBOMs, VSAs; layout: in-toto root layouts.
+        .addColumn('purpose', 'text', (c) => c.notNull().check(sql`purpose in ('attestation', 'layout')`))
+        .addColumn('algorithm', 'text', (c) => c.notNull().check(sql`algorithm = 'ed25519'`))
+        .addColumn('public_key', t.bytes, (c) => c.notNull())
+        // Vault.sealBlob of the PKCS#8 DER private key; never readable without the root key.
+        .addColumn('private_sealed', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        // Set when a newer key takes over: verify-only from then on.
+        .addColumn('retired_at', 'text')
+        .execute();
+      // At most one active key per purpose.
+      await db.schema.createIndex('platform_keys_active').on('platform_keys').column('purpose').unique().where(sql.ref('retired_at'), 'is', null).execute();
+
+      await db.schema
+        .createTable('artifacts')
+        .addColumn('digest', 'text', (c) => c.primaryKey())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('first_run_id', 'text', (c) => c.references('runs.id'))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+
+      // A name and version, once published, point to one digest forever (primary key).
+      await db.schema
+        .createTable('artifact_names')
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('version', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull().references('artifacts.digest'))
+        .addColumn('run_id', 'text', (c) => c.references('runs.id'))
+        .addColumn('path', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('artifact_names_pk', ['name', 'version'])
+        .execute();
+      await db.schema.createIndex('artifact_names_digest').on('artifact_names').column('digest').execute();
+
+      await db.schema
+        .createTable('releases')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id'))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('releases_name').on('releases').columns(['project_id', 'name']).unique().execute();
+      await db.schema
+        .createTable('release_artifacts')
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('path', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull().references('artifacts.digest'))
+        .addPrimaryKeyConstraint('release_artifacts_pk', ['release_id', 'path'])
+        .execute();
+
+      await db.schema
+        .createTable('attestations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('run_id', 'text', (c) => c.references('runs.id'))
+        // sha256:<hex> of the first subject (one row per subject digest would duplicate envelopes).
+        .addColumn('subject_digest', 'text', (c) => c.notNull())
+        .addColumn('predicate_type', 'text', (c) => c.notNull())
+        .addColumn('kid', 'text', (c) => c.notNull().references('platform_keys.kid'))
+        // The DSSE envelope, as signed (JSON text).
+        .addColumn('envelope', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('attestations_subject').on('attestations').column('subject_digest').execute();
+      await db.schema.createIndex('attestations_run').on('attestations').column('run_id').execute();
+    },
+    async down(db) {
+      for (const table of ['attestations', 'release_artifacts', 'releases', 'artifact_names', 'artifacts', 'platform_keys']) {
+        await db.schema.dropTable(table).execute();
+      }
+    },
+  },
 ];
 
 /** Names of all migrations this build knows, oldest first. */

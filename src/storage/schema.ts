@@ -382,6 +382,73 @@ export interface SecretVersionsTable {
 }
 
 /** The whole database, for `Kysely<Database>`. */
+/** Platform signing keys (attestations, in-toto layouts); private halves sealed by the vault. */
+export interface PlatformKeysTable {
+  kid: string;
+  /** attestation | layout */
+  purpose: string;
+  /** ed25519 */
+  algorithm: string;
+  /** Raw 32-byte Ed25519 public key. */
+  public_key: Buffer;
+  /** Vault.sealBlob of the PKCS#8 DER private key. */
+  private_sealed: string;
+  created_at: string;
+  created_by: string;
+  /** Set when retired: verify-only from then on. */
+  retired_at: string | null;
+}
+
+/** Every blob the control plane knows, by digest (the bytes live in the blob store). */
+export interface ArtifactsTable {
+  /** sha256:<hex> */
+  digest: string;
+  size: number;
+  first_run_id: string | null;
+  created_at: string;
+}
+
+/** Published names: (name, version) -> one digest, forever. */
+export interface ArtifactNamesTable {
+  name: string;
+  version: string;
+  digest: string;
+  run_id: string | null;
+  /** The output path in the run that produced it. */
+  path: string | null;
+  created_at: string;
+  created_by: string;
+}
+
+/** A release: a named set of digests from one run. */
+export interface ReleasesTable {
+  id: string;
+  project_id: string;
+  name: string;
+  run_id: string;
+  created_at: string;
+  created_by: string;
+}
+
+export interface ReleaseArtifactsTable {
+  release_id: string;
+  path: string;
+  digest: string;
+}
+
+/** Signed attestations (DSSE envelopes) the control plane wrote. */
+export interface AttestationsTable {
+  id: string;
+  run_id: string | null;
+  /** sha256:<hex> of the subject. */
+  subject_digest: string;
+  predicate_type: string;
+  kid: string;
+  /** The DSSE envelope JSON, as signed. */
+  envelope: string;
+  created_at: string;
+}
+
 export interface Database {
   audit_events: AuditEventsTable;
   audit_nodes: AuditNodesTable;
@@ -412,5 +479,11 @@ export interface Database {
   vault_meta: VaultMetaTable;
   vault_sealed_keys: VaultSealedKeysTable;
   secrets: SecretsTable;
+  platform_keys: PlatformKeysTable;
+  artifacts: ArtifactsTable;
+  artifact_names: ArtifactNamesTable;
+  releases: ReleasesTable;
+  release_artifacts: ReleaseArtifactsTable;
+  attestations: AttestationsTable;
   secret_versions: SecretVersionsTable;
 }

@@ -59,8 +59,9 @@ export function defineLifecycleSuite(engine: Engine): void {
           { name: '0003_runs', executedAt: null },
           { name: '0004_vault', executedAt: null },
           { name: '0005_vault_sealed_keys', executedAt: null },
+          { name: '0006_artifacts_provenance', executedAt: null },
         ],
-        pending: 5,
+        pending: 6,
       });
       expect(tail.code).toBe(1);
       expect(tail.stderr).toContain('airlock db migrate');
