@@ -5,6 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { JsonValue } from '../audit/index.js';
+import { linkProblem } from '../intoto/index.js';
 import { verifyLink } from '../runner/index.js';
 import type { Job, StepReport } from '../runs/index.js';
 
@@ -47,5 +48,17 @@ export function reportProblem(job: Job, report: StepReport, publicKey: KeyObject
   if (l.byproducts.exitCode !== report.exitCode) return 'the link record and the report disagree on the exit code';
   if (!sameMap(l.products, Object.fromEntries(report.outputs.map((o) => [o.path, o.digest])))) return 'the reported outputs are not the products of the signed link record';
   if (!sameMap(l.materials, Object.fromEntries(job.inputs.map((i) => [i.path, i.digest])))) return 'the link record names other inputs than the job was given';
+  // The in-toto link (exported for in-toto-verify, docs/intoto.md) must say the same, signed by the same key.
+  const intoto = linkProblem(isRecord(report.evidence) ? report.evidence.intotoLink : undefined, publicKey, {
+    stage: job.stage,
+    step: job.step,
+    command: job.command,
+    materials: Object.fromEntries(job.inputs.map((i) => [i.path, i.digest])),
+    products: Object.fromEntries(report.outputs.map((o) => [o.path, o.digest])),
+    exitCode: report.exitCode,
+    runId: job.runId,
+    attempt: job.attempt,
+  });
+  if (intoto !== undefined) return `the in-toto link ${intoto}`;
   return undefined;
 }

@@ -2,6 +2,7 @@
  * Composition root: the one place that turns a Config into the object graph (store, audit
  * log, key, checkpointer). Adapters (server, CLI) call this and nothing below it.
  */
+import { createPublicKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,9 @@ import { loadOrCreateRunnerKey } from './runner-key.js';
 import { legacyKeyFiles, logSealedKeyEvent, pendingKeys } from './keys.js';
 import { Vault, loadRootKey } from '../vault/index.js';
 import { Secrets } from '../secrets/index.js';
+import { PlatformKeys } from '../attest/index.js';
+import { Provenance } from '../provenance/index.js';
+import type { InTotoRouteDeps } from '../server/intoto-routes.js';
 
 export { PolicyHolder } from './policy-holder.js';
 export { homeCheckpointVerifierKey } from './keys.js';
@@ -42,6 +46,12 @@ export interface App {
   readonly blobs: BlobStore;
   readonly projects: Projects;
   readonly runs: Runs;
+  /** Platform signing keys (attestations, in-toto layouts), private halves sealed by the vault. */
+  readonly platformKeys: PlatformKeys;
+  /** Signed attestations of succeeded runs, written by the control plane. */
+  readonly provenance: Provenance;
+  /** What the in-toto export needs: a run's links, the runner keys allowed to make them, the layout key. */
+  readonly intoto: InTotoRouteDeps;
   /**
    * The secrets vault, opened by openApp once the database is migrated (it holds the identity
    * and checkpoint keys). Opening checks the root key against the database: a wrong
@@ -201,6 +211,51 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
     const runsDeps = { store, audit, git: new GitCli(join(config.home, 'repos')), clock, runsDir: join(config.home, 'runs') };
     const projects = new Projects(runsDeps);
     const runs = new Runs(runsDeps, projects, config.runnerLeaseSeconds * 1000);
+    const platformKeys = new PlatformKeys({
+      store,
+      audit,
+      clock,
+      sealer: { sealBlob: async (purpose, plain) => (await vaultReady()).sealBlob(purpose, plain), openBlob: async (purpose, sealed) => (await vaultReady()).openBlob(purpose, sealed) },
+    });
+    const provenance = new Provenance({
+      store,
+      audit,
+      clock,
+      signer: () => platformKeys.signer('attestation'),
+      builderId: `${config.publicUrl}/builders/airlock`,
+      runs,
+      readBlob: (digest) => blobs.readVerified(digest),
+    });
+    let embeddedLabels: readonly string[] = ['embedded', 'linux'];
+    const intoto: InTotoRouteDeps = {
+      resolveRun: (run) => runs.resolveId(run),
+      runEvidence: async (runId) => {
+        const view = await runs.evidenceView(runId);
+        // Per step, its last attempt; steps that never ran (pending, skipped) are not in the export.
+        const last = new Map<string, (typeof view.run.stages)[number]['steps'][number]>();
+        for (const st of view.run.stages) for (const s of st.steps) if (s.state !== 'pending' && s.state !== 'skipped') last.set(`${s.stage}\u0000${s.step}`, s);
+        return {
+          pipeline: view.pipeline,
+          steps: [...last.values()].map((s) => ({ stage: s.stage, step: s.step, runner: s.runner ?? undefined, link: (s.result as { evidence?: { intotoLink?: unknown } | null } | null)?.evidence?.intotoLink ?? null })),
+        };
+      },
+      functionaryKeys: async () => {
+        const embeddedKey = await loadOrCreateRunnerKey(config.home);
+        const agentRows = await store.db.selectFrom('agents').select(['public_key', 'labels']).execute();
+        return [{ key: embeddedKey.publicKey, labels: embeddedLabels }, ...agentRows.map((a) => ({ key: createPublicKey(a.public_key), labels: JSON.parse(a.labels) as string[] }))];
+      },
+      layoutSigner: () => platformKeys.signer('layout'),
+    };
+    // A succeeded run is attested by the control plane right after the commit that ended it.
+    // A failure leaves the run succeeded but unattested: recorded, and verification says so.
+    runs.onSucceeded(async (runId) => {
+      try {
+        await provenance.attestRun(runId);
+      } catch (err) {
+        options.logger?.error({ err, runId }, 'attesting the run failed');
+        await provenance.recordFailure(runId, describeError(err)).catch(() => undefined);
+      }
+    });
     const releaseSecrets = async (claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress = 'embedded', requestRecord?: AuditEventInput): Promise<{ name: string; value: Buffer; version: number }[]> => {
       const stepId = claims.step_id;
       if (stepId === undefined) throw new ForbiddenError('this workload token is not bound to a step attempt, so no secret can be released with it');
@@ -277,6 +332,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         check();
       }
       if (opts.concurrency === 0 || embedded !== undefined) return;
+      embeddedLabels = [...opts.labels];
       const runnerKey = await loadOrCreateRunnerKey(config.home);
       const name = `embedded@${hostname()}`;
       embedded = new EmbeddedRunner(runs, {
@@ -320,6 +376,9 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       blobs,
       projects,
       runs,
+      platformKeys,
+      provenance,
+      intoto,
       vault: vaultReady,
       secrets,
       releaseSecrets,

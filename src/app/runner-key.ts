@@ -4,6 +4,7 @@
  * work is separate, so a step that could reach this file still cannot sign provenance.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { chmod, mkdir, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AirlockError } from '../errors/index.js';
@@ -11,6 +12,8 @@ import { AirlockError } from '../errors/index.js';
 export interface RunnerSigner {
   readonly keyid: string;
   readonly publicKeyPem: string;
+  /** Also names the key in in-toto links and layouts (docs/intoto.md). */
+  readonly publicKey: KeyObject;
   sign(pae: Buffer): Buffer;
 }
 
@@ -35,5 +38,5 @@ export async function loadOrCreateRunnerKey(home: string): Promise<RunnerSigner>
   const privateKey = createPrivateKey(await readFile(path));
   const publicKeyPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
   const keyid = `sha256:${createHash('sha256').update(createPublicKey(privateKey).export({ type: 'spki', format: 'der' })).digest('hex')}`;
-  return { keyid, publicKeyPem, sign: (pae) => sign(null, pae, privateKey) };
+  return { keyid, publicKeyPem, publicKey: createPublicKey(privateKey), sign: (pae) => sign(null, pae, privateKey) };
 }

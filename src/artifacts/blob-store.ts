@@ -39,6 +39,27 @@ export interface BlobStoreLike {
   has(digest: string): Promise<boolean>;
 }
 
+/**
+ * What the artifacts domain needs from object storage, and all it may assume: content
+ * addressing (put returns the digest), a read that re-hashes and errors at its end on a
+ * mismatch, presence and size. An S3-compatible store implements it with PUT (to a temporary
+ * key, then copy), a GET piped through a hash, and HEAD; nothing here lists, deletes or
+ * overwrites by name, so the store holds no authority beyond "these bytes have this digest".
+ */
+export interface ObjectStore {
+  /** Store a file (a string is a path) or a stream; resolves once the bytes are durable. */
+  put(source: string | Readable): Promise<BlobInfo>;
+  /**
+   * Stream an object; `NotFoundError` when absent. The stream re-hashes as it goes and errors
+   * at its end (`STORAGE_FAILED`, `details.reason: 'blob_corrupt'`) if the bytes do not match.
+   */
+  open(digest: string): Promise<Readable>;
+  /** Whether an object is stored (presence only; says nothing about integrity). */
+  has(digest: string): Promise<boolean>;
+  /** Its stored size, or undefined when absent (presence only). */
+  stat(digest: string): Promise<BlobInfo | undefined>;
+}
+
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 
 /** Whether `value` is a well-formed `sha256:<64 hex>` digest. */
@@ -216,7 +237,7 @@ export async function copyBlobVerified(store: Pick<BlobStoreLike, 'open'>, diges
  * const { digest } = await blobs.put(Buffer.from('hello'));
  * const bytes = await blobs.readVerified(digest);
  */
-export class BlobStore implements BlobStoreLike {
+export class BlobStore implements BlobStoreLike, ObjectStore {
   readonly root: string;
   private ready: Promise<void> | undefined;
 
@@ -233,8 +254,10 @@ export class BlobStore implements BlobStoreLike {
 
   private ensureDirs(): Promise<void> {
     this.ready ??= (async () => {
-      await mkdir(join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
-      await mkdir(join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
+      const madeTmp = await mkdir(join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
+      const madeBlobs = await mkdir(join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
+      // New directory entries are durable only once their parent is fsynced (as for blobs).
+      if (madeTmp !== undefined || madeBlobs !== undefined) await syncDirectory(this.root);
     })().catch((err: unknown) => {
       this.ready = undefined;
       throw storageError(STORE, 'creating its directories', err);
@@ -301,6 +324,18 @@ export class BlobStore implements BlobStoreLike {
   /** Copy a blob to `destPath` atomically, refusing (and leaving nothing) on a mismatch. */
   copyTo(digest: string, destPath: string): Promise<void> {
     return copyBlobVerified({ open: (d) => this.openRaw(d) }, digest, destPath);
+  }
+
+  /** The blob file's size, or undefined when absent (presence only; reads verify content). */
+  async stat(digest: string): Promise<BlobInfo | undefined> {
+    const path = this.pathFor(digest);
+    try {
+      const s = await stat(path);
+      return s.isFile() ? { digest: digest as Sha256Digest, size: s.size } : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw storageError(STORE, `checking blob ${digest}`, err);
+    }
   }
 
   /** Whether the blob file exists (presence only; reads verify content). */

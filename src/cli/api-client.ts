@@ -135,6 +135,30 @@ export class ApiClient {
     }
     throw errorFrom(this.server, response, text);
   }
+
+  /**
+   * GET a byte stream (an artifact's content). Only the wait for the response head is timed:
+   * a large body may take longer than any JSON call. Error answers become errors as for JSON.
+   */
+  async download(path: string): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/octet-stream', 'user-agent': `airlock-cli/${packageVersion()}` };
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    const abort = new AbortController();
+    const timer = setTimeout(() => {
+      abort.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' }));
+    }, TIMEOUT_MS);
+    let response: Response;
+    try {
+      response = await this.fetchImpl(`${this.server}${path}`, { method: 'GET', headers, redirect: 'error', signal: abort.signal });
+    } catch (err) {
+      throw unreachable(this.server, err);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (response.ok) return response;
+    const text = await response.text().catch(() => '');
+    throw errorFrom(this.server, response, text);
+  }
 }
 
 function unreachable(server: string, err: unknown): ApiError {

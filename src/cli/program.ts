@@ -532,6 +532,45 @@ export function buildProgram(cli: Cli): Command {
     .addHelpText('after', '\nExample:\n  $ airlock policy test --principal user:bob --role developer --action users.roles.update --resource user:bob')
     .action(act(cli, async (command) => (await import('./handlers/policy.js')).test(cli, command)));
 
+  // --- export --------------------------------------------------------------------------------
+  const exportCmd = program.command('export').description('export evidence for third-party verification');
+  remote(
+    exportCmd
+      .command('in-toto')
+      .description('write a run as in-toto v0.9 metadata (root.layout, layout.pub, one link per step) for in-toto-verify')
+      .argument('<run>', 'run id, or project#number')
+      .argument('<dir>', 'directory to write (created; must be empty unless --force)')
+      .option('--force', "replace the export's files in a non-empty directory"),
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock export in-toto web#42 ./evidence\n  $ in-toto-verify --layout evidence/root.layout --layout-keys evidence/layout.pub --key-types ed25519 --link-dir evidence')
+    .action(act(cli, async (command, args) => (await import('./handlers/intoto.js')).exportInTotoRun(cli, command, args[0] ?? '', args[1] ?? '')));
+
+  // --- verification and keys ----------------------------------------------------------------
+  remote(
+    program
+      .command('verify')
+      .description('verify an artifact (a file or sha256:<hex>) from its signed evidence: digest, signatures, provenance (builder, repository, commit, pipeline), test results; exit 1 with reasons on failure')
+      .argument('<digest-or-file>', 'the artifact file, or its sha256:<64 hex> digest')
+      .option('--policy <file>', 'YAML/JSON expectations: builderId, repositories (allowed), requireTests (default true), requireSbom (default false)')
+      .option('--key <file>', 'trust only this Ed25519 public key (PEM; repeatable); default: the keys the server publishes', collect)
+      .option('--attestations <file>', 'offline: read the attestations (DSSE envelopes, Sigstore bundles, or a saved GET /api/v1/attestations answer) from this file; needs --key')
+      .option('--vsa <file>', 'write the SLSA verification summary (VSA v1 statement) of the verdict to this file'),
+    'print {"digest","result","checks","reasons","vsa",...}',
+  )
+    .addHelpText('after', '\nExamples:\n  $ airlock verify dist/app.tgz --policy verify-policy.yaml --vsa app.vsa.json\n  $ airlock verify sha256:0d1f… --attestations evidence.json --key airlock-attestation.pub')
+    .action(act(cli, async (command, args) => (await import('./handlers/verify.js')).verify(cli, command, args[0] ?? '')));
+  const keys = program.command('keys').description('the platform signing keys: attestations (provenance, tests, SBOM) and in-toto layouts');
+  remote(keys.command('list').description('the published public keys with their ids (no login needed)'), 'print {"keys":[...]}').action(
+    act(cli, async (command) => (await import('./handlers/verify.js')).keysList(cli, command)),
+  );
+  remote(
+    keys
+      .command('rotate')
+      .description('make a new signing key; the old one becomes verify-only (admin; a fresh MFA proof)')
+      .addOption(new Option('--purpose <purpose>', 'which key').choices(['attestation', 'layout']).default('attestation')),
+    'print {"kid","retired"}',
+  ).action(act(cli, async (command) => (await import('./handlers/verify.js')).keysRotate(cli, command)));
+
   return program;
 }
 

@@ -14,6 +14,7 @@ export const PUBLIC_ACTIONS = [
   'auth.oidc.callback',
   'oidc.discovery.read',
   'agents.register',
+  'keys.read',
 ] as const;
 
 /** Permitted to every signed-in user and service account. */
@@ -45,10 +46,11 @@ export const PRIVILEGED_ACTIONS = [
   'breakglass.use',
   'agents.tokens.create',
   'agents.disable',
+  'keys.rotate',
 ] as const;
 
 /** Refused without an MFA proof in the last {@link STEP_UP_MAX_AGE_SECONDS} (policy "step-up-required"). */
-export const SENSITIVE_ACTIONS = ['policies.update', 'users.roles.update', 'users.credentials.reset', 'roles.create', 'secrets.reveal', 'deployments.approve', 'breakglass.use'] as const;
+export const SENSITIVE_ACTIONS = ['policies.update', 'users.roles.update', 'users.credentials.reset', 'roles.create', 'secrets.reveal', 'deployments.approve', 'breakglass.use', 'keys.rotate'] as const;
 
 /** Every requestable action, exactly as the schema declares it (groups excluded). */
 export const ACTIONS = [
@@ -84,11 +86,13 @@ export const ACTIONS = [
   'deployments.approve',
   'breakglass.use',
   'artifacts.read',
+  'artifacts.write',
   'agents.read',
   'agents.tokens.create',
   'agents.disable',
   'agents.jobs.claim',
   'agents.jobs.report',
+  'keys.rotate',
 ] as const;
 
 /**

@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { AirlockError, NotFoundError } from '../errors/index.js';
 import { isNoSpaceError } from '../artifacts/index.js';
+import { linkFor, signLinkMetablock } from '../intoto/index.js';
 import { machine, probeTool, requirementProblem } from './fingerprint.js';
 import { LINK_TYPE, signLink } from './link.js';
 import { SecretMasker } from './masking.js';
@@ -359,8 +360,11 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
     network: job.network,
   });
   const finishedAt = new Date().toISOString();
-  const link = signLink(
-    buildLinkRecord(job, { status, exitCode, signal, outputs, fingerprint, logs, startedAt, finishedAt }),
+  const record = buildLinkRecord(job, { status, exitCode, signal, outputs, fingerprint, logs, startedAt, finishedAt });
+  const link = signLink(record, deps.signer);
+  // The same measurements as an in-toto v0.9 link, for third-party verification (docs/intoto.md).
+  const intotoLink = signLinkMetablock(
+    linkFor({ stage: job.stage, step: job.step, command: job.command, materials: record.materials, products: record.products, exitCode, stdoutDigest: record.byproducts.stdoutDigest, stderrDigest: record.byproducts.stderrDigest, runId: job.runId, attempt: job.attempt }),
     deps.signer,
   );
   return Object.freeze({
@@ -375,6 +379,7 @@ export async function executeStep(job: StepJob, deps: ExecutorDeps): Promise<Ste
     fingerprint,
     logs: Object.freeze(logs),
     link,
+    intotoLink,
   });
 }
 

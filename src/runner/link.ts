@@ -55,7 +55,7 @@ export function ed25519LinkSigner(privateKey: KeyObject): LinkSigner {
   if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
     throw new TypeError('an Ed25519 private key is required');
   }
-  return { keyid: linkKeyId(privateKey), sign: (data: Buffer) => cryptoSign(null, data, privateKey) };
+  return { keyid: linkKeyId(privateKey), publicKey: createPublicKey(privateKey), sign: (data: Buffer) => cryptoSign(null, data, privateKey) };
 }
 
 export type LinkVerification = { readonly ok: true; readonly link: LinkRecord; readonly keyid: string } | { readonly ok: false; readonly reason: string };

@@ -1,5 +1,7 @@
 /** The step executor's contract: what a job asks for and what a run proves. */
+import type { KeyObject } from 'node:crypto';
 import type { BlobStoreLike } from '../artifacts/index.js';
+import type { InTotoLink, Metablock } from '../intoto/index.js';
 
 /** One attempt of one pipeline step, fully resolved by the caller. */
 export interface StepJob {
@@ -76,12 +78,19 @@ export interface StepResult {
   readonly fingerprint: EnvironmentFingerprint;
   readonly logs: { readonly stdout: LogRecord; readonly stderr: LogRecord };
   readonly link: SignedEnvelope;
+  /** The same attempt as an in-toto v0.9 link, signed by the same runner key (docs/intoto.md). */
+  readonly intotoLink: Metablock<InTotoLink>;
 }
 
-/** Signs DSSE pre-authentication encodings. The key stays with the caller. */
+/**
+ * Signs DSSE pre-authentication encodings and in-toto link bodies (canonical JSON) with one
+ * Ed25519 key. The private key stays with the caller.
+ */
 export interface LinkSigner {
   readonly keyid: string;
-  sign(pae: Buffer): Buffer;
+  /** The public half: the in-toto link's key id is derived from it (securesystemslib key id). */
+  readonly publicKey: KeyObject;
+  sign(data: Buffer): Buffer;
 }
 
 export interface ExecutorDeps {

@@ -1,4 +1,5 @@
 /** Boundary checks for a job and the executor's options; every bad field is reported at once. */
+import { KeyObject } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import { isSha256Digest } from '../artifacts/index.js';
 import { ConfigError, ValidationError } from '../errors/index.js';
@@ -93,6 +94,9 @@ export function validateDeps(deps: ExecutorDeps): void {
   if (deps.killGraceMs !== undefined && (!Number.isSafeInteger(deps.killGraceMs) || deps.killGraceMs < 0)) {
     throw new ConfigError('killGraceMs', 'must be a non-negative integer');
   }
+  // Checked before the step runs: the in-toto link's key id comes from it (docs/intoto.md).
+  const pub: unknown = (deps.signer as { publicKey?: unknown } | undefined)?.publicKey;
+  if (!(pub instanceof KeyObject) || pub.asymmetricKeyType !== 'ed25519') throw new ConfigError('signer.publicKey', 'must be the Ed25519 public key of the link signer');
   const sandbox: unknown = deps.sandbox; // callers in plain JavaScript exist (the CLI's config)
   if (sandbox !== undefined && sandbox !== 'auto' && sandbox !== 'required' && sandbox !== 'off') {
     throw new ConfigError('sandbox', 'must be "auto", "required" or "off"');

@@ -40,7 +40,8 @@ export function reportOf(result: StepResult): StepReport {
     exitCode: result.exitCode,
     reason: result.reason,
     outputs: result.outputs.map((o) => ({ path: o.path, digest: o.digest, size: o.size })),
-    evidence: JSON.parse(JSON.stringify({ fingerprint: result.fingerprint, logs: result.logs, link: result.link, signal: result.signal, startedAt: result.startedAt, finishedAt: result.finishedAt, durationMs: result.durationMs })) as JsonValue,
+    // intotoLink: the runner-signed in-toto link, exported for in-toto-verify (docs/intoto.md).
+    evidence: JSON.parse(JSON.stringify({ fingerprint: result.fingerprint, logs: result.logs, link: result.link, intotoLink: result.intotoLink, signal: result.signal, startedAt: result.startedAt, finishedAt: result.finishedAt, durationMs: result.durationMs })) as JsonValue,
   };
 }
 

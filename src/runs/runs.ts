@@ -166,6 +166,7 @@ const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 export class Runs {
   /** Called after a commit that queued work (wakes the embedded runner and waiting agents). */
   private readonly listeners: (() => void)[] = [];
+  private readonly succeededListeners: ((runId: string) => Promise<void>)[] = [];
   /** Bytes of output stored per running step attempt (dropped when the step completes). */
   private readonly storedBytes = new Map<string, number>();
 
@@ -178,6 +179,21 @@ export class Runs {
 
   onWork(listener: () => void): void {
     this.listeners.push(listener);
+  }
+
+  /**
+   * Called after the commit that made a run succeed (attestations are written then, by the
+   * control plane, never by a step). It may be called twice for one run; it must be idempotent.
+   */
+  onSucceeded(listener: (runId: string) => Promise<void>): void {
+    this.succeededListeners.push(listener);
+  }
+
+  /** What provenance needs about a run: its record, its pipeline, its repository and source tree. */
+  async evidenceView(runId: string): Promise<{ run: RunDetail; pipeline: PipelineDefinition; repository: string; sourceDir: string }> {
+    const run = await this.show(runId);
+    const row = await this.deps.store.db.selectFrom('runs').innerJoin('projects', 'projects.id', 'runs.project_id').select(['runs.pipeline_json', 'projects.repo']).where('runs.id', '=', runId).executeTakeFirstOrThrow();
+    return { run, pipeline: JSON.parse(row.pipeline_json) as PipelineDefinition, repository: row.repo, sourceDir: this.sourceDir(runId) };
   }
 
   private notify(): void {
@@ -522,6 +538,8 @@ export class Runs {
       await this.advance(tx, job.runId);
     });
     this.notify();
+    const run = await this.deps.store.db.selectFrom('runs').select('state').where('id', '=', job.runId).executeTakeFirst();
+    if (run?.state === 'succeeded') for (const l of this.succeededListeners) await l(job.runId);
   }
 
   /** End steps whose runner stopped renewing its lease (agent killed, server restarted). */

@@ -23,6 +23,8 @@ import { identityRoutes } from './identity-routes.js';
 import { routes } from './routes.js';
 import { runRoutes } from './run-routes.js';
 import { secretRoutes } from './secret-routes.js';
+import { provenanceRoutes } from './provenance-routes.js';
+import { intotoRoutes } from './intoto-routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
 export interface RegisteredRoute {
@@ -181,6 +183,8 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   void server.register(agentRoutes(app));
   void server.register(runRoutes(app));
   void server.register(secretRoutes(app));
+  void server.register(provenanceRoutes(app));
+  void server.register(intotoRoutes(app.intoto));
 
   return Promise.resolve(server);
 }

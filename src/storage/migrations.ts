@@ -515,6 +515,8 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
         .addColumn('created_at', 'text', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('attestations_subject').on('attestations').column('subject_digest').execute();
+      // Attesting a run is idempotent: a second attempt (two last steps finishing at once) adds nothing.
+      await db.schema.createIndex('attestations_once').on('attestations').columns(['run_id', 'subject_digest', 'predicate_type']).unique().execute();
       await db.schema.createIndex('attestations_run').on('attestations').column('run_id').execute();
     },
     async down(db) {

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { reportProblem } from '../../src/agents/index.js';
 import type { JsonValue } from '../../src/audit/index.js';
+import { linkFor, signLinkMetablock } from '../../src/intoto/index.js';
 import { LINK_TYPE, ed25519LinkSigner, signLink } from '../../src/runner/index.js';
 import type { LinkRecord, StepStatus } from '../../src/runner/index.js';
 import type { Job, StepReport } from '../../src/runs/index.js';
@@ -55,7 +56,9 @@ function link(overrides: Partial<LinkRecord> = {}, status: StepStatus = 'succeed
 }
 
 function report(record: LinkRecord | null, over: Partial<StepReport> = {}, signer = ed25519LinkSigner(keys.privateKey)): StepReport {
-  const evidence = record === null ? null : (JSON.parse(JSON.stringify({ link: signLink(record, signer) })) as JsonValue);
+  // Both links, as the executor signs them: the Airlock DSSE link and the in-toto link (docs/intoto.md).
+  const intotoLink = record === null ? null : signLinkMetablock(linkFor({ ...record, exitCode: record.byproducts.exitCode, stdoutDigest: record.byproducts.stdoutDigest, stderrDigest: record.byproducts.stderrDigest }), signer);
+  const evidence = record === null ? null : (JSON.parse(JSON.stringify({ link: signLink(record, signer), intotoLink })) as JsonValue);
   return { status: 'succeeded', exitCode: 0, reason: undefined, outputs: [{ path: 'out.txt', digest: D1, size: 3 }], evidence, ...over };
 }
 
