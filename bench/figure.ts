@@ -37,6 +37,8 @@ async function runFigure(name: FigureName, a: FigureArgs): Promise<void> {
       return (await import('./agent.js')).benchAgent(a.dir);
     case 'vault':
       return (await import('./vault.js')).benchVault(a.dir);
+    case 'artifacts':
+      return (await import('./artifacts.js')).benchArtifacts(a.dir);
   }
 }
 

@@ -45,7 +45,7 @@ export interface FigureArgs {
 }
 
 /** The figures, in the order run.ts runs them. */
-export const FIGURES = ['reference', 'sequential', 'group', 'build', 'verify', 'proofs', 'pg', 'authz', 'http', 'pipeline', 'agent', 'vault'] as const;
+export const FIGURES = ['reference', 'sequential', 'group', 'build', 'verify', 'proofs', 'pg', 'authz', 'http', 'pipeline', 'agent', 'vault', 'artifacts'] as const;
 export type FigureName = (typeof FIGURES)[number];
 
 /** BENCH_QUICK=1: everything scaled down for a smoke check (about a minute in total). */

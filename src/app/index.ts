@@ -16,7 +16,7 @@ import type { Logger } from '../observability/index.js';
 import { Identity, OidcClient, SigningKeys, TokenService } from '../identity/index.js';
 import type { SealKey } from '../identity/index.js';
 import { PolicyHolder } from './policy-holder.js';
-import { BlobStore } from '../artifacts/index.js';
+import { Artifacts, BlobStore } from '../artifacts/index.js';
 import { EmbeddedRunner, GitCli, Projects, Runs } from '../runs/index.js';
 import type { Job } from '../runs/index.js';
 import { executeStep } from '../runner/index.js';
@@ -50,6 +50,8 @@ export interface App {
   readonly platformKeys: PlatformKeys;
   /** Signed attestations of succeeded runs, written by the control plane. */
   readonly provenance: Provenance;
+  /** Known blobs, immutable names and releases over the blob store. */
+  readonly artifacts: Artifacts;
   /** What the in-toto export needs: a run's links, the runner keys allowed to make them, the layout key. */
   readonly intoto: InTotoRouteDeps;
   /**
@@ -217,6 +219,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       clock,
       sealer: { sealBlob: async (purpose, plain) => (await vaultReady()).sealBlob(purpose, plain), openBlob: async (purpose, sealed) => (await vaultReady()).openBlob(purpose, sealed) },
     });
+    const artifacts = new Artifacts({ store, audit, objects: blobs, clock });
     const provenance = new Provenance({
       store,
       audit,
@@ -225,6 +228,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       builderId: `${config.publicUrl}/builders/airlock`,
       runs,
       readBlob: (digest) => blobs.readVerified(digest),
+      recordOutputs: (tx, runId, outputs) => artifacts.recordOutputs(tx, runId, outputs),
     });
     let embeddedLabels: readonly string[] = ['embedded', 'linux'];
     const intoto: InTotoRouteDeps = {
@@ -378,6 +382,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       runs,
       platformKeys,
       provenance,
+      artifacts,
       intoto,
       vault: vaultReady,
       secrets,

@@ -238,7 +238,9 @@ export class Artifacts {
     const path = input.path === undefined ? undefined : checkPath(input.path, 'path');
     const resource = `artifacts/names/${name}@${version}`;
     // A name must never point at bytes the store cannot serve.
-    if (!(await this.deps.objects.has(digest)) && (await this.deps.store.db.selectFrom('artifacts').select('digest').where('digest', '=', digest).executeTakeFirst()) !== undefined) {
+    if (!(await this.deps.objects.has(digest))) {
+      const known = input.runId !== undefined || (await this.deps.store.db.selectFrom('artifacts').select('digest').where('digest', '=', digest).executeTakeFirst()) !== undefined;
+      if (!known) throw new NotFoundError(`no artifact ${digest}: only outputs of runs are artifacts`, { digest });
       throw await this.recordFailure(actor, 'artifacts.publish', digest, { ok: false, reason: 'blob_missing' }, context);
     }
     type Outcome = { result: PublishResult } | { conflict: { reason: string; publishedDigest: string | null } };

@@ -7,6 +7,7 @@ import type { Cli } from './cli.js';
 import { act, collect } from './cli.js';
 import { boundedInt, isoTime, nonNegativeInt, positiveInt } from './parse.js';
 import { packageVersion } from './version.js';
+import { registerArtifactCommands } from './artifact-commands.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** Mirrors ACTOR_KINDS and OUTCOMES of src/audit (kept literal here to keep start-up light; a test checks they match). */
@@ -531,6 +532,8 @@ export function buildProgram(cli: Cli): Command {
     .option('--json', 'print {"allowed","policies","errors","refusal","request","policySet"}')
     .addHelpText('after', '\nExample:\n  $ airlock policy test --principal user:bob --role developer --action users.roles.update --resource user:bob')
     .action(act(cli, async (command) => (await import('./handlers/policy.js')).test(cli, command)));
+
+  registerArtifactCommands(program, cli, remote);
 
   // --- export --------------------------------------------------------------------------------
   const exportCmd = program.command('export').description('export evidence for third-party verification');

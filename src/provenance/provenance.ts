@@ -76,8 +76,18 @@ export class Provenance {
     for (const s of steps) for (const o of s.result?.outputs ?? []) outputs.set(o.path, o);
     if (outputs.size === 0) return { written: 0 };
 
-    const lockfile = await readFile(join(view.sourceDir, 'package-lock.json'), 'utf8').catch(() => undefined);
-    const packages = lockfile === undefined ? [] : lockfilePackages(lockfile);
+    const notes: string[] = [];
+    let lockfile = await readFile(join(view.sourceDir, 'package-lock.json'), 'utf8').catch(() => undefined);
+    let packages: ReturnType<typeof lockfilePackages> = [];
+    if (lockfile !== undefined) {
+      try {
+        packages = lockfilePackages(lockfile);
+      } catch (err) {
+        // An unreadable lockfile costs the SBOM and the package list, not the provenance.
+        notes.push(`package-lock.json not used: ${err instanceof Error ? err.message : 'unreadable'}`);
+        lockfile = undefined;
+      }
+    }
     const pipelineFileDigest = hexOf(run.pipelineDigest);
     const trigger = (run.trigger ?? {}) as { kind?: string; actor?: { kind?: string; id?: string }; params?: Record<string, string>; reason?: string | null };
     const byproducts = steps.flatMap((s) => {
@@ -106,7 +116,13 @@ export class Provenance {
         } else if (xml.length > 0) {
           const parsed = [];
           for (const o of xml) {
-            parsed.push(parseJUnit((await this.deps.readBlob(o.digest)).toString('utf8')));
+            try {
+              parsed.push(parseJUnit((await this.deps.readBlob(o.digest)).toString('utf8')));
+            } catch (err) {
+              // A report that cannot be read proves nothing passed.
+              notes.push(`${o.path}: ${err instanceof Error ? err.message : 'unreadable JUnit report'}`);
+              parsed.push({ result: 'FAILED' as const, passedTests: [], warnedTests: [], failedTests: [`${t.stage}/${t.def.name}: ${o.path} unreadable`] });
+            }
             configuration.push({ name: o.path, digest: { sha256: hexOf(o.digest) } });
           }
           result = parsed.some((p) => p.result === 'FAILED') ? 'FAILED' : parsed.some((p) => p.result === 'WARNED') ? 'WARNED' : 'PASSED';
@@ -170,7 +186,7 @@ export class Provenance {
         resource: `runs/${runId}`,
         outcome: 'allowed',
         context: { traceId: run.traceId },
-        details: { kid: signer.kid, attestations: rows.map((r) => ({ id: r.id, subject: r.subject_digest, predicateType: r.predicate_type })), tests: tests === undefined ? null : (tests as { result?: string }).result ?? null, sbom: sbom !== undefined },
+        details: { kid: signer.kid, attestations: rows.map((r) => ({ id: r.id, subject: r.subject_digest, predicateType: r.predicate_type })), tests: tests === undefined ? null : (tests as { result?: string }).result ?? null, sbom: sbom !== undefined, notes },
       });
       return { written: rows.length };
     });

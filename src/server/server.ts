@@ -25,6 +25,7 @@ import { runRoutes } from './run-routes.js';
 import { secretRoutes } from './secret-routes.js';
 import { provenanceRoutes } from './provenance-routes.js';
 import { intotoRoutes } from './intoto-routes.js';
+import { artifactRoutes } from './artifact-routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
 export interface RegisteredRoute {
@@ -185,6 +186,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   void server.register(secretRoutes(app));
   void server.register(provenanceRoutes(app));
   void server.register(intotoRoutes(app.intoto));
+  void server.register(artifactRoutes(app));
 
   return Promise.resolve(server);
 }

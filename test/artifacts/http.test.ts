@@ -11,12 +11,11 @@ import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Artifacts, sha256Digest } from '../../src/artifacts/index.js';
+import { sha256Digest } from '../../src/artifacts/index.js';
 import { registerArtifactCommands } from '../../src/cli/artifact-commands.js';
 import type { Cli } from '../../src/cli/cli.js';
 import { AirlockError } from '../../src/errors/index.js';
 import { buildServer } from '../../src/server/index.js';
-import { artifactRoutes } from '../../src/server/artifact-routes.js';
 import { ENGINES } from '../support/engines.js';
 import { TestClock, expectError, login, makeUser, rid, recordOf, silent } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
@@ -38,9 +37,8 @@ describe.each(ENGINES)('artifacts over HTTP and the CLI on %s', (engine) => {
   beforeAll(async () => {
     t = await openTestApp(engine, { clock });
     const app = t.app;
-    const artifacts = new Artifacts({ store: app.store, audit: app.audit, objects: app.blobs, clock: app.clock });
+    const artifacts = app.artifacts;
     server = await buildServer(app, { logger: silent });
-    await server.register(artifactRoutes({ artifacts }));
     await server.listen({ host: '127.0.0.1', port: 0 });
     url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`;
     op = await login(server, clock, await makeUser(app, clock, 'olga', ['operator']));

@@ -132,6 +132,22 @@ describe('airlock CLI: usage, help and exit codes', () => {
       'policy versions',
       'policy show',
       'policy test',
+      'artifact',
+      'artifact list',
+      'artifact show',
+      'artifact get',
+      'artifact verify',
+      'artifact publish',
+      'release',
+      'release create',
+      'release list',
+      'release show',
+      'export',
+      'export in-toto',
+      'verify',
+      'keys',
+      'keys list',
+      'keys rotate',
     ]);
     const docs = readFileSync(join(ROOT, 'docs/cli.md'), 'utf8');
     const results = await Promise.all(tree.map((c) => run([...c.path, '--help'], { env })));

@@ -46,6 +46,8 @@ describe.each(ENGINES)('HTTP server on %s', (engine) => {
           'POST /api/v1/auth/setup/confirm',
           'POST /api/v1/auth/token',
           'POST /api/v1/agents/register',
+          // The verification keys: anyone may verify (promise 5).
+          'GET /api/v1/keys',
         ].sort(),
       );
       let checked = 0;
