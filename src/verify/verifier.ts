@@ -165,7 +165,8 @@ export function vsaFor(verdict: Verdict, opts: { name: string; verifierId: strin
       verifierId: opts.verifierId,
       timeVerified: opts.now.toISOString(),
       resourceUri: opts.name,
-      policy: opts.policy === undefined ? {} : { uri: opts.policy.uri, digest: { sha256: opts.policy.digest } },
+      // Without a policy file the verifier's built-in expectations applied (docs/verify.md).
+      policy: opts.policy === undefined ? { uri: 'https://airlock.dev/verify/default-policy/v1' } : { uri: opts.policy.uri, digest: { sha256: opts.policy.digest } },
       inputAttestations: verdict.inputAttestations.map((d) => ({ digest: { sha256: d.slice(7) } })),
       verificationResult: verdict.result,
       // Level 2: the control plane signs provenance with a key no step holds. Level 3 also

@@ -46,7 +46,7 @@ const LOCKFILE = JSON.stringify({
   requires: true,
   packages: {
     '': { name: 'shop', version: '1.0.0', dependencies: { 'left-pad': '^1.3.0' } },
-    'node_modules/left-pad': { version: '1.3.0', resolved: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz', integrity: 'sha512-XI5MPzVNApjAyhQzphX8BkmKsKUxD4LdyK24iZeQEQBZ14pl2rUNMfpDAcgpRN1ia6jGp9Ovd+d2tWUgcy6hqw==' },
+    'node_modules/left-pad': { version: '1.3.0', resolved: 'https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz', integrity: 'sha512-XI5MPzVNApjAyhQzphX8BkmKsKUxD4LdyK24iZeQGinBN9yTQT3bFlCBy/aVx2HrNcqQGsdot8ghrjyrvMCoEA==' },
   },
 });
 

@@ -142,7 +142,7 @@ export async function verify(cli: Cli, command: Command, target: string): Promis
 function envelopesOf(raw: unknown): unknown[] {
   const list = Array.isArray(raw) ? raw : typeof raw === 'object' && raw !== null && Array.isArray((raw as { attestations?: unknown }).attestations) ? (raw as { attestations: unknown[] }).attestations : undefined;
   if (list === undefined) throw new UsageError('--attestations: expected a JSON array of DSSE envelopes or Sigstore bundles, or the answer of GET /api/v1/attestations');
-  return list.map((a) => {
+  return list.map((a: unknown): unknown => {
     if (typeof a !== 'object' || a === null) return a;
     const o = a as Record<string, unknown>;
     if (o.envelope !== undefined) return o.envelope;
