@@ -249,6 +249,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         return [{ key: embeddedKey.publicKey, labels: embeddedLabels }, ...agentRows.map((a) => ({ key: createPublicKey(a.public_key), labels: JSON.parse(a.labels) as string[] }))];
       },
       layoutSigner: () => platformKeys.signer('layout'),
+      publishedKeys: () => platformKeys.publicKeys(),
     };
     // A succeeded run is attested by the control plane right after the commit that ended it.
     // A failure leaves the run succeeded but unattested: recorded, and verification says so.

@@ -23,6 +23,8 @@ export interface InTotoRouteDeps {
   layoutSigner(runId: string): Promise<InTotoSigner>;
   /** Clock for the layout's expiry (tests). */
   now?(): Date;
+  /** The published platform keys, shipped beside the layout as `airlock-keys.json` (issue 6: keys go into exports). */
+  publishedKeys?(): Promise<unknown>;
 }
 
 const runParams = z.object({ run: z.string().min(1).max(100) }).strict();
@@ -34,7 +36,9 @@ export function intotoRoutes(deps: InTotoRouteDeps): (server: FastifyInstance) =
       const { run } = parseInput(runParams, request.params, 'path');
       const runId = await deps.resolveRun(run);
       const [evidence, functionaries, layoutSigner] = await Promise.all([deps.runEvidence(runId), deps.functionaryKeys(runId), deps.layoutSigner(runId)]);
-      return exportInToto({ pipeline: evidence.pipeline, steps: evidence.steps, functionaries, layoutSigner, now: deps.now?.() ?? new Date(), runId });
+      const exported = exportInToto({ pipeline: evidence.pipeline, steps: evidence.steps, functionaries, layoutSigner, now: deps.now?.() ?? new Date(), runId });
+      if (deps.publishedKeys === undefined) return exported;
+      return { files: [...exported.files, { name: 'airlock-keys.json', content: `${JSON.stringify({ keys: await deps.publishedKeys() }, null, 2)}\n` }] };
     });
     return Promise.resolve();
   };
