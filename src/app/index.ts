@@ -26,7 +26,7 @@ import { Vault, loadRootKey } from '../vault/index.js';
 import { Secrets } from '../secrets/index.js';
 import { PlatformKeys } from '../attest/index.js';
 import { Provenance } from '../provenance/index.js';
-import type { InTotoRouteDeps } from '../server/intoto-routes.js';
+import type { InTotoRouteDeps } from '../intoto/index.js';
 
 export { PolicyHolder } from './policy-holder.js';
 export { homeCheckpointVerifierKey } from './keys.js';

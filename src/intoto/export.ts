@@ -109,3 +109,19 @@ export function exportInToto(input: ExportInput): { files: ExportFile[] } {
     files: [{ name: LAYOUT_FILE, content: json(root) }, { name: LAYOUT_KEY_FILE, content: json(inTotoPublicKey(input.layoutSigner.publicKey)) }, ...links],
   };
 }
+
+/** What the export route needs from the application (implemented in src/app, served by src/server/intoto-routes.ts). */
+export interface InTotoRouteDeps {
+  /** A run id from what the caller wrote: an id or `project#number` (Runs.resolveId). */
+  resolveRun(run: string): Promise<string>;
+  /** The run's pipeline and, per step that ran, its last attempt's `evidence.intotoLink` (null when none). */
+  runEvidence(runId: string): Promise<{ readonly pipeline: PipelineDefinition; readonly steps: readonly ExportStep[] }>;
+  /** Runner public keys that may perform the run's steps (a key with labels only steps whose runs-on it has). */
+  functionaryKeys(runId: string): Promise<readonly (KeyObject | Functionary)[]>;
+  /** The project key that signs layouts. */
+  layoutSigner(runId: string): Promise<InTotoSigner>;
+  /** Clock for the layout's expiry (tests). */
+  now?(): Date;
+  /** The published platform keys, shipped beside the layout as `airlock-keys.json` (issue 6: keys go into exports). */
+  publishedKeys?(): Promise<unknown>;
+}

@@ -12,6 +12,6 @@ export type { ExpectedLink, LinkInput } from './link.js';
 export { fnmatchEscape, inTotoDate, layoutFor } from './layout.js';
 export type { Functionary, LayoutOptions } from './layout.js';
 export { LAYOUT_FILE, LAYOUT_KEY_FILE, LAYOUT_VALIDITY_MS, exportInToto } from './export.js';
-export type { ExportFile, ExportInput, ExportStep } from './export.js';
+export type { ExportFile, ExportInput, ExportStep, InTotoRouteDeps } from './export.js';
 export { writeExport } from './write.js';
 export type { ArtifactRule, HashDict, InTotoLayout, InTotoLayoutKey, InTotoLink, InTotoPublicKey, InTotoSigner, InTotoStep, Metablock } from './types.js';

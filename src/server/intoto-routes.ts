@@ -3,29 +3,11 @@
  * runner-signed link per step) for `in-toto-verify` (docs/intoto.md). The layout is derived and
  * signed here; the links are copied as the runners signed them, never re-signed.
  */
-import type { KeyObject } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { exportInToto } from '../intoto/index.js';
-import type { ExportFile, ExportStep, Functionary, InTotoSigner } from '../intoto/index.js';
-import type { PipelineDefinition } from '../pipeline/index.js';
+import type { ExportFile, InTotoRouteDeps } from '../intoto/index.js';
 import { noFields, parseInput } from './input.js';
-
-/** What the route needs from the application (implemented in src/app). */
-export interface InTotoRouteDeps {
-  /** A run id from what the caller wrote: an id or `project#number` (Runs.resolveId). */
-  resolveRun(run: string): Promise<string>;
-  /** The run's pipeline and, per step that ran, its last attempt's `evidence.intotoLink` (null when none). */
-  runEvidence(runId: string): Promise<{ readonly pipeline: PipelineDefinition; readonly steps: readonly ExportStep[] }>;
-  /** Runner public keys that may perform the run's steps (a key with labels only steps whose runs-on it has). */
-  functionaryKeys(runId: string): Promise<readonly (KeyObject | Functionary)[]>;
-  /** The project key that signs layouts. */
-  layoutSigner(runId: string): Promise<InTotoSigner>;
-  /** Clock for the layout's expiry (tests). */
-  now?(): Date;
-  /** The published platform keys, shipped beside the layout as `airlock-keys.json` (issue 6: keys go into exports). */
-  publishedKeys?(): Promise<unknown>;
-}
 
 const runParams = z.object({ run: z.string().min(1).max(100) }).strict();
 
