@@ -59,7 +59,7 @@ async function fetchClient(url: string, token: string, n: number, expect: number
       req.on('error', reject);
       req.end('{}');
     });
-  for (let i = 0; i < 50; i++) await once(); // warm-up (JIT, connection)
+  for (let i = 0; i < 500; i++) await once(); // warm-up: JIT on both sides, the connection, the WAL's first growth
   const samples = new Samples();
   const t0 = now();
   for (let i = 0; i < n; i++) {
