@@ -248,7 +248,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         const agentRows = await store.db.selectFrom('agents').select(['public_key', 'labels']).execute();
         return [{ key: embeddedKey.publicKey, labels: embeddedLabels }, ...agentRows.map((a) => ({ key: createPublicKey(a.public_key), labels: JSON.parse(a.labels) as string[] }))];
       },
-      layoutSigner: () => platformKeys.signer('layout'),
+      // Each project's layouts are signed by its own key: one key vouches for one project's chains.
+      layoutSigner: async (runId) => platformKeys.signer('layout', `project:${(await runs.show(runId)).project}`),
       publishedKeys: () => platformKeys.publicKeys(),
     };
     // A succeeded run is attested by the control plane right after the commit that ended it.

@@ -42,6 +42,8 @@ export interface PlatformKeyInfo {
   readonly publicKeyPem: string;
   /** The raw 32-byte Ed25519 public key, base64. */
   readonly publicKeyRaw: string;
+  /** '' (platform-wide) or 'project:<name>'. */
+  readonly scope: string;
   readonly createdAt: string;
   readonly retiredAt: string | null;
   readonly status: 'active' | 'retired';
@@ -58,6 +60,11 @@ const sealPurpose = (purpose: string, kid: string): string => `platform-key:${pu
 
 function keyError(message: string, kid: string, reason: string): AirlockError {
   return new AirlockError('KEY_INVALID', message, { reason, kid });
+}
+
+/** '' (platform-wide) or 'project:<name>': a layout key per project limits what one key vouches for. */
+function checkScope(scope: string): void {
+  if (scope !== '' && !/^project:[a-z][a-z0-9-]{0,62}$/.test(scope)) throw new ValidationError('invalid key scope: "" or project:<name>', [{ path: 'scope', message: 'must be "" or project:<name>' }]);
 }
 
 function checkPurpose(purpose: unknown): asserts purpose is KeyPurpose {
@@ -92,6 +99,7 @@ function info(p: ParsedRow): PlatformKeyInfo {
     algorithm: KEY_ALGORITHM,
     publicKeyPem: p.publicKey.export({ type: 'spki', format: 'pem' }) as string,
     publicKeyRaw: p.raw.toString('base64'),
+    scope: p.row.scope,
     createdAt: p.row.created_at,
     retiredAt: p.row.retired_at,
     status: p.row.retired_at === null ? 'active' : 'retired',
@@ -122,18 +130,19 @@ export class PlatformKeys {
    * with ON CONFLICT DO NOTHING against the one-active-per-purpose index; the loser re-reads
    * and signs with the winner's key, and only the winner records `keys.create`.
    */
-  async signer(purpose: KeyPurpose): Promise<PlatformSigner> {
+  async signer(purpose: KeyPurpose, scope = ''): Promise<PlatformSigner> {
     checkPurpose(purpose);
-    let row = await this.activeRow(purpose);
+    checkScope(scope);
+    let row = await this.activeRow(purpose, scope);
     if (row === undefined) {
-      const fresh = await this.newRow(purpose, `${SYSTEM_ACTOR.kind}:${SYSTEM_ACTOR.id}`);
+      const fresh = await this.newRow(purpose, `${SYSTEM_ACTOR.kind}:${SYSTEM_ACTOR.id}`, scope);
       await this.deps.store.transact(async (tx) => {
         const inserted = await tx.db.insertInto('platform_keys').values(fresh).onConflict((oc) => oc.doNothing()).executeTakeFirst();
         if ((inserted.numInsertedOrUpdatedRows ?? 0n) > 0n) {
-          await this.deps.audit.record(tx, { actor: SYSTEM_ACTOR, action: 'keys.create', resource: `platform-keys/${fresh.kid}`, outcome: 'allowed', details: { purpose, kid: fresh.kid, algorithm: KEY_ALGORITHM } });
+          await this.deps.audit.record(tx, { actor: SYSTEM_ACTOR, action: 'keys.create', resource: `platform-keys/${fresh.kid}`, outcome: 'allowed', details: { purpose, scope, kid: fresh.kid, algorithm: KEY_ALGORITHM } });
         }
       });
-      row = await this.activeRow(purpose);
+      row = await this.activeRow(purpose, scope);
       if (row === undefined) throw new AirlockError('STORAGE_FAILED', `no active ${purpose} key after creating one; check the platform_keys table`);
     }
     const parsed = parseRow(row);
@@ -145,16 +154,17 @@ export class PlatformKeys {
    * A new active key for `purpose`; the old one is retired (verify-only). The retirement, the
    * new row and the `keys.rotate` event commit together or not at all.
    */
-  async rotate(purpose: KeyPurpose, actor: Actor, context?: RequestContext): Promise<{ kid: string; retired: string | null }> {
+  async rotate(purpose: KeyPurpose, actor: Actor, context?: RequestContext, scope = ''): Promise<{ kid: string; retired: string | null }> {
     checkPurpose(purpose);
-    const fresh = await this.newRow(purpose, `${actor.kind}:${actor.id}`);
+    checkScope(scope);
+    const fresh = await this.newRow(purpose, `${actor.kind}:${actor.id}`, scope);
     return this.deps.store.transact(async (tx) => {
       await lockKeys(tx);
-      const old = await tx.db.selectFrom('platform_keys').select('kid').where('purpose', '=', purpose).where('retired_at', 'is', null).executeTakeFirst();
+      const old = await tx.db.selectFrom('platform_keys').select('kid').where('purpose', '=', purpose).where('scope', '=', scope).where('retired_at', 'is', null).executeTakeFirst();
       if (old !== undefined) await tx.db.updateTable('platform_keys').set({ retired_at: fresh.created_at }).where('kid', '=', old.kid).execute();
       await tx.db.insertInto('platform_keys').values(fresh).execute();
       const retired = old?.kid ?? null;
-      await this.deps.audit.record(tx, { actor, action: 'keys.rotate', resource: `platform-keys/${fresh.kid}`, outcome: 'allowed', context, details: { purpose, kid: fresh.kid, retired, algorithm: KEY_ALGORITHM } });
+      await this.deps.audit.record(tx, { actor, action: 'keys.rotate', resource: `platform-keys/${fresh.kid}`, outcome: 'allowed', context, details: { purpose, scope, kid: fresh.kid, retired, algorithm: KEY_ALGORITHM } });
       return { kid: fresh.kid, retired };
     });
   }
@@ -181,18 +191,18 @@ export class PlatformKeys {
     return row === undefined ? undefined : info(parseRow(row));
   }
 
-  private activeRow(purpose: KeyPurpose): Promise<Database['platform_keys'] | undefined> {
-    return reading('reading platform keys', () => this.deps.store.db.selectFrom('platform_keys').selectAll().where('purpose', '=', purpose).where('retired_at', 'is', null).executeTakeFirst());
+  private activeRow(purpose: KeyPurpose, scope: string): Promise<Database['platform_keys'] | undefined> {
+    return reading('reading platform keys', () => this.deps.store.db.selectFrom('platform_keys').selectAll().where('purpose', '=', purpose).where('scope', '=', scope).where('retired_at', 'is', null).executeTakeFirst());
   }
 
-  private async newRow(purpose: KeyPurpose, createdBy: string): Promise<Database['platform_keys']> {
+  private async newRow(purpose: KeyPurpose, createdBy: string, scope: string): Promise<Database['platform_keys']> {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const kid = linkKeyId(publicKey);
     const der = privateKey.export({ type: 'pkcs8', format: 'der' });
     try {
       const sealed = await this.deps.sealer.sealBlob(sealPurpose(purpose, kid), der);
       const raw = publicKey.export({ type: 'spki', format: 'der' }).subarray(ED25519_SPKI_PREFIX.length);
-      return { kid, purpose, algorithm: KEY_ALGORITHM, public_key: Buffer.from(raw), private_sealed: sealed, created_at: this.deps.clock().toISOString(), created_by: createdBy, retired_at: null };
+      return { kid, purpose, scope, algorithm: KEY_ALGORITHM, public_key: Buffer.from(raw), private_sealed: sealed, created_at: this.deps.clock().toISOString(), created_by: createdBy, retired_at: null };
     } finally {
       der.fill(0);
     }

@@ -570,7 +570,8 @@ export function buildProgram(cli: Cli): Command {
     keys
       .command('rotate')
       .description('make a new signing key; the old one becomes verify-only (admin; a fresh MFA proof)')
-      .addOption(new Option('--purpose <purpose>', 'which key').choices(['attestation', 'layout']).default('attestation')),
+      .addOption(new Option('--purpose <purpose>', 'which key').choices(['attestation', 'layout']).default('attestation'))
+      .option('--project <name>', "with --purpose layout: the project whose in-toto layout key to rotate"),
     'print {"kid","retired"}',
   ).action(act(cli, async (command) => (await import('./handlers/verify.js')).keysRotate(cli, command)));
 

@@ -12,7 +12,10 @@ import { noFields, parseInput } from './input.js';
 import { traceIdOf } from './request-context.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const rotateBody = z.object({ purpose: z.enum(['attestation', 'layout'], { error: 'must be attestation or layout' }) }).strict();
+const rotateBody = z
+  .object({ purpose: z.enum(['attestation', 'layout'], { error: 'must be attestation or layout' }), project: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a project name').optional() })
+  .strict()
+  .refine((b) => (b.purpose === 'layout') === (b.project !== undefined), { message: 'a layout key belongs to one project: give project with purpose layout, and only then', path: ['project'] });
 const attestationsQuery = z
   .object({
     subject: z.string().regex(DIGEST, 'must be sha256:<64 lower-case hex>').optional(),
@@ -44,7 +47,7 @@ export function provenanceRoutes(app: App): (server: FastifyInstance) => Promise
     server.post('/api/v1/keys/rotate', { config: { action: 'keys.rotate', resource: 'keys' } }, async (request) => {
       const body = parseInput(rotateBody, request.body, 'body');
       await app.vault();
-      return app.platformKeys.rotate(body.purpose, actorOf(principalOf(request)), ctx(request));
+      return app.platformKeys.rotate(body.purpose, actorOf(principalOf(request)), ctx(request), body.project === undefined ? '' : `project:${body.project}`);
     });
 
     server.get('/api/v1/attestations', { config: { action: 'artifacts.read', resource: 'artifacts' } }, async (request) => {

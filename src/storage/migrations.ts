@@ -450,6 +450,8 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
         .addColumn('kid', 'text', (c) => c.primaryKey())
         // attestation: provenance, test results, SBOMs, VSAs; layout: in-toto root layouts.
         .addColumn('purpose', 'text', (c) => c.notNull().check(sql`purpose in ('attestation', 'layout')`))
+        // '' for the platform-wide attestation key; 'project:<name>' for a project's layout key.
+        .addColumn('scope', 'text', (c) => c.notNull().defaultTo(''))
         .addColumn('algorithm', 'text', (c) => c.notNull().check(sql`algorithm = 'ed25519'`))
         .addColumn('public_key', t.bytes, (c) => c.notNull())
         // Vault.sealBlob of the PKCS#8 DER private key; never readable without the root key.
@@ -459,8 +461,8 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
         // Set when a newer key takes over: verify-only from then on.
         .addColumn('retired_at', 'text')
         .execute();
-      // At most one active key per purpose.
-      await db.schema.createIndex('platform_keys_active').on('platform_keys').column('purpose').unique().where(sql.ref('retired_at'), 'is', null).execute();
+      // At most one active key per purpose and scope.
+      await db.schema.createIndex('platform_keys_active').on('platform_keys').columns(['purpose', 'scope']).unique().where(sql.ref('retired_at'), 'is', null).execute();
 
       await db.schema
         .createTable('artifacts')

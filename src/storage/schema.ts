@@ -387,6 +387,8 @@ export interface PlatformKeysTable {
   kid: string;
   /** attestation | layout */
   purpose: string;
+  /** '' (platform-wide) or 'project:<name>' (a project's layout key). */
+  scope: string;
   /** ed25519 */
   algorithm: string;
   /** Raw 32-byte Ed25519 public key. */

@@ -98,7 +98,7 @@ describe.each(ENGINES)('platform keys on %s', (engine) => {
     expect(stored).toHaveLength(1);
     expect(stored[0]).toMatchObject({ kid: signer.kid, purpose: 'attestation', algorithm: 'ed25519', retired_at: null, created_by: 'system:platform-keys', created_at: '2026-03-01T12:00:00.000Z' });
     expect(Buffer.from(stored[0]!.public_key)).toEqual(signer.publicKey.export({ type: 'spki', format: 'der' }).subarray(12));
-    expect(await events('keys.create')).toEqual([expect.objectContaining({ actor: { kind: 'system', id: 'platform-keys' }, resource: `platform-keys/${signer.kid}`, details: { purpose: 'attestation', kid: signer.kid, algorithm: 'ed25519' } })]);
+    expect(await events('keys.create')).toEqual([expect.objectContaining({ actor: { kind: 'system', id: 'platform-keys' }, resource: `platform-keys/${signer.kid}`, details: { purpose: 'attestation', scope: '', kid: signer.kid, algorithm: 'ed25519' } })]);
 
     const env = signEnvelope(IN_TOTO_PAYLOAD_TYPE, Buffer.from('{}'), signer);
     expect(verifyEnvelope(env, await keys.verifierKeys())).toMatchObject({ ok: true, keyids: [signer.kid] });
@@ -109,6 +109,7 @@ describe.each(ENGINES)('platform keys on %s', (engine) => {
       algorithm: 'ed25519',
       publicKeyPem: signer.publicKey.export({ type: 'spki', format: 'pem' }),
       publicKeyRaw: Buffer.from(stored[0]!.public_key).toString('base64'),
+      scope: '',
       createdAt: '2026-03-01T12:00:00.000Z',
       retiredAt: null,
       status: 'active',
@@ -164,12 +165,24 @@ describe.each(ENGINES)('platform keys on %s', (engine) => {
     expect(verifyStatement(newEnvelope, verifier)).toMatchObject({ ok: true, keyids: [rotated.kid] });
     const rotateEvents = await events('keys.rotate');
     expect(rotateEvents).toEqual([
-      expect.objectContaining({ actor: { kind: 'user', id: 'alice' }, resource: `platform-keys/${rotated.kid}`, details: { purpose: 'attestation', kid: rotated.kid, retired: first.kid, algorithm: 'ed25519' } }),
+      expect.objectContaining({ actor: { kind: 'user', id: 'alice' }, resource: `platform-keys/${rotated.kid}`, details: { purpose: 'attestation', scope: '', kid: rotated.kid, retired: first.kid, algorithm: 'ed25519' } }),
     ]);
     expect((await audit.search({ action: 'keys.rotate' }))[0]!.event.context).toMatchObject({ requestId: 'req-1', sourceAddress: '10.0.0.1' });
     // Rotating a purpose with no key yet simply creates one.
     expect(await keys.rotate('layout', ADMIN)).toEqual({ kid: expect.any(String) as string, retired: null });
     expect(await rows('layout')).toHaveLength(1);
+  });
+
+  it('keeps one layout key per project: rotating one leaves the others, and a bad scope is refused', async () => {
+    const shop = await keys.signer('layout', 'project:shop');
+    const pay = await keys.signer('layout', 'project:payroll');
+    expect(shop.kid).not.toBe(pay.kid);
+    expect((await keys.signer('layout', 'project:shop')).kid).toBe(shop.kid);
+    const rotated = await keys.rotate('layout', ADMIN, undefined, 'project:shop');
+    expect(rotated.retired).toBe(shop.kid);
+    expect((await keys.signer('layout', 'project:payroll')).kid).toBe(pay.kid);
+    expect((await keys.publicKeys()).filter((k) => k.status === 'active').map((k) => k.scope).sort()).toEqual(['project:payroll', 'project:shop']);
+    await expect(keys.signer('layout', 'project:../../etc')).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
   });
 
   it('rotation is all or nothing: a failed audit record leaves the old key active', async () => {

@@ -161,8 +161,9 @@ describe('verifying the sample pipeline from the CLI (sqlite)', () => {
     const files = readdirSync(dir).sort();
     expect(files).toEqual(expect.arrayContaining(['root.layout', 'layout.pub', 'airlock-keys.json']));
     // The published keys travel with the export: the attestation key among them.
-    const shipped = JSON.parse(readFileSync(join(dir, 'airlock-keys.json'), 'utf8')) as { keys: { purpose: string }[] };
-    expect(shipped.keys.map((k) => k.purpose)).toEqual(expect.arrayContaining(['attestation', 'layout']));
+    const shipped = JSON.parse(readFileSync(join(dir, 'airlock-keys.json'), 'utf8')) as { keys: { purpose: string; scope: string }[] };
+    // The layout is signed by the project's own key, beside the platform's attestation key.
+    expect(shipped.keys.map((k) => `${k.purpose}/${k.scope}`)).toEqual(expect.arrayContaining(['attestation/', 'layout/project:hello']));
     expect(files.filter((f) => f.endsWith('.link'))).toHaveLength(3);
     const verify = () => spawnSync(verifier, ['--layout', join(dir, 'root.layout'), '--layout-keys', join(dir, 'layout.pub'), '--key-types', 'ed25519', '--link-dir', dir], { encoding: 'utf8' });
     const ok = verify();

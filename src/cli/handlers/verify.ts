@@ -34,6 +34,7 @@ interface VerifyOptions extends RemoteOptions {
 export interface PublishedKey {
   readonly kid: string;
   readonly purpose: string;
+  readonly scope: string;
   readonly algorithm: string;
   readonly publicKeyPem: string;
   readonly createdAt: string;
@@ -167,14 +168,15 @@ export async function keysList(cli: Cli, command: Command): Promise<number> {
   // Public: anyone may fetch the keys to verify with (promise 5).
   const { keys } = await new ApiClient({ server }).get<{ keys: PublishedKey[] }>('/api/v1/keys');
   if (opts.json === true) printJson(cli.io, { keys });
-  else for (const line of table(['KID', 'PURPOSE', 'STATUS', 'CREATED', 'RETIRED'], keys.map((k) => [k.kid, k.purpose, k.status, k.createdAt, k.retiredAt ?? '-']))) say(cli.io, line);
+  else for (const line of table(['KID', 'PURPOSE', 'SCOPE', 'STATUS', 'CREATED', 'RETIRED'], keys.map((k) => [k.kid, k.purpose, k.scope === '' ? 'platform' : k.scope, k.status, k.createdAt, k.retiredAt ?? '-']))) say(cli.io, line);
   return EXIT_OK;
 }
 
 export async function keysRotate(cli: Cli, command: Command): Promise<number> {
-  const opts = command.opts<RemoteOptions & { purpose: string }>();
+  const opts = command.opts<RemoteOptions & { purpose: string; project?: string }>();
+  if ((opts.purpose === 'layout') !== (opts.project !== undefined)) throw new UsageError('a layout key belongs to one project: use --purpose layout with --project NAME (and --project only then)');
   return withSession(cli, command, async (s) => {
-    const answer = await s.call((c) => c.post<{ kid: string; retired: string | null }>('/api/v1/keys/rotate', { purpose: opts.purpose }));
+    const answer = await s.call((c) => c.post<{ kid: string; retired: string | null }>('/api/v1/keys/rotate', { purpose: opts.purpose, ...(opts.project === undefined ? {} : { project: opts.project }) }));
     if (opts.json === true) printJson(cli.io, answer);
     else say(cli.io, `new ${opts.purpose} key ${answer.kid}; ${answer.retired === null ? 'no key was retired' : `${answer.retired} is now verify-only`}`);
     return EXIT_OK;
