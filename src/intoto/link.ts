@@ -108,17 +108,8 @@ export function linkShapeProblem(signed: unknown): string | undefined {
   return undefined;
 }
 
-/** What a link must say for the attempt a server handed out and the result the runner reported. */
-export interface ExpectedLink {
-  readonly stage: string;
-  readonly step: string;
-  readonly command: string;
-  readonly materials: Readonly<Record<string, string>>;
-  readonly products: Readonly<Record<string, string>>;
-  readonly exitCode: number | null;
-  readonly runId: string;
-  readonly attempt: number;
-}
+/** What a link must say for the attempt a server handed out and the result the runner reported (the output digests are the runner's own). */
+export type ExpectedLink = Omit<LinkInput, 'stdoutDigest' | 'stderrDigest'>;
 
 /**
  * Why `block` is not this attempt's link signed by `publicKey`, or undefined when it is: the

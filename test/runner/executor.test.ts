@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, verify as cryptoVerify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,19 +16,9 @@ import type { BlobStoreLike } from '../../src/artifacts/index.js';
 import { ValidationError } from '../../src/errors/index.js';
 import { ed25519LinkSigner, executeStep, FIXED_PATH, LINK_PAYLOAD_TYPE, pae, truncationMarker, verifyLink } from '../../src/runner/index.js';
 import type { ExecutorDeps, LinkRecord, LinkSigner, SignedEnvelope, StepJob, StepResult } from '../../src/runner/index.js';
+import { HAS_BWRAP, SANDBOX_MODES } from '../support/sandbox.js';
 
-/** Whether bubblewrap is on PATH: sandbox suites are registered only then. */
-const HAS_BWRAP = (process.env.PATH ?? '').split(':').some((d) => {
-  try {
-    accessSync(join(d, 'bwrap'), constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-});
-
-/** Modes every behavioural test runs in: plain processes, and bubblewrap when present. */
-const MODES: readonly ('off' | 'auto')[] = HAS_BWRAP ? ['off', 'auto'] : ['off'];
+const MODES = SANDBOX_MODES;
 
 const keys = generateKeyPairSync('ed25519');
 const publicKey: KeyObject = keys.publicKey;

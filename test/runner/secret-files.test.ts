@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,21 +14,14 @@ import { BlobStore } from '../../src/artifacts/index.js';
 import type { BlobStoreLike } from '../../src/artifacts/index.js';
 import { ed25519LinkSigner, executeStep } from '../../src/runner/index.js';
 import type { StepJob, StepResult } from '../../src/runner/index.js';
+import { SANDBOX_MODES } from '../support/sandbox.js';
 
 const signer = ed25519LinkSigner(generateKeyPairSync('ed25519').privateKey);
 const KEY = `-----BEGIN KEY-----\nQm9ndXMta2V5LWZvci10ZXN0cw-Zq8pL0vX\n-----END KEY-----\n`;
 const BODY = 'Qm9ndXMta2V5LWZvci10ZXN0cw-Zq8pL0vX';
 const PASSWORD = 'Tr4v3rs3-p4ss-Wd91';
 
-const HAS_BWRAP = (process.env.PATH ?? '').split(':').some((d) => {
-  try {
-    accessSync(join(d, 'bwrap'), constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-});
-const MODES: readonly ('off' | 'auto')[] = HAS_BWRAP ? ['off', 'auto'] : ['off'];
+const MODES = SANDBOX_MODES;
 
 let dir: string;
 let blobs: BlobStore;
