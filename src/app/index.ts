@@ -252,16 +252,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       layoutSigner: async (runId) => platformKeys.signer('layout', `project:${(await runs.show(runId)).project}`),
       publishedKeys: () => platformKeys.publicKeys(),
     };
-    // A succeeded run is attested by the control plane right after the commit that ended it.
-    // A failure leaves the run succeeded but unattested: recorded, and verification says so.
-    runs.onSucceeded(async (runId) => {
-      try {
-        await provenance.attestRun(runId);
-      } catch (err) {
-        options.logger?.error({ err, runId }, 'attesting the run failed');
-        await provenance.recordFailure(runId, describeError(err)).catch(() => undefined);
-      }
-    });
+    // A succeeded run is attested by the control plane in the transaction that ends it.
+    runs.onSucceeded({ prepare: () => provenance.prepare(), attest: (tx, runId) => provenance.attestInTx(tx, runId) });
     const releaseSecrets = async (claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress = 'embedded', requestRecord?: AuditEventInput): Promise<{ name: string; value: Buffer; version: number }[]> => {
       const stepId = claims.step_id;
       if (stepId === undefined) throw new ForbiddenError('this workload token is not bound to a step attempt, so no secret can be released with it');

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AuditLog, RequestContext } from '../audit/index.js';
+import type { AuditLog, JsonValue, RequestContext } from '../audit/index.js';
 import { AIRLOCK_PIPELINE_BUILD_TYPE, CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, TEST_RESULT_V01, linkByproduct, provenancePredicate, signEnvelope, statement, statementBytes, testResultPredicate, toSigstoreBundle } from '../attest/index.js';
 import type { AttestationSigner, Envelope } from '../attest/index.js';
 import { AirlockError } from '../errors/index.js';
@@ -17,7 +17,7 @@ import { parseJUnit, testResultFromExit } from '../evidence/index.js';
 import type { PipelineDefinition } from '../pipeline/index.js';
 import type { RunDetail } from '../runs/index.js';
 import { lockfilePackages, sbomFromLockfile } from '../sbom/index.js';
-import type { Store } from '../storage/index.js';
+import type { Store, Tx } from '../storage/index.js';
 
 type Actor = Parameters<AuditLog['append']>[0]['actor'];
 
@@ -34,11 +34,11 @@ export interface ProvenanceDeps {
   readonly signer: () => Promise<AttestationSigner>;
   /** This control plane's builder id (its public URL + /builder). */
   readonly builderId: string;
-  readonly runs: { evidenceView(runId: string): Promise<{ run: RunDetail; pipeline: PipelineDefinition; repository: string; sourceDir: string }> };
+  readonly runs: { evidenceView(runId: string, via?: Pick<Tx, 'db'>): Promise<{ run: RunDetail; pipeline: PipelineDefinition; repository: string; sourceDir: string }> };
   /** Bytes of a stored blob (JUnit reports); re-hashed by the store. */
   readonly readBlob: (digest: string) => Promise<Buffer>;
   /** Record the run's outputs as artifacts in the attestation's transaction. */
-  readonly recordOutputs?: ((tx: Parameters<Parameters<Store['transact']>[0]>[0], runId: string, outputs: readonly { path: string; digest: string; size: number }[]) => Promise<void>) | undefined;
+  readonly recordOutputs?: ((tx: Tx, runId: string, outputs: readonly { path: string; digest: string; size: number }[]) => Promise<void>) | undefined;
 }
 
 export interface StoredAttestation {
@@ -60,7 +60,23 @@ interface StepResultJson {
 
 const hexOf = (digest: string): string => (digest.startsWith('sha256:') ? digest.slice(7) : digest);
 
+type EvidenceView = Awaited<ReturnType<ProvenanceDeps['runs']['evidenceView']>>;
+type Row = { id: string; run_id: string; subject_digest: string; predicate_type: string; kid: string; envelope: string; created_at: string };
+
+/** What attesting a run will write: built outside or inside the run's last transaction. */
+interface Plan {
+  readonly rows: readonly Row[];
+  readonly outputs: readonly { path: string; digest: string; size: number }[];
+  readonly traceId: string;
+  readonly details: { readonly [key: string]: JsonValue };
+}
+
+const ACTOR = { kind: 'system', id: 'provenance' } as const;
+
 export class Provenance {
+  private prepared: AttestationSigner | undefined;
+  private unprepared: string | undefined;
+
   constructor(private readonly deps: ProvenanceDeps) {}
 
   /**
@@ -68,13 +84,49 @@ export class Provenance {
    * `provenance.attest` event naming every attestation written.
    */
   async attestRun(runId: string): Promise<{ written: number }> {
-    const view = await this.deps.runs.evidenceView(runId);
+    const signer = await this.deps.signer();
+    const plan = await this.build(await this.deps.runs.evidenceView(runId), signer);
+    return this.deps.store.transact((tx) => this.write(tx, runId, plan));
+  }
+
+  /** Get the signing key ready (its first use may need a transaction of its own). */
+  async prepare(): Promise<void> {
+    // Never blocks the run: without a key (vault unavailable, say) the run still finishes, and
+    // attestInTx records why it is unattested.
+    try {
+      this.prepared = await this.deps.signer();
+      this.unprepared = undefined;
+    } catch (err) {
+      this.prepared = undefined;
+      this.unprepared = err instanceof Error ? err.message : 'the attestation key is unavailable';
+    }
+  }
+
+  /**
+   * Attest inside the transaction that ends the run, so the run and its evidence become
+   * visible together. A problem with the evidence (not storage) is recorded as a failed
+   * `provenance.attest` in the same transaction; the run still succeeds, unattested.
+   */
+  async attestInTx(tx: Tx, runId: string): Promise<void> {
+    let plan: Plan;
+    try {
+      if (this.prepared === undefined) throw new AirlockError('INTERNAL', `no attestation key: ${this.unprepared ?? 'it was not prepared'}`);
+      plan = await this.build(await this.deps.runs.evidenceView(runId, tx), this.prepared);
+    } catch (err) {
+      await this.deps.audit.record(tx, { actor: ACTOR, action: 'provenance.attest', resource: `runs/${runId}`, outcome: 'failed', reason: (err instanceof Error ? err.message : 'attestation failed').slice(0, 1000) });
+      return;
+    }
+    await this.write(tx, runId, plan);
+  }
+
+  private async build(view: EvidenceView, signer: AttestationSigner): Promise<Plan> {
+    const runId = view.run.id;
     const { run, pipeline } = view;
     if (run.state !== 'succeeded') throw new AirlockError('CONFLICT', `run ${runId} is ${run.state}: only a succeeded run is attested`);
     const steps = run.stages.flatMap((s) => s.steps.filter((x) => x.state === 'succeeded').map((x) => ({ ...x, result: x.result as StepResultJson | null })));
     const outputs = new Map<string, { path: string; digest: string; size: number }>();
     for (const s of steps) for (const o of s.result?.outputs ?? []) outputs.set(o.path, o);
-    if (outputs.size === 0) return { written: 0 };
+    if (outputs.size === 0) return { rows: [], outputs: [], traceId: run.traceId, details: { kid: signer.kid, attestations: [], tests: null, sbom: false, notes: [] } };
 
     const notes: string[] = [];
     let lockfile = await readFile(join(view.sourceDir, 'package-lock.json'), 'utf8').catch(() => undefined);
@@ -141,9 +193,8 @@ export class Provenance {
     }
     const sbom = lockfile === undefined ? undefined : sbomFromLockfile(lockfile, { name: run.project, version: run.commit });
 
-    const signer = await this.deps.signer();
     const now = this.deps.clock().toISOString();
-    const rows: { id: string; run_id: string; subject_digest: string; predicate_type: string; kid: string; envelope: string; created_at: string }[] = [];
+    const rows: Row[] = [];
     for (const o of outputs.values()) {
       const subject = [{ name: o.path, digest: { sha256: hexOf(o.digest) } }];
       const predicates: [string, object][] = [
@@ -175,26 +226,28 @@ export class Provenance {
       }
     }
 
-    return this.deps.store.transact(async (tx) => {
-      const existing = await tx.db.selectFrom('attestations').select('id').where('run_id', '=', runId).limit(1).execute();
-      if (existing.length > 0) return { written: 0 };
-      await this.deps.recordOutputs?.(tx, runId, [...outputs.values()]);
-      await tx.db.insertInto('attestations').values(rows).execute();
-      await this.deps.audit.record(tx, {
-        actor: { kind: 'system', id: 'provenance' },
-        action: 'provenance.attest',
-        resource: `runs/${runId}`,
-        outcome: 'allowed',
-        context: { traceId: run.traceId },
-        details: { kid: signer.kid, attestations: rows.map((r) => ({ id: r.id, subject: r.subject_digest, predicateType: r.predicate_type })), tests: tests === undefined ? null : (tests as { result?: string }).result ?? null, sbom: sbom !== undefined, notes },
-      });
-      return { written: rows.length };
-    });
+    return {
+      rows,
+      outputs: [...outputs.values()],
+      traceId: run.traceId,
+      details: { kid: signer.kid, attestations: rows.map((r) => ({ id: r.id, subject: r.subject_digest, predicateType: r.predicate_type })), tests: tests === undefined ? null : (tests as { result?: string }).result ?? null, sbom: sbom !== undefined, notes },
+    };
+  }
+
+  /** Insert a plan's attestations and their record, unless the run is already attested. */
+  private async write(tx: Tx, runId: string, plan: Plan): Promise<{ written: number }> {
+    if (plan.rows.length === 0) return { written: 0 };
+    const existing = await tx.db.selectFrom('attestations').select('id').where('run_id', '=', runId).limit(1).execute();
+    if (existing.length > 0) return { written: 0 };
+    await this.deps.recordOutputs?.(tx, runId, plan.outputs);
+    await tx.db.insertInto('attestations').values(plan.rows).execute();
+    await this.deps.audit.record(tx, { actor: ACTOR, action: 'provenance.attest', resource: `runs/${runId}`, outcome: 'allowed', context: { traceId: plan.traceId }, details: plan.details });
+    return { written: plan.rows.length };
   }
 
   /** Record that attesting a run failed (the run stays succeeded; verification will say why). */
   async recordFailure(runId: string, reason: string): Promise<void> {
-    await this.deps.audit.append({ actor: { kind: 'system', id: 'provenance' }, action: 'provenance.attest', resource: `runs/${runId}`, outcome: 'failed', reason: reason.slice(0, 1000) });
+    await this.deps.audit.append({ actor: ACTOR, action: 'provenance.attest', resource: `runs/${runId}`, outcome: 'failed', reason: reason.slice(0, 1000) });
   }
 
   /** Attestations of a subject digest or a run, newest first. */

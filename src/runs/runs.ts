@@ -166,7 +166,7 @@ const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 export class Runs {
   /** Called after a commit that queued work (wakes the embedded runner and waiting agents). */
   private readonly listeners: (() => void)[] = [];
-  private readonly succeededListeners: ((runId: string) => Promise<void>)[] = [];
+  private readonly succeededHooks: { prepare(): Promise<void>; attest(tx: Tx, runId: string): Promise<void> }[] = [];
   /** Bytes of output stored per running step attempt (dropped when the step completes). */
   private readonly storedBytes = new Map<string, number>();
 
@@ -182,17 +182,19 @@ export class Runs {
   }
 
   /**
-   * Called after the commit that made a run succeed (attestations are written then, by the
-   * control plane, never by a step). It may be called twice for one run; it must be idempotent.
+   * Attestation of a run that succeeds, in the transaction that ends it: the run and its
+   * evidence become visible together (the control plane writes it, never a step). `prepare`
+   * runs before that transaction (it may need its own, e.g. to create a signing key); `attest`
+   * must not throw for anything but a storage failure.
    */
-  onSucceeded(listener: (runId: string) => Promise<void>): void {
-    this.succeededListeners.push(listener);
+  onSucceeded(hook: { prepare(): Promise<void>; attest(tx: Tx, runId: string): Promise<void> }): void {
+    this.succeededHooks.push(hook);
   }
 
   /** What provenance needs about a run: its record, its pipeline, its repository and source tree. */
-  async evidenceView(runId: string): Promise<{ run: RunDetail; pipeline: PipelineDefinition; repository: string; sourceDir: string }> {
-    const run = await this.show(runId);
-    const row = await this.deps.store.db.selectFrom('runs').innerJoin('projects', 'projects.id', 'runs.project_id').select(['runs.pipeline_json', 'projects.repo']).where('runs.id', '=', runId).executeTakeFirstOrThrow();
+  async evidenceView(runId: string, via: Pick<Tx, 'db'> = this.deps.store): Promise<{ run: RunDetail; pipeline: PipelineDefinition; repository: string; sourceDir: string }> {
+    const run = await this.show(runId, via);
+    const row = await via.db.selectFrom('runs').innerJoin('projects', 'projects.id', 'runs.project_id').select(['runs.pipeline_json', 'projects.repo']).where('runs.id', '=', runId).executeTakeFirstOrThrow();
     return { run, pipeline: JSON.parse(row.pipeline_json) as PipelineDefinition, repository: row.repo, sourceDir: this.sourceDir(runId) };
   }
 
@@ -516,6 +518,7 @@ export class Runs {
     for (const o of report.outputs) {
       if (!job.outputs.includes(o.path)) throw new ValidationError(`output ${o.path} is not declared by ${job.stage}/${job.step}`, [{ path: 'outputs', message: `undeclared ${o.path}` }]);
     }
+    for (const h of this.succeededHooks) await h.prepare();
     await this.deps.store.transact(async (tx) => {
       const now = iso(this.deps.clock());
       const done = await tx.db
@@ -536,10 +539,10 @@ export class Runs {
         details: { stage: job.stage, step: job.step, attempt: job.attempt, status: report.status, exitCode: report.exitCode, outputs: report.outputs.map((o) => ({ path: o.path, digest: o.digest })) },
       });
       await this.advance(tx, job.runId);
+      const run = await tx.db.selectFrom('runs').select('state').where('id', '=', job.runId).executeTakeFirst();
+      if (run?.state === 'succeeded') for (const h of this.succeededHooks) await h.attest(tx, job.runId);
     });
     this.notify();
-    const run = await this.deps.store.db.selectFrom('runs').select('state').where('id', '=', job.runId).executeTakeFirst();
-    if (run?.state === 'succeeded') for (const l of this.succeededListeners) await l(job.runId);
   }
 
   /** End steps whose runner stopped renewing its lease (agent killed, server restarted). */
@@ -665,11 +668,11 @@ export class Runs {
     return rows.map((r) => summary(r, r.project));
   }
 
-  async show(runId: string): Promise<RunDetail> {
-    const r = await this.deps.store.db.selectFrom('runs').innerJoin('projects', 'projects.id', 'runs.project_id').selectAll('runs').select('projects.name as project').where('runs.id', '=', runId).executeTakeFirst();
+  async show(runId: string, via: Pick<Tx, 'db'> = this.deps.store): Promise<RunDetail> {
+    const r = await via.db.selectFrom('runs').innerJoin('projects', 'projects.id', 'runs.project_id').selectAll('runs').select('projects.name as project').where('runs.id', '=', runId).executeTakeFirst();
     if (r === undefined) throw new NotFoundError(`no run ${runId} (see airlock runs list)`, { runId });
-    const stages = await this.deps.store.db.selectFrom('run_stages').selectAll().where('run_id', '=', runId).orderBy('position').execute();
-    const steps = await loadSteps(this.deps.store, runId);
+    const stages = await via.db.selectFrom('run_stages').selectAll().where('run_id', '=', runId).orderBy('position').execute();
+    const steps = await loadSteps(via, runId);
     return {
       ...summary(r, r.project),
       traceId: r.trace_id,
