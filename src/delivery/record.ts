@@ -1,0 +1,117 @@
+/**
+ * The deployment record: one signed statement per deployment (who, what, why, with which
+ * approvals and evidence, and how it ended), and the file an auditor verifies offline. The
+ * file carries the DSSE envelope, the audit event that recorded the envelope's digest, an
+ * RFC 6962 inclusion proof of that event, and a signed C2SP checkpoint of the tree the proof
+ * leads to: editing the record, the event or the log breaks one of the links.
+ */
+import { createHash } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import { IN_TOTO_PAYLOAD_TYPE, signEnvelope, statement, statementBytes, verifyStatement } from '../attest/index.js';
+import type { AttestationSigner, Envelope } from '../attest/index.js';
+import { canonicalEvent, decodeInclusionProof, leafHash, openCheckpoint, verifyInclusion } from '../audit/index.js';
+import type { AuditEvent, InclusionProofDocument, NoteVerifier } from '../audit/index.js';
+
+/** The predicate type of a deployment record (docs/delivery.md). */
+export const DEPLOYMENT_RECORD_V1 = 'https://airlock.dev/deployment-record/v1';
+/** The format name of an exported record file. */
+export const RECORD_FILE_FORMAT = 'airlock-deployment-record/v1';
+
+/** What one deployment did; every field is recorded, nothing secret is. */
+export interface DeploymentRecord {
+  readonly deploymentId: string;
+  readonly project: string;
+  readonly environment: string;
+  readonly initiator: string;
+  readonly justification: string;
+  readonly ticket?: string | undefined;
+  readonly approvals: readonly { readonly approver: string; readonly justification: string; readonly at: string; readonly attestation?: string | undefined }[];
+  readonly commitRange: { readonly from: string | null; readonly to: string };
+  readonly artifacts: readonly { readonly path: string; readonly digest: string; readonly sbom?: string | undefined }[];
+  readonly config: { readonly digest: string; readonly diff: { readonly added: readonly string[]; readonly removed: readonly string[]; readonly changed: readonly string[] } };
+  readonly fingerprint: Readonly<Record<string, string>>;
+  readonly steps: readonly { readonly name: string; readonly startedAt: string; readonly finishedAt: string; readonly exitCode: number | null; readonly digests: readonly string[] }[];
+  readonly policyDecisions: readonly { readonly action: string; readonly allowed: boolean; readonly policies: readonly string[] }[];
+  readonly exceptions: readonly string[];
+  readonly outcome: 'succeeded' | 'failed' | 'rolled_back';
+  readonly rollbackOf?: string | undefined;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+}
+
+/** The exported, offline-verifiable file. */
+export interface RecordFile {
+  readonly format: typeof RECORD_FILE_FORMAT;
+  readonly envelope: Envelope;
+  readonly audit: {
+    /** The audit event whose details.recordDigest names the envelope. */
+    readonly event: AuditEvent;
+    readonly inclusion: InclusionProofDocument;
+    /** A signed checkpoint (C2SP note) of the tree the proof leads to. */
+    readonly checkpoint: string;
+  };
+}
+
+export interface RecordCheck {
+  readonly check: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+/** sha256:<hex> of an envelope's RFC 8785 JSON: what the audit event names. */
+export function recordDigest(envelope: Envelope): string {
+  return `sha256:${createHash('sha256')
+    .update(canonicalize(envelope) ?? '')
+    .digest('hex')}`;
+}
+
+const hexOf = (digest: string): string => (digest.startsWith('sha256:') ? digest.slice(7) : digest);
+
+/** Sign a record as an in-toto statement whose subjects are the deployed artifacts. */
+export function signRecord(record: DeploymentRecord, signer: AttestationSigner): Envelope {
+  const subjects = record.artifacts.map((a) => ({ name: a.path, digest: { sha256: hexOf(a.digest) } }));
+  // Through JSON once: optional fields left undefined are dropped, as the canonical form would.
+  const predicate = JSON.parse(JSON.stringify(record)) as object;
+  return signEnvelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(statement(subjects, DEPLOYMENT_RECORD_V1, predicate)), signer);
+}
+
+/**
+ * Verify an exported record with keys the verifier brings: the attestation keys (kid ->
+ * key) and the audit log's checkpoint verifier keys. Never throws for bad input; every problem
+ * is a failed check with its reason.
+ */
+export function verifyRecordFile(file: unknown, keys: { attestation: ReadonlyMap<string, KeyObject>; log: readonly NoteVerifier[]; origin?: string | undefined }): { ok: boolean; checks: RecordCheck[]; record: DeploymentRecord | undefined } {
+  const checks: RecordCheck[] = [];
+  const add = (check: string, ok: boolean, detail: string): void => {
+    checks.push({ check, ok, detail });
+  };
+  const f = (typeof file === 'object' && file !== null ? file : {}) as Partial<RecordFile>;
+  if (f.format !== RECORD_FILE_FORMAT || f.envelope === undefined || f.audit === undefined) {
+    add('format', false, `not an ${RECORD_FILE_FORMAT} file (format, envelope and audit are required)`);
+    return { ok: false, checks, record: undefined };
+  }
+  let record: DeploymentRecord | undefined;
+  const v = verifyStatement(f.envelope, keys.attestation, { predicateType: DEPLOYMENT_RECORD_V1 });
+  if (v.ok) {
+    record = v.statement.predicate as unknown as DeploymentRecord;
+    add('signature', true, `deployment ${record.deploymentId} to ${record.environment}, signed by ${v.keyids.join(', ')}`);
+  } else add('signature', false, v.reason);
+
+  const { event, inclusion, checkpoint } = f.audit;
+  const digest = recordDigest(f.envelope);
+  const named = (event as { details?: { recordDigest?: unknown } } | undefined)?.details?.recordDigest;
+  add('audit event', named === digest, named === digest ? `event ${String((event as { seq?: unknown }).seq)} records ${digest}` : `the audit event names ${typeof named === 'string' ? named : 'no record'}, not this record (${digest})`);
+  try {
+    const proof = decodeInclusionProof(inclusion);
+    const leaf = leafHash(Buffer.from(canonicalEvent(event), 'utf8'));
+    if (!leaf.equals(proof.leafHash)) throw new Error('the audit event does not hash to the proof leaf (the event was edited)');
+    verifyInclusion(proof.leafIndex, proof.treeSize, proof.leafHash, proof.proof, proof.rootHash);
+    const opened = openCheckpoint(checkpoint, keys.log, keys.origin);
+    if (opened.checkpoint.size !== proof.treeSize || !opened.checkpoint.rootHash.equals(proof.rootHash)) throw new Error(`the proof leads to tree ${proof.treeSize}, but the checkpoint signs tree ${opened.checkpoint.size} with another root`);
+    add('inclusion', true, `event ${proof.leafIndex} is in the log of size ${proof.treeSize}, checkpoint signed by ${opened.verifiedBy.join(', ')}`);
+  } catch (err) {
+    add('inclusion', false, err instanceof Error ? err.message : 'the inclusion proof does not verify');
+  }
+  return { ok: checks.every((c) => c.ok), checks, record };
+}
