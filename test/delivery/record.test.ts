@@ -3,7 +3,8 @@
  * an audit event, proven included in the log and anchored by a signed checkpoint. Editing the
  * record, the event, or swapping the checkpoint key each fails its own check.
  */
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeInclusionProof } from '../../src/audit/index.js';
 import { recordDigest, signRecord, verifyRecordFile } from '../../src/delivery/record.js';
@@ -35,7 +36,7 @@ const RECORD: DeploymentRecord = {
 describe.each(ENGINES)('deployment records on %s', (engine) => {
   let t: TestApp;
   let file: RecordFile;
-  let keys: { attestation: Map<string, ReturnType<typeof createPublicKey>>; log: ReturnType<TestApp['app']['verifiers']> };
+  let keys: { attestation: Map<string, KeyObject>; log: ReturnType<TestApp['app']['verifiers']> };
 
   beforeAll(async () => {
     t = await openTestApp(engine);
