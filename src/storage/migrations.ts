@@ -527,6 +527,89 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
       }
     },
   },
+  {
+    // Delivery (issue 7): deployment requests bound to what ships, approvals, freezes,
+    // break-glass and incidents. Records are signed and named by an audit event.
+    name: '0007_delivery',
+    async up(db) {
+      await db.schema
+        .createTable('deployments')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id'))
+        .addColumn('environment', 'text', (c) => c.notNull())
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id'))
+        // JSON: [{path, digest}] sorted by path: exactly what ships.
+        .addColumn('artifacts_json', 'text', (c) => c.notNull())
+        .addColumn('config_digest', 'text', (c) => c.notNull())
+        .addColumn('commit_from', 'text')
+        .addColumn('commit_to', 'text', (c) => c.notNull())
+        // sha256 of the canonical binding (environment, digests, config digest, commit range, run).
+        .addColumn('binding_digest', 'text', (c) => c.notNull())
+        .addColumn('requested_by', 'text', (c) => c.notNull())
+        .addColumn('justification', 'text', (c) => c.notNull())
+        .addColumn('ticket', 'text')
+        // requested | approved | deploying | succeeded | failed | rolled_back | refused | cancelled
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('rollback_of', 'text')
+        .addColumn('breakglass', 'integer', (c) => c.notNull().defaultTo(0))
+        // The signed record (DSSE JSON) and its digest, which the audit event names.
+        .addColumn('record_envelope', 'text')
+        .addColumn('record_digest', 'text')
+        .addColumn('record_seq', 'integer')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('finished_at', 'text')
+        .execute();
+      await db.schema.createIndex('deployments_env').on('deployments').columns(['project_id', 'environment', 'created_at']).execute();
+
+      await db.schema
+        .createTable('deployment_approvals')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('deployment_id', 'text', (c) => c.notNull().references('deployments.id'))
+        .addColumn('approver', 'text', (c) => c.notNull())
+        .addColumn('decision', 'text', (c) => c.notNull().check(sql`decision in ('approve', 'deny')`))
+        .addColumn('justification', 'text', (c) => c.notNull())
+        .addColumn('binding_digest', 'text', (c) => c.notNull())
+        .addColumn('roles_json', 'text', (c) => c.notNull())
+        // The approval as a signed attestation (DSSE JSON).
+        .addColumn('envelope', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('deployment_approvals_dep').on('deployment_approvals').column('deployment_id').execute();
+
+      await db.schema
+        .createTable('freezes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.references('projects.id'))
+        .addColumn('environment', 'text', (c) => c.notNull())
+        .addColumn('starts_at', 'text', (c) => c.notNull())
+        .addColumn('until', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('lifted_at', 'text')
+        .addColumn('lifted_by', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('incidents')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('deployment_id', 'text', (c) => c.references('deployments.id'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('opened_at', 'text', (c) => c.notNull())
+        .addColumn('opened_by', 'text', (c) => c.notNull())
+        .addColumn('summary', 'text', (c) => c.notNull())
+        .addColumn('postmortem', 'text')
+        .addColumn('closed_at', 'text')
+        .addColumn('closed_by', 'text')
+        .execute();
+    },
+    async down(db) {
+      for (const table of ['incidents', 'freezes', 'deployment_approvals', 'deployments']) {
+        await db.schema.dropTable(table).execute();
+      }
+    },
+  },
 ];
 
 /** Names of all migrations this build knows, oldest first. */

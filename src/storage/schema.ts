@@ -451,6 +451,71 @@ export interface AttestationsTable {
   created_at: string;
 }
 
+/** A deployment request and, once it ran, its outcome and signed record. */
+export interface DeploymentsTable {
+  id: string;
+  project_id: string;
+  environment: string;
+  run_id: string;
+  /** JSON: [{path, digest}] sorted by path. */
+  artifacts_json: string;
+  config_digest: string;
+  commit_from: string | null;
+  commit_to: string;
+  binding_digest: string;
+  requested_by: string;
+  justification: string;
+  ticket: string | null;
+  /** requested | approved | deploying | succeeded | failed | rolled_back | refused | cancelled */
+  state: string;
+  reason: string | null;
+  rollback_of: string | null;
+  breakglass: number;
+  record_envelope: string | null;
+  record_digest: string | null;
+  record_seq: number | null;
+  created_at: string;
+  finished_at: string | null;
+}
+
+export interface DeploymentApprovalsTable {
+  id: string;
+  deployment_id: string;
+  approver: string;
+  /** approve | deny */
+  decision: string;
+  justification: string;
+  binding_digest: string;
+  roles_json: string;
+  envelope: string;
+  created_at: string;
+}
+
+export interface FreezesTable {
+  id: string;
+  project_id: string | null;
+  environment: string;
+  starts_at: string;
+  until: string;
+  reason: string;
+  created_by: string;
+  created_at: string;
+  lifted_at: string | null;
+  lifted_by: string | null;
+}
+
+export interface IncidentsTable {
+  id: string;
+  deployment_id: string | null;
+  kind: string;
+  opened_at: string;
+  opened_by: string;
+  summary: string;
+  postmortem: string | null;
+  closed_at: string | null;
+  closed_by: string | null;
+}
+
 export interface Database {
   audit_events: AuditEventsTable;
   audit_nodes: AuditNodesTable;
@@ -487,5 +552,9 @@ export interface Database {
   releases: ReleasesTable;
   release_artifacts: ReleaseArtifactsTable;
   attestations: AttestationsTable;
+  deployments: DeploymentsTable;
+  deployment_approvals: DeploymentApprovalsTable;
+  freezes: FreezesTable;
+  incidents: IncidentsTable;
   secret_versions: SecretVersionsTable;
 }

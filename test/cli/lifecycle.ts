@@ -60,8 +60,9 @@ export function defineLifecycleSuite(engine: Engine): void {
           { name: '0004_vault', executedAt: null },
           { name: '0005_vault_sealed_keys', executedAt: null },
           { name: '0006_artifacts_provenance', executedAt: null },
+          { name: '0007_delivery', executedAt: null },
         ],
-        pending: 6,
+        pending: 7,
       });
       expect(tail.code).toBe(1);
       expect(tail.stderr).toContain('airlock db migrate');

@@ -294,7 +294,7 @@ describe('airlock CLI: usage, help and exit codes', () => {
     const r = await run(['server', '--no-migrate', '--listen', '127.0.0.1:0'], { env: { AIRLOCK_HOME: join(home, 'unmigrated') } });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^airlock: the database has 6 pending migration\(s\) and --no-migrate was given; run `airlock db migrate` first \(STORAGE_FAILED\)$/m);
+    expect(r.stderr).toMatch(/^airlock: the database has 7 pending migration\(s\) and --no-migrate was given; run `airlock db migrate` first \(STORAGE_FAILED\)$/m);
   });
 
   it('reports db status on a home with no database without creating one', async () => {
@@ -308,8 +308,9 @@ describe('airlock CLI: usage, help and exit codes', () => {
         { name: '0004_vault', executedAt: null },
         { name: '0005_vault_sealed_keys', executedAt: null },
         { name: '0006_artifacts_provenance', executedAt: null },
+        { name: '0007_delivery', executedAt: null },
       ],
-      pending: 6,
+      pending: 7,
     });
     expect(existsSync(env.AIRLOCK_HOME!)).toBe(false);
   });
