@@ -26,6 +26,11 @@ export interface GitPort {
   readFile(mirror: string, sha: string, path: string): Promise<Buffer | undefined>;
   /** Write the tree of `sha` (without .git) into `dest`. */
   exportTree(mirror: string, sha: string, dest: string): Promise<void>;
+  /**
+   * Every commit reachable from `to` but not from `from` (all of `to`'s history when `from`
+   * is undefined), newest first, at most `limit`: whose change is in a deployed range.
+   */
+  range(mirror: string, from: string | undefined, to: string, limit?: number): Promise<CommitInfo[]>;
 }
 
 const GIT_ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: '/nonexistent', LANG: 'C' };
@@ -77,6 +82,22 @@ export class GitCli implements GitPort {
     const out = (await git(['show', '-s', '--format=%H%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%s', sha], { cwd: mirror })).toString('utf8').trim();
     const [h = sha, an = '', ae = '', at = '', cn = '', ce = '', ct = '', subject = ''] = out.split('\0');
     return { sha: h, author: { name: an, email: ae, time: at }, committer: { name: cn, email: ce, time: ct }, subject };
+  }
+
+  async range(mirror: string, from: string | undefined, to: string, limit = 10_000): Promise<CommitInfo[]> {
+    for (const sha of [from, to]) {
+      if (sha !== undefined && !/^[0-9a-f]{40,64}$/.test(sha)) throw new ValidationError('a commit range needs full commit ids', [{ path: 'range', message: 'not a commit id' }]);
+    }
+    const spec = from === undefined ? [to] : [`${from}..${to}`];
+    const out = (await git(['log', `--max-count=${limit}`, '--format=%H%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%s%x1e', ...spec, '--'], { cwd: mirror })).toString('utf8');
+    return out
+      .split('\x1e')
+      .map((r) => r.trim())
+      .filter((r) => r !== '')
+      .map((r) => {
+        const [h = '', an = '', ae = '', at = '', cn = '', ce = '', ct = '', subject = ''] = r.split('\0');
+        return { sha: h, author: { name: an, email: ae, time: at }, committer: { name: cn, email: ce, time: ct }, subject };
+      });
   }
 
   async readFile(mirror: string, sha: string, path: string): Promise<Buffer | undefined> {
