@@ -27,7 +27,7 @@ export default tseslint.config(
           patterns: [
             {
               // src/<domain>/<file> may only be imported from inside that domain.
-              regex: '^(\\.\\./)+(src/)?(audit|storage|config|server|cli|crypto|errors|observability|identity|policy|app|pipeline|runs|runner|artifacts|agents|vault|secrets|keyfiles|attest|intoto|sbom|evidence|verify|provenance)/(?!index\\.js$).+',
+              regex: '^(\\.\\./)+(src/)?(audit|storage|config|server|cli|crypto|errors|observability|identity|policy|app|pipeline|runs|runner|artifacts|agents|vault|secrets|keyfiles|attest|intoto|sbom|evidence|verify|provenance|delivery)/(?!index\\.js$).+',
               message: 'Import another domain through its index.ts only.',
             },
           ],

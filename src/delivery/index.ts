@@ -1,0 +1,32 @@
+/**
+ * Delivery (issue 7, in progress): what a deployment is bound to, who may approve it
+ * (segregation of duties over the whole change), when deploys are allowed (windows, freezes),
+ * break-glass, and the signed, offline-verifiable deployment record. docs/delivery.md.
+ */
+export { MIN_JUSTIFICATION_LENGTH, isJustified, normalizeIdentity, personResolver } from './people.js';
+export type { Person, PersonResolver, Reason } from './people.js';
+export type { ProtectionRules, RecurringFreeze, Schedule } from './rules.js';
+export { BINDING_TYPE, bindingDigest, bindingDocument, isSha256Digest, makeBinding } from './binding.js';
+export type { ArtifactDigest, CommitRange, DeploymentBinding } from './binding.js';
+export { evaluateApprovals } from './approvals.js';
+export type {
+  Approval,
+  ApprovalDecision,
+  ApprovalEvaluation,
+  ApprovalRefusalCode,
+  ApprovalRequest,
+  ApprovalRules,
+  CountedApproval,
+  Denial,
+  EvaluateApprovalsInput,
+  RefusedApproval,
+  SodCode,
+  SodException,
+  UsedException,
+} from './approvals.js';
+export { deployAllowed, isTimeZone, nextOccurrence, openOccurrence, scheduleIssues } from './windows.js';
+export type { ActiveFreeze, DeployWindowCode, DeployWindowDecision, DeployWindowInput, Interval, OneOffFreeze } from './windows.js';
+export { evaluateBreakGlass } from './breakglass.js';
+export type { BreakGlassCode, BreakGlassDecision, BreakGlassRequest, EvaluateBreakGlassInput, RefusedBreakGlass } from './breakglass.js';
+export { DEPLOYMENT_RECORD_V1, RECORD_FILE_FORMAT, recordDigest, signRecord, verifyRecordFile } from './record.js';
+export type { DeploymentRecord, RecordCheck, RecordFile } from './record.js';

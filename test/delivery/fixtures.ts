@@ -1,0 +1,63 @@
+/** Shared builders for the delivery decision tests. */
+import type { Approval, ApprovalRequest, ApprovalRules } from '../../src/delivery/approvals.js';
+import { bindingDigest } from '../../src/delivery/binding.js';
+import type { DeploymentBinding } from '../../src/delivery/binding.js';
+import type { Person } from '../../src/delivery/people.js';
+
+export const HOUR = 3_600_000;
+export const NOW = Date.parse('2025-06-02T10:00:00Z');
+
+export const hex = (c: string): string => c.repeat(64);
+export const sha = (c: string): string => c.repeat(40);
+
+export const binding: DeploymentBinding = {
+  environment: 'production',
+  digests: [
+    { path: 'dist/app.tgz', digest: `sha256:${hex('a')}` },
+    { path: 'dist/sbom.json', digest: `sha256:${hex('b')}` },
+  ],
+  configDigest: `sha256:${hex('c')}`,
+  commitRange: { from: sha('1'), to: sha('2') },
+  runId: 'run-42',
+};
+
+export const DIGEST = bindingDigest(binding);
+
+export const people: readonly Person[] = [
+  { id: 'alice', identities: ['alice@example.com', 'Alice Liddell'] },
+  { id: 'bob', identities: ['bob@example.com'] },
+  { id: 'carol', identities: ['carol@example.com'] },
+  { id: 'dave', identities: ['dave@example.com'] },
+  { id: 'erin', identities: ['erin@example.com'] },
+];
+
+/** alice asked, triggered the run and wrote the code; dave committed; erin edited the config. */
+export const request: ApprovalRequest = {
+  requester: 'alice',
+  triggeredBy: 'alice',
+  authors: ['Alice Liddell <alice@example.com>'],
+  committers: ['dave@example.com'],
+  lastConfigEditor: 'erin',
+  bindingDigest: DIGEST,
+};
+
+export const rules: ApprovalRules = {
+  required: 1,
+  roles: ['release-manager'],
+  ownersRequired: false,
+  owners: ['bob', 'carol'],
+  validForMs: 4 * HOUR,
+  justificationRequired: true,
+};
+
+export function approval(approver: string, over: Partial<Approval> = {}): Approval {
+  return {
+    approver,
+    decision: 'approve',
+    justification: 'reviewed the diff and the test evidence',
+    bindingDigest: DIGEST,
+    at: NOW - HOUR,
+    roles: ['release-manager'],
+    ...over,
+  };
+}
