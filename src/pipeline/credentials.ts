@@ -6,8 +6,8 @@
  * Two kinds of rule. Format rules (private key blocks, token formats with a recognisable
  * prefix) are precise and run over the whole text, comments included. Context rules
  * (`password=…` assignments, credentials in URLs, Authorization headers, secret-named env
- * variables, high-entropy strings) run only on `run` commands and `env` values, where a
- * literal secret would end up in a process's arguments or environment.
+ * variables, high-entropy strings) run only on `run` commands (and health-check commands) and
+ * `env` values, where a literal secret would end up in a process's arguments or environment.
  *
  * Findings never carry the secret: messages show a redacted form (`ghp_…3f (40 chars)`).
  */
@@ -266,6 +266,8 @@ function scalars(node: unknown, path: string, segments: readonly (string | numbe
     const [top, , steps, , field, variable] = segments;
     let context: ValueContext = { field: 'text' };
     if (top === 'stages' && steps === 'steps' && segments.length === 5 && field === 'run') context = { field: 'run' };
+    // An environment's health command is a shell command too (`environments.X.health.command`).
+    else if (top === 'environments' && steps === 'health' && segments.length === 4 && segments[3] === 'command') context = { field: 'run' };
     else if (top === 'stages' && steps === 'steps' && segments.length === 6 && field === 'env') context = { field: 'env', name: String(variable) };
     out.push({ node, path, context });
   }
@@ -285,7 +287,7 @@ function locate(text: string, node: YamlNode, value: string, match: CredentialMa
 const HINT = 'remove it, declare the name under `secrets:` and store the value with `airlock secret set`; it is in the repository history now, so revoke and rotate it';
 const HINT_GUESS = `${HINT}. If it is not a secret, add the comment \`# airlock:allow-credential\` on that line`;
 /** Kinds an author may wave through with `# airlock:allow-credential` (the heuristic ones; never a recognised token format). */
-const ALLOWABLE: ReadonlySet<CredentialKind> = new Set(['high_entropy', 'generic_secret']);
+export const ALLOWABLE: ReadonlySet<CredentialKind> = new Set(['high_entropy', 'generic_secret']);
 
 /** Scan a parsed source (its document when the YAML is valid, else only the raw text). */
 export function scanSource(source: Source): PipelineProblem[] {

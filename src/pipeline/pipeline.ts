@@ -1,9 +1,10 @@
 /** parsePipeline and lintPipeline: the two ways in. */
 import { scanSource } from './credentials.js';
+import { checkEnvironments, ownerProblems } from './environments.js';
 import { PipelineInvalidError } from './errors.js';
 import { checkGraph } from './graph.js';
 import type { Source } from './source.js';
-import { readSource, sortProblems } from './source.js';
+import { Problems, readSource, sortProblems } from './source.js';
 import type { PipelineDefinition, PipelineProblem, StageDefinition } from './types.js';
 import { walkPipeline } from './validate.js';
 
@@ -11,15 +12,20 @@ interface Analysis {
   readonly source: Source;
   readonly problems: PipelineProblem[];
   readonly definition: PipelineDefinition | undefined;
+  /** What `airlock lint` adds to validation besides the credential scan (ownership). */
+  readonly advisories: PipelineProblem[];
 }
 
 function analyse(text: string | Buffer, file: string): Analysis {
   const { source, problems } = readSource(text, file);
-  if (source.doc === undefined) return { source, problems: sortProblems(problems.list), definition: undefined };
+  if (source.doc === undefined) return { source, problems: sortProblems(problems.list), definition: undefined, advisories: [] };
   const draft = walkPipeline(source, problems);
   const order = checkGraph(draft, problems);
+  checkEnvironments(draft, problems);
+  const advisories = new Problems(source.file, source.lines);
+  ownerProblems(draft, advisories);
   if (problems.list.length > 0 || order === undefined || draft.name === undefined) {
-    return { source, problems: sortProblems(problems.list), definition: undefined };
+    return { source, problems: sortProblems(problems.list), definition: undefined, advisories: advisories.list };
   }
   const stages: StageDefinition[] = order.map((i) => {
     const s = draft.stages[i];
@@ -39,7 +45,7 @@ function analyse(text: string | Buffer, file: string): Analysis {
     stages: Object.freeze(stages),
     digest: source.digest,
   });
-  return { source, problems: [], definition };
+  return { source, problems: [], definition, advisories: advisories.list };
 }
 
 /**
@@ -56,13 +62,13 @@ export function parsePipeline(text: string | Buffer, file = 'airlock.yaml'): Pip
   return definition;
 }
 
-/** Everything parsePipeline checks plus the hard-coded credential scan; [] when the file is clean. */
+/** Everything parsePipeline checks plus the hard-coded credential scan and ownership (a protected environment without owners); [] when the file is clean. */
 export function lintPipeline(text: string | Buffer, file = 'airlock.yaml'): PipelineProblem[] {
   return lintPipelineWithDefinition(text, file).problems;
 }
 
 /** lintPipeline, also returning the definition when the file is valid (the CLI prints its size). */
 export function lintPipelineWithDefinition(text: string | Buffer, file = 'airlock.yaml'): { problems: PipelineProblem[]; definition: PipelineDefinition | undefined } {
-  const { source, problems, definition } = analyse(text, file);
-  return { problems: sortProblems([...problems, ...scanSource(source)]), definition };
+  const { source, problems, definition, advisories } = analyse(text, file);
+  return { problems: sortProblems([...problems, ...advisories, ...scanSource(source)]), definition };
 }

@@ -43,9 +43,41 @@ const SIMPLE = `(?:(?:<=|>=|<|>|=|~|\\^)\\s*)?${PARTIAL}`;
 const RANGE = `(?:${PARTIAL} - ${PARTIAL}|${SIMPLE}(?: +${SIMPLE})*)`;
 export const SEMVER_RANGE_PATTERN = `^${RANGE}(?: *\\|\\| *${RANGE})*$`;
 
+/** `4h`, `30m`, `2d`, `1d12h`: days, hours, minutes, seconds in that order (environment rules). */
+export const DURATION_PATTERN = '^(?=[0-9])(?:([0-9]{1,3})d)?(?:([0-9]{1,5})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,7})s)?$';
+/**
+ * Branch names and globs (`main`, `release/*`, `hotfix/**`): git's branch-name characters, `*`
+ * for the glob; no segment starts with `.` or `-`, no `..`, no trailing `.`, no `refs/` prefix.
+ */
+const BRANCH_SEGMENT = '[A-Za-z0-9_*+@][A-Za-z0-9._*+@-]*';
+export const BRANCH_PATTERN = `^(?=.{1,255}$)(?!refs/)(?!.*\\.\\.)(?!.*\\.$)${BRANCH_SEGMENT}(?:/${BRANCH_SEGMENT})*$`;
+/** Five cron fields separated by blanks (the format is checked by cron-parser). */
+export const CRON_PATTERN = '^\\s*\\S+(?:\\s+\\S+){4}\\s*$';
+/** An absolute http(s) URL (the rest is checked with the WHATWG URL parser). */
+export const HEALTH_URL_PATTERN = '^https?://[^\\s]+$';
+/** An overrides file: a YAML file in the repository. */
+export const OVERRIDES_EXTENSION_PATTERN = '\\.ya?ml$';
+
+export const MAX_APPROVALS = 10;
+export const DEFAULT_APPROVAL_VALID_SECONDS = 4 * 3600;
+export const MIN_APPROVAL_VALID_SECONDS = 60;
+export const MAX_APPROVAL_VALID_SECONDS = 7 * 86400;
+export const MIN_SCHEDULE_SECONDS = 60;
+export const MAX_SCHEDULE_SECONDS = 31 * 86400;
+export const DEFAULT_HEALTH_TIMEOUT_SECONDS = 10;
+export const MAX_HEALTH_TIMEOUT_SECONDS = 600;
+export const DEFAULT_HEALTH_STATUS = 200;
+
 export const TOP_KEYS = ['version', 'pipeline', 'owners', 'environments', 'stages'] as const;
 export const TOP_REQUIRED = ['version', 'pipeline', 'owners', 'stages'] as const;
-export const ENVIRONMENT_KEYS = ['protected'] as const;
+export const ENVIRONMENT_KEYS = ['protected', 'owners', 'approvals', 'branches', 'windows', 'freezes', 'evidence', 'health', 'overrides'] as const;
+export const APPROVAL_KEYS = ['required', 'roles', 'owners', 'validFor', 'justification'] as const;
+export const WINDOW_KEYS = ['cron', 'timezone', 'duration'] as const;
+export const WINDOW_REQUIRED = ['cron', 'timezone', 'duration'] as const;
+export const FREEZE_KEYS = ['cron', 'timezone', 'duration', 'reason'] as const;
+export const FREEZE_REQUIRED = ['cron', 'timezone', 'duration', 'reason'] as const;
+export const ENVIRONMENT_EVIDENCE_KEYS = ['tests', 'environments', 'provenance'] as const;
+export const HEALTH_KEYS = ['command', 'url', 'status', 'timeout'] as const;
 export const STAGE_KEYS = ['needs', 'environment', 'steps'] as const;
 export const STAGE_REQUIRED = ['steps'] as const;
 export const STEP_KEYS = ['name', 'run', 'env', 'timeout', 'runs-on', 'inputs', 'outputs', 'requires', 'network', 'retries', 'idempotent', 'secrets', 'evidence'] as const;
@@ -76,6 +108,13 @@ export function timeoutSeconds(value: string): number | undefined {
   const m = new RegExp(TIMEOUT_PATTERN, 'u').exec(value);
   if (m === null) return undefined;
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+/** Seconds for a duration string (`2d`, `4h`, `1h30m`), or undefined when it is not one. */
+export function durationSeconds(value: string): number | undefined {
+  const m = new RegExp(DURATION_PATTERN, 'u').exec(value);
+  if (m === null) return undefined;
+  return Number(m[1] ?? 0) * 86400 + Number(m[2] ?? 0) * 3600 + Number(m[3] ?? 0) * 60 + Number(m[4] ?? 0);
 }
 
 /** Why a path is not a normal workspace-relative file path, or undefined when it is one. */

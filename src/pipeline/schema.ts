@@ -2,18 +2,29 @@
  * The JSON Schema (draft 2020-12) of `airlock.yaml`, published by `airlock schema pipeline`
  * for editors and CI. Built from the same constants as the validator (rules.ts). What a
  * schema cannot say (YAML duplicate keys, the stage graph, inputs, declared environments, the
- * timeout's 6h ceiling, a secret named twice in its two forms or clashing with `env`) is checked
- * by `airlock lint` only.
+ * timeout's 6h ceiling, a secret named twice in its two forms or clashing with `env`, duration
+ * limits, cron fields and time zones, what environment rules refer to, owners a rule needs) is
+ * checked by `airlock lint` only.
  */
 import type {
+  APPROVAL_KEYS,
+  ENVIRONMENT_EVIDENCE_KEYS,
   ENVIRONMENT_KEYS,
+  FREEZE_KEYS,
+  HEALTH_KEYS,
   SECRET_KEYS,
   STAGE_KEYS,
   STEP_KEYS,
   TOP_KEYS} from './rules.js';
 import {
+  BRANCH_PATTERN,
+  CRON_PATTERN,
+  DURATION_PATTERN,
   EVIDENCE_KINDS,
+  FREEZE_REQUIRED,
+  HEALTH_URL_PATTERN,
   LABEL_PATTERN,
+  MAX_APPROVALS,
   MAX_RETRIES,
   MAX_STAGES,
   MAX_STEPS_PER_STAGE,
@@ -31,6 +42,7 @@ import {
   TOOL_PATTERN,
   TOP_REQUIRED,
   VARIABLE_NOT_RESERVED_PATTERN,
+  WINDOW_REQUIRED,
 } from './rules.js';
 
 type Schema = Record<string, unknown>;
@@ -94,15 +106,67 @@ function secret(): Schema {
   };
 }
 
+const duration = (description: string): Schema => ({ type: 'string', pattern: DURATION_PATTERN, description });
+
+/** An environment and its protection rules. */
+function environment(): Schema {
+  const approvals: Record<(typeof APPROVAL_KEYS)[number], Schema> = {
+    required: { type: 'integer', minimum: 0, maximum: MAX_APPROVALS, description: 'distinct approvers needed; default 1 when protected, else 0 (at least 1 when protected)' },
+    roles: { ...strings({ type: 'string', pattern: OWNER_PATTERN }, 'an approver must hold one of these roles; default any'), minItems: 1 },
+    owners: { type: 'boolean', description: 'one approver must be an owner of the environment; default false' },
+    validFor: duration('how long an approval holds, 1m to 7d; default 4h'),
+    justification: { type: 'boolean', description: 'approvals and denials need a justification; default true' },
+  };
+  const freeze: Record<(typeof FREEZE_KEYS)[number], Schema> = {
+    cron: { type: 'string', pattern: CRON_PATTERN, description: '5 fields: minute hour day-of-month month day-of-week; each occurrence starts the period' },
+    timezone: { type: 'string', description: 'IANA time zone the cron fields are read in, e.g. Europe/Berlin' },
+    duration: duration('how long each occurrence lasts, 1m to 31d'),
+    reason: { type: 'string', pattern: '\\S', description: 'why deployments are frozen' },
+  };
+  const evidence: Record<(typeof ENVIRONMENT_EVIDENCE_KEYS)[number], Schema> = {
+    tests: strings(name('a stage'), 'stages whose test results must be PASSED'),
+    environments: strings(name('an environment'), 'environments the same artifacts must have been deployed to first'),
+    provenance: { type: 'boolean', description: 'provenance must verify; default true' },
+  };
+  const health: Record<(typeof HEALTH_KEYS)[number], Schema> = {
+    command: { type: 'string', pattern: '\\S', description: 'shell command; exit 0 is healthy' },
+    url: { type: 'string', pattern: HEALTH_URL_PATTERN, description: 'http(s) URL, no user or password' },
+    status: { type: 'integer', minimum: 100, maximum: 599, description: 'expected HTTP status; default 200' },
+    timeout: duration('1s to 10m; default 10s'),
+  };
+  const properties: Record<(typeof ENVIRONMENT_KEYS)[number], Schema> = {
+    protected: { type: 'boolean', description: 'default false' },
+    owners: { ...strings({ type: 'string', pattern: OWNER_PATTERN }, 'users or roles who answer for the environment'), minItems: 1 },
+    approvals: { type: ['object', 'null'], additionalProperties: false, properties: approvals },
+    branches: { ...strings({ type: 'string', pattern: BRANCH_PATTERN }, 'branch globs allowed to deploy (* within a segment, ** across); default any'), minItems: 1 },
+    windows: { type: 'array', items: { $ref: '#/$defs/window' }, description: 'deployments only while one is active; default always' },
+    freezes: { type: 'array', items: { $ref: '#/$defs/freeze' }, description: 'deployments refused while one is active' },
+    evidence: { type: ['object', 'null'], additionalProperties: false, properties: evidence },
+    health: {
+      type: 'object',
+      additionalProperties: false,
+      properties: health,
+      description: '{ command } or { url, status, timeout }',
+      oneOf: [{ required: ['command'] }, { required: ['url'] }],
+      if: { required: ['status'] },
+      then: { required: ['url'] },
+    },
+    overrides: { type: 'string', pattern: `^(?=.*\\.ya?ml$)${PATH_PATTERN.slice(1)}`, description: 'repository path of a YAML file with this environment\'s values' },
+  };
+  const { reason: _reason, ...window } = freeze;
+  return {
+    environment: { type: ['object', 'null'], additionalProperties: false, properties },
+    window: { type: 'object', additionalProperties: false, required: [...WINDOW_REQUIRED], properties: window },
+    freeze: { type: 'object', additionalProperties: false, required: [...FREEZE_REQUIRED], properties: freeze },
+  };
+}
+
 /** The JSON Schema of the pipeline file. A fresh object on each call. */
 export function pipelineJsonSchema(): Schema {
   const stage: Record<(typeof STAGE_KEYS)[number], Schema> = {
     needs: strings({ type: 'string' }, 'stages that must succeed before this one starts'),
     environment: { type: 'string', description: 'a declared environment this stage deploys to' },
     steps: { type: 'array', minItems: 1, maxItems: MAX_STEPS_PER_STAGE, items: { $ref: '#/$defs/step' }, description: 'run in order' },
-  };
-  const environment: Record<(typeof ENVIRONMENT_KEYS)[number], Schema> = {
-    protected: { type: 'boolean', description: 'default false' },
   };
   const top: Record<(typeof TOP_KEYS)[number], Schema> = {
     version: { type: 'integer', const: 1 },
@@ -125,13 +189,13 @@ export function pipelineJsonSchema(): Schema {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     $id: 'urn:airlock:schema:pipeline:1',
     title: 'Airlock pipeline file (airlock.yaml), version 1',
-    description: 'See docs/pipeline.md. `airlock lint` also checks the stage graph, inputs, environments and hard-coded credentials.',
+    description: 'See docs/pipeline.md. `airlock lint` also checks the stage graph, inputs, environments, owners and hard-coded credentials.',
     type: 'object',
     additionalProperties: false,
     required: [...TOP_REQUIRED],
     properties: top,
     $defs: {
-      environment: { type: ['object', 'null'], additionalProperties: false, properties: environment },
+      ...environment(),
       stage: { type: 'object', additionalProperties: false, required: [...STAGE_REQUIRED], properties: stage },
       step: step(),
       secret: secret(),

@@ -39,10 +39,63 @@ export interface StageDefinition {
   readonly steps: readonly StepDefinition[];
 }
 
-/** A deployment target; the delivery work adds gates (approvals, windows) beside `protected`. */
+/** Who must approve a deployment to an environment, and how long an approval holds. */
+export interface ApprovalRules {
+  /** Distinct people who must approve (0-10); default 1 for a protected environment, else 0. */
+  readonly required: number;
+  /** Roles an approver must hold (any one); empty: any role. */
+  readonly roles: readonly string[];
+  /** At least one approver must be one of the environment's `owners`. */
+  readonly owners: boolean;
+  /** An approval expires this long after it is given (default 4h, at most 7d). */
+  readonly validForSeconds: number;
+  /** Every approval and denial must carry a justification (default true). */
+  readonly justification: boolean;
+}
+
+/** A recurring period: starts at each `cron` occurrence (5 fields) in `timezone` and lasts `durationSeconds`. */
+export interface Schedule {
+  readonly cron: string;
+  /** IANA time zone the cron fields are read in, e.g. `Europe/Berlin`. */
+  readonly timezone: string;
+  readonly durationSeconds: number;
+}
+
+/** A recurring freeze: deployments are refused while it is active. */
+export interface Freeze extends Schedule {
+  readonly reason: string;
+}
+
+/** The evidence a deployment to the environment needs. */
+export interface EvidenceRules {
+  /** Stages whose test results (from `evidence: test` steps) must be PASSED. */
+  readonly tests: readonly string[];
+  /** Environments the same artifacts must have been deployed to first. */
+  readonly environments: readonly string[];
+  /** The artifacts' provenance must verify (default true). */
+  readonly provenance: boolean;
+}
+
+/** The post-deploy health check: a command (exit 0 is healthy) or an HTTP GET expecting `status`. */
+export type HealthCheck =
+  | { readonly kind: 'command'; readonly command: string; readonly timeoutSeconds: number }
+  | { readonly kind: 'http'; readonly url: string; readonly status: number; readonly timeoutSeconds: number };
+
+/** A deployment target and its protection rules (docs/pipeline.md, "Environment"). */
 export interface EnvironmentDefinition {
   readonly protected: boolean;
-  readonly [key: string]: unknown;
+  /** People or roles who answer for the environment. */
+  readonly owners: readonly string[];
+  readonly approvals: ApprovalRules;
+  /** Branch globs allowed to deploy (`*` within a segment, `**` across); empty: any branch. */
+  readonly branches: readonly string[];
+  /** Change windows: deployments only while one is active; empty: at any time. */
+  readonly windows: readonly Schedule[];
+  readonly freezes: readonly Freeze[];
+  readonly evidence: EvidenceRules;
+  readonly health: HealthCheck | undefined;
+  /** Repository path of the YAML file with this environment's configuration values. */
+  readonly overrides: string | undefined;
 }
 
 /** A valid pipeline file. */

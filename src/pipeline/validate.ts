@@ -8,8 +8,27 @@ import type { Node as YamlNode, Scalar } from 'yaml';
 import type { Problems, Source } from './source.js';
 import { CORE_TAGS, nodeOffset } from './source.js';
 import {
+  APPROVAL_KEYS,
+  BRANCH_PATTERN,
+  DEFAULT_APPROVAL_VALID_SECONDS,
+  DEFAULT_HEALTH_STATUS,
+  DEFAULT_HEALTH_TIMEOUT_SECONDS,
   DEFAULT_TIMEOUT_SECONDS,
+  ENVIRONMENT_EVIDENCE_KEYS,
   ENVIRONMENT_KEYS,
+  FREEZE_KEYS,
+  FREEZE_REQUIRED,
+  HEALTH_KEYS,
+  HEALTH_URL_PATTERN,
+  MAX_APPROVAL_VALID_SECONDS,
+  MAX_APPROVALS,
+  MAX_HEALTH_TIMEOUT_SECONDS,
+  MAX_SCHEDULE_SECONDS,
+  MIN_APPROVAL_VALID_SECONDS,
+  MIN_SCHEDULE_SECONDS,
+  OVERRIDES_EXTENSION_PATTERN,
+  WINDOW_KEYS,
+  WINDOW_REQUIRED,
   EVIDENCE_KINDS,
   LABEL_PATTERN,
   MAX_RETRIES,
@@ -34,13 +53,15 @@ import {
   TOP_KEYS,
   TOP_REQUIRED,
   VARIABLE_PATTERN,
+  durationSeconds,
   matches,
   normalisePathHint,
   pathProblem,
   timeoutSeconds,
 } from './rules.js';
+import { cronProblem, timezoneProblem } from './schedule.js';
 import { closest } from './suggest.js';
-import type { EnvironmentDefinition, SecretUse, StepDefinition } from './types.js';
+import type { ApprovalRules, EnvironmentDefinition, Freeze, HealthCheck, Schedule, SecretUse, StepDefinition } from './types.js';
 
 type Value = YamlNode | null | undefined;
 
@@ -67,11 +88,25 @@ export interface DraftStage {
   readonly steps: readonly DraftStep[];
 }
 
+/** An environment with the nodes its cross-references need (environments.ts checks them). */
+export interface DraftEnvironment {
+  readonly name: string;
+  readonly keyNode: Scalar;
+  readonly path: string;
+  readonly definition: EnvironmentDefinition;
+  /** `evidence.tests`: stages that must exist and produce test evidence. */
+  readonly tests: readonly Located<string>[];
+  /** `evidence.environments`: declared environments deployed first (no cycles). */
+  readonly after: readonly Located<string>[];
+}
+
 /** What the structural pass could make of the file; fields it could not read are absent. */
 export interface Draft {
   readonly name: string | undefined;
   readonly owners: readonly string[];
   readonly environments: ReadonlyMap<string, EnvironmentDefinition>;
+  /** The same environments in file order, with positions. */
+  readonly environmentDrafts: readonly DraftEnvironment[];
   readonly stages: readonly DraftStage[];
 }
 
@@ -91,12 +126,51 @@ export function childPath(parent: string, key: string | number): string {
 
 const WHERE: Readonly<Record<string, string>> = {
   top: 'the top level',
-  environment: 'an environment',
   stage: 'a stage',
   step: 'a step',
+  environment: 'an environment',
+  approvals: "an environment's `approvals`",
+  window: 'a change window',
+  freeze: 'a freeze',
+  'environment-evidence': "an environment's `evidence`",
+  health: "an environment's `health`",
   secret: 'a secret entry',
 };
-const KEYS_OF: Readonly<Record<string, readonly string[]>> = { top: TOP_KEYS, environment: ENVIRONMENT_KEYS, stage: STAGE_KEYS, step: STEP_KEYS, secret: SECRET_KEYS };
+/** Where each key is known, for "`x` belongs in …" hints (the first level listing it wins). */
+const KEYS_OF: Readonly<Record<string, readonly string[]>> = {
+  top: TOP_KEYS,
+  stage: STAGE_KEYS,
+  step: STEP_KEYS,
+  environment: ENVIRONMENT_KEYS,
+  approvals: APPROVAL_KEYS,
+  window: WINDOW_KEYS,
+  freeze: FREEZE_KEYS,
+  'environment-evidence': ENVIRONMENT_EVIDENCE_KEYS,
+  health: HEALTH_KEYS,
+  secret: SECRET_KEYS,
+};
+
+/** `600` -> `10m`, `604800` -> `7d`: the largest unit that divides it. */
+function formatDuration(seconds: number): string {
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60]] as const) if (seconds % size === 0) return `${seconds / size}${unit}`;
+  return `${seconds}s`;
+}
+
+/** Why a health-check URL is unusable, or undefined. Never quotes the URL: it may hold a password. */
+function urlProblem(text: string): string | undefined {
+  if (!matches(HEALTH_URL_PATTERN, text)) return 'is not an absolute http:// or https:// URL';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return 'is not a valid URL';
+  }
+  if (url.username !== '' || url.password !== '') return 'contains a user name or password';
+  return undefined;
+}
+
+const OWNER_RULE = 'a user, service account or role name: lower-case letters, digits, ".", "_" or "-" (2 to 64 characters)';
+const TIMEZONE_HINT = 'use an IANA time zone name such as Europe/Berlin, America/New_York or UTC';
 
 function isNullScalar(node: Value): boolean {
   return node === null || node === undefined || (isScalar(node) && node.value === null);
@@ -271,10 +345,11 @@ class Walker {
   pipeline(): Draft {
     const doc = this.source.doc;
     const root = doc?.contents as Value;
-    const draft: { name: string | undefined; owners: string[]; environments: Map<string, EnvironmentDefinition>; stages: DraftStage[] } = {
+    const draft: { name: string | undefined; owners: string[]; environments: Map<string, EnvironmentDefinition>; environmentDrafts: DraftEnvironment[]; stages: DraftStage[] } = {
       name: undefined,
       owners: [],
       environments: new Map(),
+      environmentDrafts: [],
       stages: [],
     };
     if (isNullScalar(root) && !isScalar(root)) {
@@ -298,13 +373,16 @@ class Walker {
           break;
         case 'owners':
           draft.owners =
-            this.list(e.value, e.key, e.path, (item, p) => this.named(item, e.key, p, OWNER_PATTERN, 'owner', 'a user, service account or role name: lower-case letters, digits, ".", "_" or "-" (2 to 64 characters)'), {
+            this.list(e.value, e.key, e.path, (item, p) => this.named(item, e.key, p, OWNER_PATTERN, 'owner', OWNER_RULE), {
               nonEmpty: 'name at least one owner (a user or a role): someone must answer for this pipeline',
               unique: true,
             })?.map((o) => o.value) ?? [];
           break;
         case 'environments':
-          this.environments(e, draft.environments);
+          for (const env of this.environments(e)) {
+            draft.environments.set(env.name, env.definition);
+            draft.environmentDrafts.push(env);
+          }
           break;
         case 'stages':
           draft.stages = this.stages(e);
@@ -316,18 +394,286 @@ class Walker {
     return draft;
   }
 
-  private environments(e: Entry, into: Map<string, EnvironmentDefinition>): void {
+  private environments(e: Entry): DraftEnvironment[] {
     const envs = this.entries(e.value, e.key, e.path, { what: 'environment', duplicateCode: 'duplicate_name' });
-    for (const env of envs ?? []) {
-      this.named(env.key, env.key, env.path, NAME_PATTERN, 'environment name', 'a lower-case letter, then lower-case letters, digits or "-" (at most 63 characters)');
-      const name = String(env.key.value);
-      const settings = this.entries(env.value, env.key, env.path, { known: ENVIRONMENT_KEYS, level: 'environment' }) ?? [];
-      let isProtected = false;
-      for (const s of settings) {
-        if (s.key.value === 'protected') isProtected = this.boolean(s.value, s.key, s.path) ?? false;
+    return (envs ?? []).map((env) => this.environment(env));
+  }
+
+  private environment(env: Entry): DraftEnvironment {
+    this.named(env.key, env.key, env.path, NAME_PATTERN, 'environment name', 'a lower-case letter, then lower-case letters, digits or "-" (at most 63 characters)');
+    const name = String(env.key.value);
+    const settings = this.entries(env.value, env.key, env.path, { known: ENVIRONMENT_KEYS, level: 'environment' }) ?? [];
+    let isProtected = false;
+    let owners: string[] = [];
+    let approvals: { rules: Partial<ApprovalRules>; required?: Entry; owners?: Entry } = { rules: {} };
+    let branches: string[] = [];
+    let windows: Schedule[] = [];
+    let freezes: Freeze[] = [];
+    let evidence: { tests: Located<string>[]; after: Located<string>[]; provenance: boolean } = { tests: [], after: [], provenance: true };
+    let health: HealthCheck | undefined;
+    let overrides: string | undefined;
+    for (const s of settings) {
+      switch (s.key.value) {
+        case 'protected':
+          isProtected = this.boolean(s.value, s.key, s.path) ?? false;
+          break;
+        case 'owners':
+          owners = (this.list(s.value, s.key, s.path, (item, p) => this.named(item, s.key, p, OWNER_PATTERN, 'owner', OWNER_RULE), { nonEmpty: 'name at least one owner (a user or a role), or remove the key', unique: true }) ?? []).map((o) => o.value);
+          break;
+        case 'approvals':
+          approvals = this.approvals(s);
+          break;
+        case 'branches':
+          branches = (this.list(s.value, s.key, s.path, (item, p) => this.branch(item, s.key, p), { nonEmpty: 'list at least one branch, or remove `branches` to allow deployments from any branch', unique: true }) ?? []).map((b) => b.value);
+          break;
+        case 'windows':
+          windows = (this.list(s.value, s.key, s.path, (item, p) => this.schedule(item, s.key, p, 'window')) ?? []).map((w) => w.value);
+          break;
+        case 'freezes':
+          freezes = (this.list(s.value, s.key, s.path, (item, p) => this.schedule(item, s.key, p, 'freeze')) ?? []).flatMap((f) => ('reason' in f.value ? [f.value] : []));
+          break;
+        case 'evidence':
+          evidence = this.environmentEvidence(s);
+          break;
+        case 'health':
+          health = this.health(s);
+          break;
+        case 'overrides':
+          overrides = this.overrides(s);
+          break;
+        default:
+          break;
       }
-      into.set(name, Object.freeze({ protected: isProtected }));
     }
+    const rules = approvals.rules;
+    // "Nobody ships to production alone": a protected environment always needs an approver.
+    if (isProtected && rules.required === 0 && approvals.required !== undefined) {
+      this.at(approvals.required.value, approvals.required.key, approvals.required.path, 'out_of_range', 'a protected environment needs at least 1 approval', 'set `required:` to 1 or more, or remove it (a protected environment defaults to 1)');
+    }
+    if (rules.owners === true && owners.length === 0 && approvals.owners !== undefined) {
+      this.at(approvals.owners.value, approvals.owners.key, approvals.owners.path, 'no_owner', `approvals.owners: true needs owners, but environment ${name} has none`, `add \`owners: [...]\` to environment ${name}, or remove \`owners: true\` from its approvals`);
+    }
+    const definition: EnvironmentDefinition = Object.freeze({
+      protected: isProtected,
+      owners: Object.freeze(owners),
+      approvals: Object.freeze({
+        required: rules.required ?? (isProtected ? 1 : 0),
+        roles: Object.freeze([...(rules.roles ?? [])]),
+        owners: rules.owners ?? false,
+        validForSeconds: rules.validForSeconds ?? DEFAULT_APPROVAL_VALID_SECONDS,
+        justification: rules.justification ?? true,
+      }),
+      branches: Object.freeze(branches),
+      windows: Object.freeze(windows),
+      freezes: Object.freeze(freezes),
+      evidence: Object.freeze({ tests: Object.freeze(evidence.tests.map((t) => t.value)), environments: Object.freeze(evidence.after.map((a) => a.value)), provenance: evidence.provenance }),
+      health,
+      overrides,
+    });
+    return { name, keyNode: env.key, path: env.path, definition, tests: evidence.tests, after: evidence.after };
+  }
+
+  /** A duration string (`30m`, `4h`, `2d`) from `min` to `max` seconds, else `invalid_duration`. */
+  private duration(node: Value, anchor: Value, path: string, min: number, max: number): number | undefined {
+    const range = `from ${formatDuration(min)} to ${formatDuration(max)}`;
+    if (isScalar(node) && typeof node.value === 'number') {
+      this.wrongType(node, anchor, path, 'a duration', `add a unit: a duration ${range} such as 30s, 10m, 4h or 2d`);
+      return undefined;
+    }
+    const text = this.string(node, anchor, path);
+    if (text === undefined) return undefined;
+    const seconds = durationSeconds(text);
+    if (seconds === undefined || seconds < min || seconds > max) {
+      const why = seconds === undefined ? `${JSON.stringify(text)} is not a duration` : `${text} is ${seconds < min ? `shorter than ${formatDuration(min)}` : `longer than ${formatDuration(max)}`}`;
+      this.at(node, anchor, path, 'invalid_duration', `${path}: ${why}`, `write a duration ${range}: days, hours, minutes, seconds in that order (30s, 10m, 4h, 1h30m, 2d)`);
+      return undefined;
+    }
+    return seconds;
+  }
+
+  private approvals(e: Entry): { rules: Partial<ApprovalRules>; required?: Entry; owners?: Entry } {
+    const out: { rules: { -readonly [K in keyof ApprovalRules]?: ApprovalRules[K] }; required?: Entry; owners?: Entry } = { rules: {} };
+    for (const f of this.entries(e.value, e.key, e.path, { known: APPROVAL_KEYS, level: 'approvals' }) ?? []) {
+      switch (f.key.value) {
+        case 'required': {
+          const n = this.integer(f.value, f.key, f.path);
+          if (n !== undefined && (n < 0 || n > MAX_APPROVALS)) this.at(f.value, f.key, f.path, 'out_of_range', `required: ${n} is out of range`, `use 0 to ${MAX_APPROVALS} distinct approvers`);
+          else if (n !== undefined) {
+            out.rules.required = n;
+            out.required = f;
+          }
+          break;
+        }
+        case 'roles':
+          out.rules.roles = (this.list(f.value, f.key, f.path, (item, p) => this.named(item, f.key, p, OWNER_PATTERN, 'role', 'a role name: lower-case letters, digits, ".", "_" or "-" (2 to 64 characters)'), { nonEmpty: 'list at least one role, or remove `roles` to accept approvers of any role', unique: true }) ?? []).map((r) => r.value);
+          break;
+        case 'owners': {
+          const b = this.boolean(f.value, f.key, f.path);
+          if (b !== undefined) {
+            out.rules.owners = b;
+            out.owners = f;
+          }
+          break;
+        }
+        case 'validFor': {
+          const seconds = this.duration(f.value, f.key, f.path, MIN_APPROVAL_VALID_SECONDS, MAX_APPROVAL_VALID_SECONDS);
+          if (seconds !== undefined) out.rules.validForSeconds = seconds;
+          break;
+        }
+        case 'justification': {
+          const b = this.boolean(f.value, f.key, f.path);
+          if (b !== undefined) out.rules.justification = b;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    return out;
+  }
+
+  private branch(node: Value, anchor: Value, path: string): string | undefined {
+    const value = this.string(node, anchor, path);
+    if (value === undefined || matches(BRANCH_PATTERN, value)) return value;
+    const stripped = value.replace(/^refs\/heads\//, '');
+    const hint = stripped !== value && matches(BRANCH_PATTERN, stripped) ? `write the branch name without refs/heads/: ${stripped}` : 'write a branch name or glob such as main, release/* or hotfix/** (`*` matches within a segment, `**` across segments)';
+    this.at(node, anchor, path, 'invalid_branch', `branch pattern ${JSON.stringify(value)} is not valid`, hint);
+    return undefined;
+  }
+
+  /** One change window or recurring freeze: `{ cron, timezone, duration }` (+ `reason` for a freeze). */
+  private schedule(node: Value, anchor: Value, path: string, level: 'window' | 'freeze'): Schedule | Freeze | undefined {
+    if (!isMap(node)) {
+      this.wrongType(node, anchor, path, 'a map', `write { cron: "0 9 * * 1-5", timezone: Europe/Berlin, duration: 8h${level === 'freeze' ? ', reason: …' : ''} }`);
+      return undefined;
+    }
+    const fields = this.entries(node, node, path, { known: level === 'window' ? WINDOW_KEYS : FREEZE_KEYS, level }) ?? [];
+    this.required(fields, level === 'window' ? WINDOW_REQUIRED : FREEZE_REQUIRED, node, path, level);
+    let cron: Entry | undefined;
+    let cronText: string | undefined;
+    let timezone: string | undefined;
+    let timezoneOk = true;
+    let duration: number | undefined;
+    let reason: string | undefined;
+    for (const f of fields) {
+      switch (f.key.value) {
+        case 'cron':
+          cron = f;
+          cronText = this.string(f.value, f.key, f.path);
+          break;
+        case 'timezone': {
+          timezone = this.string(f.value, f.key, f.path);
+          const why = timezone === undefined ? undefined : timezoneProblem(timezone);
+          if (why !== undefined) this.at(f.value, f.key, f.path, 'invalid_timezone', `timezone ${why}`, TIMEZONE_HINT);
+          timezoneOk = timezone !== undefined && why === undefined;
+          break;
+        }
+        case 'duration':
+          duration = this.duration(f.value, f.key, f.path, MIN_SCHEDULE_SECONDS, MAX_SCHEDULE_SECONDS);
+          break;
+        case 'reason':
+          reason = this.string(f.value, f.key, f.path);
+          if (reason?.trim() === '') {
+            this.at(f.value, f.key, f.path, 'empty', 'the freeze reason is empty', 'say why deployments are frozen (it is shown to whoever is refused)');
+            reason = undefined;
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    let cronOk = false;
+    if (cron !== undefined && cronText !== undefined) {
+      // The fields are read in the window's time zone; an unknown zone was reported above.
+      const why = cronProblem(cronText, timezoneOk && timezone !== undefined ? timezone : 'UTC');
+      if (why !== undefined) this.at(cron.value, cron.key, cron.path, 'invalid_cron', `${cron.path}: ${why}`, 'write 5 fields, minute hour day-of-month month day-of-week: "0 9 * * 1-5" with duration: 8h is weekdays 9:00 to 17:00');
+      cronOk = why === undefined;
+    }
+    if (!cronOk || !timezoneOk || timezone === undefined || cronText === undefined || duration === undefined) return undefined;
+    const base = { cron: cronText.trim().split(/\s+/).join(' '), timezone, durationSeconds: duration };
+    if (level === 'window') return Object.freeze(base);
+    return reason === undefined ? undefined : Object.freeze({ ...base, reason });
+  }
+
+  private environmentEvidence(e: Entry): { tests: Located<string>[]; after: Located<string>[]; provenance: boolean } {
+    const out = { tests: [] as Located<string>[], after: [] as Located<string>[], provenance: true };
+    for (const f of this.entries(e.value, e.key, e.path, { known: ENVIRONMENT_EVIDENCE_KEYS, level: 'environment-evidence' }) ?? []) {
+      switch (f.key.value) {
+        case 'tests':
+          out.tests = this.list(f.value, f.key, f.path, (item, p) => this.string(item, f.key, p), { unique: true }) ?? [];
+          break;
+        case 'environments':
+          out.after = this.list(f.value, f.key, f.path, (item, p) => this.string(item, f.key, p), { unique: true }) ?? [];
+          break;
+        case 'provenance':
+          out.provenance = this.boolean(f.value, f.key, f.path) ?? true;
+          break;
+        default:
+          break;
+      }
+    }
+    return out;
+  }
+
+  /** `{ command }` or `{ url, status, timeout }`: exactly one of command and url. */
+  private health(e: Entry): HealthCheck | undefined {
+    const fields = this.entries(e.value, e.key, e.path, { known: HEALTH_KEYS, level: 'health' });
+    if (fields === undefined) return undefined;
+    const find = (key: string): Entry | undefined => fields.find((f) => f.key.value === key);
+    const command = find('command');
+    const url = find('url');
+    const statusEntry = find('status');
+    if (command === undefined && url === undefined) {
+      this.at(e.value, e.key, e.path, 'missing_key', 'health needs `command` or `url`', 'write { command: ./healthcheck.sh } or { url: "http://127.0.0.1:8080/health", status: 200, timeout: 10s }');
+      return undefined;
+    }
+    if (command !== undefined && url !== undefined) {
+      const later = (nodeOffset(url.key) ?? 0) > (nodeOffset(command.key) ?? 0) ? url : command;
+      this.problems.at(later.key, later.path, 'conflicting_keys', 'health has both `command` and `url`', 'keep one: a health check is either a command or an HTTP request');
+      return undefined;
+    }
+    if (command !== undefined && statusEntry !== undefined) {
+      this.problems.at(statusEntry.key, statusEntry.path, 'conflicting_keys', '`status` applies to a `url` health check, not a `command`', 'remove `status`: a command is healthy when it exits 0');
+      return undefined;
+    }
+    let ok = true;
+    let timeout = DEFAULT_HEALTH_TIMEOUT_SECONDS;
+    const timeoutEntry = find('timeout');
+    if (timeoutEntry !== undefined) {
+      const seconds = this.duration(timeoutEntry.value, timeoutEntry.key, timeoutEntry.path, 1, MAX_HEALTH_TIMEOUT_SECONDS);
+      if (seconds === undefined) ok = false;
+      else timeout = seconds;
+    }
+    if (command !== undefined) {
+      const text = this.string(command.value, command.key, command.path);
+      if (text?.trim() === '') this.at(command.value, command.key, command.path, 'empty', 'the health command is empty', 'write the shell command that checks the deployment (exit 0 is healthy)');
+      return ok && text !== undefined && text.trim() !== '' ? Object.freeze({ kind: 'command' as const, command: text, timeoutSeconds: timeout }) : undefined;
+    }
+    if (url === undefined) return undefined;
+    let status = DEFAULT_HEALTH_STATUS;
+    if (statusEntry !== undefined) {
+      const n = this.integer(statusEntry.value, statusEntry.key, statusEntry.path);
+      if (n !== undefined && (n < 100 || n > 599)) this.at(statusEntry.value, statusEntry.key, statusEntry.path, 'out_of_range', `status ${n} is not an HTTP status`, 'use the status a healthy deployment answers with, 100 to 599 (default 200)');
+      if (n === undefined || n < 100 || n > 599) ok = false;
+      else status = n;
+    }
+    const text = this.string(url.value, url.key, url.path);
+    const why = text === undefined ? undefined : urlProblem(text);
+    if (text !== undefined && why !== undefined) {
+      // Not echoed: a URL with a password in it must not be repeated in logs.
+      this.at(url.value, url.key, url.path, 'invalid_url', `health.url ${why}`, why.includes('password') ? 'remove the user and password: a health URL is stored and shown; check an endpoint that needs no credentials' : 'write an absolute http:// or https:// URL, for example "http://127.0.0.1:8080/health"');
+    }
+    return ok && text !== undefined && why === undefined ? Object.freeze({ kind: 'http' as const, url: text, status, timeoutSeconds: timeout }) : undefined;
+  }
+
+  private overrides(e: Entry): string | undefined {
+    const value = this.string(e.value, e.key, e.path);
+    if (value === undefined) return undefined;
+    const why = pathProblem(value) ?? (matches(OVERRIDES_EXTENSION_PATTERN, value) ? undefined : 'is not a .yaml or .yml file');
+    if (why === undefined) return value;
+    const fixed = normalisePathHint(value);
+    this.at(e.value, e.key, e.path, 'invalid_path', `overrides path ${JSON.stringify(value)} ${why}`, why.includes('yaml') ? 'name the YAML file that holds this environment\'s values, for example deploy/production.yaml' : `write the file's path relative to the repository root, in normal form${fixed === '' || fixed === value ? '' : `: ${fixed}`}`);
+    return undefined;
   }
 
   private stages(e: Entry): DraftStage[] {

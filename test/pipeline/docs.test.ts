@@ -17,7 +17,7 @@ describe('docs/pipeline.md', () => {
   it('documents every problem code and credential kind', () => {
     // Every snake_case string literal in these files is a problem code or a credential kind.
     const emitted = new Set<string>(['empty']);
-    for (const file of ['source.ts', 'validate.ts', 'graph.ts', 'credentials.ts']) {
+    for (const file of ['source.ts', 'validate.ts', 'graph.ts', 'environments.ts', 'config.ts', 'credentials.ts']) {
       for (const m of source(file).matchAll(/'([a-z]+(?:_[a-z]+)+)'/g)) emitted.add(m[1]!);
     }
     expect(emitted.size).toBeGreaterThan(40);

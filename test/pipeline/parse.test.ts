@@ -27,6 +27,20 @@ const step = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
   ...over,
 });
 
+/** An environment with every default applied (docs/pipeline.md, "Environment"). */
+const environment = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
+  protected: false,
+  owners: [],
+  approvals: { required: over.protected === true ? 1 : 0, roles: [], owners: false, validForSeconds: 4 * 3600, justification: true },
+  branches: [],
+  windows: [],
+  freezes: [],
+  evidence: { tests: [], environments: [], provenance: true },
+  health: undefined,
+  overrides: undefined,
+  ...over,
+});
+
 describe('a valid file', () => {
   it('parses the documented example into the expected definition', () => {
     const bytes = fixture('web.airlock.yaml');
@@ -35,7 +49,20 @@ describe('a valid file', () => {
       version: 1,
       name: 'web',
       owners: ['alice', 'team-web'],
-      environments: { staging: { protected: false }, production: { protected: true } },
+      environments: {
+        staging: environment({ health: { kind: 'http', url: 'http://127.0.0.1:8080/health', status: 200, timeoutSeconds: 10 } }),
+        production: environment({
+          protected: true,
+          owners: ['bob', 'release-managers'],
+          approvals: { required: 2, roles: ['release-manager'], owners: true, validForSeconds: 4 * 3600, justification: true },
+          branches: ['main', 'release/*'],
+          windows: [{ cron: '0 9 * * 1-5', timezone: 'Europe/Berlin', durationSeconds: 8 * 3600 }],
+          freezes: [{ cron: '0 0 20 12 *', timezone: 'Europe/Berlin', durationSeconds: 14 * 86400, reason: 'year-end freeze' }],
+          evidence: { tests: ['test'], environments: ['staging'], provenance: true },
+          health: { kind: 'command', command: './scripts/smoke.sh', timeoutSeconds: 120 },
+          overrides: 'deploy/production.yaml',
+        }),
+      },
       // deploy is written first in the file but needs test, which needs build.
       stages: [
         {
@@ -79,7 +106,9 @@ describe('a valid file', () => {
   it('orders a diamond topologically, ties in file order', () => {
     const def = parsePipeline(fixture('release.airlock.yaml'));
     expect(def.stages.map((s) => s.name)).toEqual(['build', 'unit', 'scan', 'staging', 'production']);
-    expect(def.environments.staging).toEqual({ protected: false });
+    expect(def.environments.staging).toEqual(environment());
+    // A protected environment without an approvals block needs one approver.
+    expect(def.environments.production).toEqual(environment({ protected: true, owners: ['platform.oncall'] }));
     const compile = def.stages[0]!.steps[0]!;
     expect(compile.timeoutSeconds).toBe(900);
     expect(compile.requires).toEqual({ node: '>=20 <23', npm: '^10.2.0', git: '*' });
@@ -91,6 +120,10 @@ describe('a valid file', () => {
     expect(Object.isFrozen(def)).toBe(true);
     expect(Object.isFrozen(def.stages)).toBe(true);
     expect(Object.isFrozen(def.stages[0]!.steps[0]!.env)).toBe(true);
+    const production = def.environments.production!;
+    for (const part of [production, production.owners, production.approvals, production.approvals.roles, production.branches, production.windows, production.windows[0], production.freezes, production.evidence, production.evidence.tests, production.health]) {
+      expect(Object.isFrozen(part)).toBe(true);
+    }
     expect(() => {
       (def.stages as unknown as unknown[]).push({});
     }).toThrow(TypeError);

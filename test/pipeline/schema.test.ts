@@ -16,7 +16,7 @@ const SUPPORTED = new Set([
   '$schema', '$id', '$defs', '$ref', 'title', 'description',
   'type', 'const', 'enum', 'pattern', 'minimum', 'maximum',
   'properties', 'required', 'additionalProperties', 'propertyNames', 'minProperties', 'maxProperties',
-  'items', 'minItems', 'maxItems', 'uniqueItems', 'if', 'then',
+  'items', 'minItems', 'maxItems', 'uniqueItems', 'if', 'then', 'oneOf',
 ]);
 
 function typeOf(v: Json): string {
@@ -67,6 +67,10 @@ function validate(root: Schema, schema: Schema, value: Json, path = '$'): string
       else if (schema.additionalProperties === false) fail(`additional property ${k}`);
       else if (typeof schema.additionalProperties === 'object') errors.push(...validate(root, schema.additionalProperties as Schema, obj[k]!, `${path}.${k}`));
     }
+  }
+  if (Array.isArray(schema.oneOf)) {
+    const passing = (schema.oneOf as Schema[]).filter((s) => validate(root, s, value, path).length === 0).length;
+    if (passing !== 1) fail(`oneOf: ${passing} branches match`);
   }
   if (schema.if !== undefined && validate(root, schema.if as Schema, value, path).length === 0 && schema.then !== undefined) {
     errors.push(...validate(root, schema.then as Schema, value, path));
@@ -134,6 +138,24 @@ describe('the pipeline JSON Schema', () => {
     ['no steps', base.replace(/ {4}steps:[\s\S]*$/, '    steps: []\n')],
     ['blank run', base.replace('run: make', 'run: "  "')],
     ['unknown environment key', `${base}environments:\n  prod: { protect: true }\n`],
+    ['unknown approvals key', `${base}environments:\n  prod: { approvals: { quorum: 2 } }\n`],
+    ['approvals out of range', `${base}environments:\n  prod: { approvals: { required: 11 } }\n`],
+    ['duration without a unit', `${base}environments:\n  prod: { approvals: { validFor: 4 } }\n`],
+    ['duration in the wrong order', `${base}environments:\n  prod: { approvals: { validFor: 30m4h } }\n`],
+    ['bad owner', `${base}environments:\n  prod: { owners: [Bob] }\n`],
+    ['empty branches', `${base}environments:\n  prod: { branches: [] }\n`],
+    ['branch with a space', `${base}environments:\n  prod: { branches: ["release 1"] }\n`],
+    ['window without timezone', `${base}environments:\n  prod: { windows: [{ cron: "0 9 * * 1-5", duration: 8h }] }\n`],
+    ['cron with six fields', `${base}environments:\n  prod: { windows: [{ cron: "0 0 9 * * 1-5", timezone: UTC, duration: 8h }] }\n`],
+    ['freeze without reason', `${base}environments:\n  prod: { freezes: [{ cron: "0 0 * * 5", timezone: UTC, duration: 2d }] }\n`],
+    ['unknown evidence key', `${base}environments:\n  prod: { evidence: { test: [build] } }\n`],
+    ['health with both forms', `${base}environments:\n  prod: { health: { command: ./check, url: "http://x/" } }\n`],
+    ['health with neither form', `${base}environments:\n  prod: { health: { timeout: 10s } }\n`],
+    ['status on a command', `${base}environments:\n  prod: { health: { command: ./check, status: 200 } }\n`],
+    ['ftp health url', `${base}environments:\n  prod: { health: { url: "ftp://x/" } }\n`],
+    ['status out of range', `${base}environments:\n  prod: { health: { url: "http://x/", status: 700 } }\n`],
+    ['overrides not yaml', `${base}environments:\n  prod: { overrides: deploy/prod.env }\n`],
+    ['overrides outside the repository', `${base}environments:\n  prod: { overrides: ../prod.yaml }\n`],
   ];
   it.each(variants)('%s: refused by both', (_label, text) => {
     expect(check(text)).not.toEqual([]);
@@ -146,6 +168,9 @@ describe('the pipeline JSON Schema', () => {
       base.replace('run: make', 'run: make\n        retries: 0'),
       base.replace('run: make', 'run: make\n        env:\n        requires:'),
       `${base}environments:\n  staging:\n  prod: { protected: false }\n`,
+      `${base}environments:\n  prod: { approvals:, evidence:, windows: [], freezes: [] }\n`,
+      `${base}environments:\n  prod: { approvals: { required: 0, validFor: 1d12h }, branches: ["**", "v*.*"], health: { url: "https://x.example/health", timeout: 1s } }\n`,
+      `${base}environments:\n  prod: { windows: [{ cron: "*/15 8-18 * JAN-NOV MON-FRI", timezone: America/New_York, duration: 15m }], overrides: deploy/prod.yml }\n`,
       base.replace('run: make', 'run: make\n        outputs: [a.b/c-d_e/.hidden]'),
       base.replace('run: make', 'run: make\n        outputs: [dist/.secrets/x, .secrets-list]'),
       base.replace('run: make', 'run: make\n        secrets: [DB_PASSWORD, { name: TLS_KEY, as: file }, { name: NPM_TOKEN, as: env }, { name: API_KEY }]'),
@@ -171,5 +196,21 @@ describe('the pipeline JSON Schema', () => {
       expect(lintPipeline(text).map((p) => p.code)).not.toContain('unknown_key');
     }
     expect(Object.keys(schema.properties as object).sort()).toEqual(['environments', 'owners', 'pipeline', 'stages', 'version']);
+    const envKeys = Object.keys(defs.environment!.properties);
+    expect(envKeys.sort()).toEqual(['approvals', 'branches', 'evidence', 'freezes', 'health', 'overrides', 'owners', 'protected', 'windows']);
+    for (const key of envKeys) {
+      const text = `${base}environments:\n  prod:\n    ${key}: null\n`;
+      expect(lintPipeline(text).map((p) => p.code)).not.toContain('unknown_key');
+    }
+    const env = defs.environment!.properties as Record<string, { properties?: Record<string, unknown> }>;
+    expect(Object.keys(env.approvals!.properties!).sort()).toEqual(['justification', 'owners', 'required', 'roles', 'validFor']);
+    expect(Object.keys(env.evidence!.properties!).sort()).toEqual(['environments', 'provenance', 'tests']);
+    expect(Object.keys(env.health!.properties!).sort()).toEqual(['command', 'status', 'timeout', 'url']);
+    expect(Object.keys(defs.window!.properties).sort()).toEqual(['cron', 'duration', 'timezone']);
+    expect(Object.keys(defs.freeze!.properties).sort()).toEqual(['cron', 'duration', 'reason', 'timezone']);
+    for (const [key, sub] of [['approvals', 'required'], ['approvals', 'validFor'], ['evidence', 'tests'], ['health', 'timeout']] as const) {
+      const text = `${base}environments:\n  prod:\n    ${key}: { ${sub}: null }\n`;
+      expect(lintPipeline(text).map((p) => p.code)).not.toContain('unknown_key');
+    }
   });
 });

@@ -1,0 +1,232 @@
+/**
+ * Deployment requests and their approvals, stored and recorded. A request binds exactly what
+ * ships (digests, config digest, commit range, run) into one digest; every approval is a signed
+ * attestation of that digest, so it cannot be replayed for anything else. Whether a request is
+ * approved is always recomputed from the stored approvals by the pure core (approvals.ts):
+ * quorum of distinct people, expiry, roles, owners, and segregation of duties over the whole
+ * change (requester, whoever triggered the run, every author and committer in the range).
+ */
+import { randomUUID } from 'node:crypto';
+import type { AuditLog, RequestContext } from '../audit/index.js';
+import { IN_TOTO_PAYLOAD_TYPE, signEnvelope, statement, statementBytes } from '../attest/index.js';
+import type { AttestationSigner } from '../attest/index.js';
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors/index.js';
+import type { Store } from '../storage/index.js';
+import { evaluateApprovals } from './approvals.js';
+import type { Approval, ApprovalEvaluation, SodException } from './approvals.js';
+import { bindingDigest, makeBinding } from './binding.js';
+import type { ArtifactDigest } from './binding.js';
+import { isJustified } from './people.js';
+import type { Person } from './people.js';
+import type { ProtectionRules } from './rules.js';
+import { deployAllowed } from './windows.js';
+import type { DeployWindowDecision } from './windows.js';
+
+type Actor = Parameters<AuditLog['append']>[0]['actor'];
+
+/** The predicate type of an approval attestation. */
+export const APPROVAL_V1 = 'https://airlock.dev/deployment-approval/v1';
+
+/** What the delivery domain needs to know about runs, projects, people and the repository. */
+export interface DeliveryFacts {
+  /** A succeeded run's facts, or NotFound/Conflict. */
+  run(runRef: string): Promise<{ id: string; project: string; projectId: string; commit: string; triggeredBy: string; state: string; artifacts: readonly ArtifactDigest[] }>;
+  /** The environment's rules and effective config digest for that run; undefined when the pipeline does not declare it. */
+  environment(runId: string, environment: string): Promise<{ rules: ProtectionRules; configDigest: string; lastConfigEditor?: string | undefined } | undefined>;
+  /** Author and committer identities of every commit in from..to (all of to's history when from is undefined). */
+  commits(projectId: string, from: string | undefined, to: string): Promise<{ authors: string[]; committers: string[] }>;
+  /** Who is who: usernames with their other identities (commit emails). */
+  people(): Promise<Person[]>;
+  /** The roles a person holds now. */
+  roles(username: string): Promise<string[]>;
+}
+
+export interface DeploymentsDeps {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  readonly clock: () => Date;
+  readonly facts: DeliveryFacts;
+  /** The platform attestation key: approvals are signed statements. */
+  readonly signer: () => Promise<AttestationSigner>;
+  /** Named exceptions to segregation of duties (from Cedar policies). */
+  readonly exceptions?: (() => Promise<SodException[]>) | undefined;
+}
+
+export interface DeploymentView {
+  readonly id: string;
+  readonly project: string;
+  readonly environment: string;
+  readonly runId: string;
+  readonly state: string;
+  readonly requestedBy: string;
+  readonly justification: string;
+  readonly ticket: string | null;
+  readonly artifacts: readonly ArtifactDigest[];
+  readonly configDigest: string;
+  readonly commitRange: { from: string | null; to: string };
+  readonly bindingDigest: string;
+  readonly createdAt: string;
+  readonly approvals: ApprovalEvaluation;
+}
+
+const ENV = /^[a-z][a-z0-9-]{0,62}$/;
+
+export class Deployments {
+  constructor(private readonly deps: DeploymentsDeps) {}
+
+  /**
+   * Ask to deploy a succeeded run's outputs to an environment. The commit range starts at what
+   * the environment last ran successfully. Recorded (`deployments.request`).
+   */
+  async request(actor: Actor, input: { run: string; environment: string; justification: string; ticket?: string | undefined }, context?: RequestContext): Promise<DeploymentView> {
+    if (!ENV.test(input.environment)) throw new ValidationError('environment names are lower-case letters, digits and "-"', [{ path: 'environment', message: 'invalid' }]);
+    if (!isJustified(input.justification)) throw new ValidationError('a justification of at least 10 characters is required', [{ path: 'justification', message: 'too short' }]);
+    const run = await this.deps.facts.run(input.run);
+    if (run.state !== 'succeeded') throw new ConflictError(`run ${run.id} is ${run.state}: only a succeeded run can be deployed`, { runId: run.id });
+    if (run.artifacts.length === 0) throw new ConflictError(`run ${run.id} produced no outputs: there is nothing to deploy`, { runId: run.id });
+    const env = await this.deps.facts.environment(run.id, input.environment);
+    if (env === undefined) throw new ValidationError(`the run's pipeline declares no environment ${input.environment}`, [{ path: 'environment', message: 'not declared in airlock.yaml' }]);
+    const last = await this.deps.store.db.selectFrom('deployments').select('commit_to').where('project_id', '=', run.projectId).where('environment', '=', input.environment).where('state', '=', 'succeeded').orderBy('created_at', 'desc').limit(1).executeTakeFirst();
+    const from = last?.commit_to ?? undefined;
+    const binding = makeBinding({ environment: input.environment, digests: [...run.artifacts], configDigest: env.configDigest, commitRange: { ...(from === undefined ? {} : { from }), to: run.commit }, runId: run.id });
+    const digest = bindingDigest(binding);
+    const id = randomUUID();
+    const now = this.deps.clock().toISOString();
+    await this.deps.store.transact(async (tx) => {
+      await tx.db
+        .insertInto('deployments')
+        .values({
+          id,
+          project_id: run.projectId,
+          environment: input.environment,
+          run_id: run.id,
+          artifacts_json: JSON.stringify(binding.digests),
+          config_digest: env.configDigest,
+          commit_from: from ?? null,
+          commit_to: run.commit,
+          binding_digest: digest,
+          requested_by: actor.id,
+          justification: input.justification.trim().slice(0, 2000),
+          ticket: input.ticket ?? null,
+          state: 'requested',
+          reason: null,
+          rollback_of: null,
+          breakglass: 0,
+          record_envelope: null,
+          record_digest: null,
+          record_seq: null,
+          created_at: now,
+          finished_at: null,
+        })
+        .execute();
+      await this.deps.audit.record(tx, { actor, action: 'deployments.request', resource: `deployments/${id}`, outcome: 'allowed', context, details: { project: run.project, environment: input.environment, runId: run.id, bindingDigest: digest, artifacts: binding.digests.map((d) => ({ path: d.path, digest: d.digest })), commitRange: { from: from ?? null, to: run.commit } } });
+    });
+    return this.show(id);
+  }
+
+  /**
+   * Approve or deny, with a justification. The decision is refused (and recorded as denied)
+   * when the core would not count it: the approver asked, triggered the run, wrote or
+   * committed a change in the range, lacks the role, gave no justification. An accepted
+   * decision is stored as a signed attestation of the request's binding digest.
+   */
+  async decide(actor: Actor, deploymentId: string, input: { decision: 'approve' | 'deny'; justification: string }, context?: RequestContext): Promise<DeploymentView> {
+    const dep = await this.row(deploymentId);
+    if (dep.state !== 'requested' && dep.state !== 'approved') throw new ConflictError(`deployment ${deploymentId} is ${dep.state}: it can no longer be approved or denied`, { state: dep.state });
+    const now = this.deps.clock();
+    const mine: Approval = { approver: actor.id, decision: input.decision, justification: input.justification.trim(), bindingDigest: dep.binding_digest, at: now.getTime(), roles: await this.deps.facts.roles(actor.id) };
+    const evaluation = await this.evaluate(dep, [...(await this.approvals(dep.id)), mine], now.getTime());
+    const refusal = evaluation.refused.find((r) => r.approver === actor.id && r.at === mine.at);
+    if (refusal !== undefined) {
+      await this.deps.audit.append({ actor, action: 'deployments.approve', resource: `deployments/${deploymentId}`, outcome: 'denied', reason: `${refusal.reason.code}: ${refusal.reason.message}`.slice(0, 1000), context, details: { decision: input.decision, code: refusal.reason.code } });
+      throw new ForbiddenError(`your ${input.decision === 'approve' ? 'approval' : 'denial'} of deployment ${deploymentId} does not count: ${refusal.reason.message}`, { code: refusal.reason.code });
+    }
+    const signer = await this.deps.signer();
+    const subjects = (JSON.parse(dep.artifacts_json) as ArtifactDigest[]).map((a) => ({ name: a.path, digest: { sha256: a.digest.slice(7) } }));
+    const envelope = signEnvelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(statement(subjects, APPROVAL_V1, { deploymentId, environment: dep.environment, bindingDigest: dep.binding_digest, approver: actor.id, decision: input.decision, justification: mine.justification, at: now.toISOString(), roles: [...mine.roles] })), signer);
+    await this.deps.store.transact(async (tx) => {
+      await tx.db.insertInto('deployment_approvals').values({ id: randomUUID(), deployment_id: deploymentId, approver: actor.id, decision: input.decision, justification: mine.justification, binding_digest: dep.binding_digest, roles_json: JSON.stringify(mine.roles), envelope: JSON.stringify(envelope), created_at: now.toISOString() }).execute();
+      const state = evaluation.denials.length > 0 ? 'refused' : evaluation.satisfied ? 'approved' : 'requested';
+      await tx.db.updateTable('deployments').set({ state, reason: state === 'refused' ? `denied by ${actor.id}` : null }).where('id', '=', deploymentId).execute();
+      await this.deps.audit.record(tx, { actor, action: 'deployments.approve', resource: `deployments/${deploymentId}`, outcome: 'allowed', context, details: { decision: input.decision, justification: mine.justification.slice(0, 1000), bindingDigest: dep.binding_digest, satisfied: evaluation.satisfied, exceptions: evaluation.exceptionsUsed.map((e) => e.policyId) } });
+    });
+    return this.show(deploymentId);
+  }
+
+  /** The gates a deployment must pass now: approvals (re-evaluated: they expire), change windows and freezes. */
+  async gate(deploymentId: string): Promise<{ approvals: ApprovalEvaluation; window: DeployWindowDecision; allowed: boolean; reasons: string[] }> {
+    const dep = await this.row(deploymentId);
+    const now = this.deps.clock().getTime();
+    const approvals = await this.evaluate(dep, await this.approvals(dep.id), now);
+    const env = await this.deps.facts.environment(dep.run_id, dep.environment);
+    const freezes = await this.deps.store.db.selectFrom('freezes').selectAll().where('environment', '=', dep.environment).where('lifted_at', 'is', null).execute();
+    const window = deployAllowed({ windows: env?.rules.windows ?? [], freezes: env?.rules.freezes ?? [], oneOffFreezes: freezes.map((f) => ({ from: Date.parse(f.starts_at), until: Date.parse(f.until), reason: f.reason })), now });
+    const reasons: string[] = [];
+    if (!approvals.satisfied) reasons.push(approvals.missing || 'approvals are missing');
+    if (!window.allowed) reasons.push(window.reason.message);
+    return { approvals, window, allowed: reasons.length === 0, reasons };
+  }
+
+  /** A one-off freeze of an environment until a time, with a reason; recorded. */
+  async freeze(actor: Actor, input: { environment: string; until: string; reason: string; from?: string | undefined }, context?: RequestContext): Promise<{ id: string }> {
+    if (!ENV.test(input.environment)) throw new ValidationError('environment names are lower-case letters, digits and "-"', [{ path: 'environment', message: 'invalid' }]);
+    const now = this.deps.clock();
+    const from = input.from ?? now.toISOString();
+    if (Number.isNaN(Date.parse(input.until)) || Date.parse(input.until) <= Date.parse(from)) throw new ValidationError('--until must be an ISO 8601 time after the freeze starts', [{ path: 'until', message: 'invalid or not after the start' }]);
+    if (input.reason.trim().length < 5) throw new ValidationError('a freeze needs a reason', [{ path: 'reason', message: 'too short' }]);
+    const id = randomUUID();
+    await this.deps.store.transact(async (tx) => {
+      await tx.db.insertInto('freezes').values({ id, project_id: null, environment: input.environment, starts_at: from, until: input.until, reason: input.reason.trim(), created_by: actor.id, created_at: now.toISOString(), lifted_at: null, lifted_by: null }).execute();
+      await this.deps.audit.record(tx, { actor, action: 'deployments.freeze', resource: `environments/${input.environment}`, outcome: 'allowed', context, details: { id, from, until: input.until, reason: input.reason.trim() } });
+    });
+    return { id };
+  }
+
+  async show(deploymentId: string): Promise<DeploymentView> {
+    const dep = await this.row(deploymentId);
+    const project = await this.deps.store.db.selectFrom('projects').select('name').where('id', '=', dep.project_id).executeTakeFirstOrThrow();
+    return {
+      id: dep.id,
+      project: project.name,
+      environment: dep.environment,
+      runId: dep.run_id,
+      state: dep.state,
+      requestedBy: dep.requested_by,
+      justification: dep.justification,
+      ticket: dep.ticket,
+      artifacts: JSON.parse(dep.artifacts_json) as ArtifactDigest[],
+      configDigest: dep.config_digest,
+      commitRange: { from: dep.commit_from, to: dep.commit_to },
+      bindingDigest: dep.binding_digest,
+      createdAt: dep.created_at,
+      approvals: await this.evaluate(dep, await this.approvals(dep.id), this.deps.clock().getTime()),
+    };
+  }
+
+  private async row(id: string) {
+    const dep = await this.deps.store.db.selectFrom('deployments').selectAll().where('id', '=', id).executeTakeFirst();
+    if (dep === undefined) throw new NotFoundError(`no deployment ${id} (see airlock deployments list)`, { id });
+    return dep;
+  }
+
+  private async approvals(deploymentId: string): Promise<Approval[]> {
+    const rows = await this.deps.store.db.selectFrom('deployment_approvals').selectAll().where('deployment_id', '=', deploymentId).orderBy('created_at').execute();
+    return rows.map((r) => ({ approver: r.approver, decision: r.decision as 'approve' | 'deny', justification: r.justification, bindingDigest: r.binding_digest, at: Date.parse(r.created_at), roles: JSON.parse(r.roles_json) as string[] }));
+  }
+
+  /** The core's verdict over stored facts: who asked, who triggered, who wrote the change. */
+  private async evaluate(dep: { project_id: string; run_id: string; environment: string; requested_by: string; commit_from: string | null; commit_to: string; binding_digest: string }, approvals: readonly Approval[], now: number): Promise<ApprovalEvaluation> {
+    const run = await this.deps.facts.run(dep.run_id);
+    const env = await this.deps.facts.environment(dep.run_id, dep.environment);
+    if (env === undefined) throw new ConflictError(`environment ${dep.environment} is no longer declared by the run's pipeline`);
+    const commits = await this.deps.facts.commits(dep.project_id, dep.commit_from ?? undefined, dep.commit_to);
+    return evaluateApprovals({
+      request: { requester: dep.requested_by, triggeredBy: run.triggeredBy, authors: commits.authors, committers: commits.committers, ...(env.lastConfigEditor === undefined ? {} : { lastConfigEditor: env.lastConfigEditor }), bindingDigest: dep.binding_digest },
+      rules: env.rules,
+      approvals,
+      now,
+      people: await this.deps.facts.people(),
+      exceptions: (await this.deps.exceptions?.()) ?? [],
+    });
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * Deployment requests and approvals over real runs, on both engines: what ships is bound into
+ * one digest; approvals are signed, counted per distinct person, expire, and are refused for
+ * anyone with a stake in the change. Each attack of the delivery issue that these cover is
+ * tried and refused with its reason, and recorded.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Deployments } from '../../src/delivery/index.js';
+import type { DeliveryFacts, ProtectionRules } from '../../src/delivery/index.js';
+import { GitCli } from '../../src/runs/index.js';
+import { ENGINES } from '../support/engines.js';
+import { commit, makeRepo } from '../runs/support.js';
+import { TestClock, openTestApp } from '../server/support.js';
+import type { TestApp } from '../server/support.js';
+
+const PIPELINE = `version: 1
+pipeline: shop
+owners: [alice]
+environments:
+  production: { protected: true }
+stages:
+  build:
+    steps:
+      - { name: pack, run: "printf 'shop v1' > shop.tar", outputs: [shop.tar] }
+`;
+const RULES: ProtectionRules = { required: 2, roles: ['release-manager'], ownersRequired: false, owners: [], validForMs: 4 * 3_600_000, justificationRequired: true, branches: [], windows: [], freezes: [] };
+const ROLES: Record<string, string[]> = { alice: ['developer'], bob: ['release-manager'], carol: ['release-manager'], dave: ['release-manager'], ada: ['release-manager'] };
+const WHY = 'checked the diff, tests and provenance';
+
+describe.each(ENGINES)('deployment approvals on %s', (engine) => {
+  let t: TestApp;
+  const clock = new TestClock();
+  let deployments: Deployments;
+  let repo: { dir: string };
+
+  beforeAll(async () => {
+    t = await openTestApp(engine, { clock });
+    await t.app.startRunner({ labels: ['embedded'], concurrency: 1, reap: false });
+    repo = makeRepo({ 'airlock.yaml': PIPELINE });
+    await t.app.projects.add({ kind: 'user', id: 'alice' }, { name: 'shop', repo: repo.dir });
+    const home = t.app.config.home;
+    const facts: DeliveryFacts = {
+      run: async (ref) => {
+        const r = await t.app.runs.show(await t.app.runs.resolveId(ref));
+        const artifacts = r.stages.flatMap((s) => s.steps).flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? []).map((o) => ({ path: o.path, digest: o.digest }));
+        const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
+        return { id: r.id, project: r.project, projectId, commit: r.commit, triggeredBy: r.triggeredBy, state: r.state, artifacts };
+      },
+      environment: async (_runId, environment) => (environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : undefined),
+      // The real repository: authors and committers of every commit in the range.
+      commits: async (projectId, from, to) => {
+        const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
+        return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
+      },
+      people: async () => [
+        { id: 'ada', identities: ['ada@example.com'] },
+        { id: 'bob', identities: ['bob@example.com'] },
+        { id: 'carol', identities: ['carol@example.com'] },
+        { id: 'dave', identities: ['dave@example.com'] },
+        { id: 'alice', identities: ['alice@example.com'] },
+      ],
+      roles: async (username) => ROLES[username] ?? [],
+    };
+    deployments = new Deployments({ store: t.app.store, audit: t.app.audit, clock: t.app.clock, facts, signer: () => t.app.platformKeys.signer('attestation') });
+  }, 60_000);
+
+  afterAll(async () => {
+    await t.cleanup();
+  });
+
+  async function succeededRun(): Promise<string> {
+    const started = await t.app.runs.start({ kind: 'user', id: 'alice' }, { project: 'shop' });
+    for (let i = 0; i < 300; i++) {
+      const r = await t.app.runs.show(started.id);
+      if (r.state === 'succeeded') return r.id;
+      if (r.state !== 'queued' && r.state !== 'running') throw new Error(`run ${r.state}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    throw new Error('run did not finish');
+  }
+
+  const as = (id: string) => ({ kind: 'user' as const, id });
+  const refusal = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (err) {
+      return err as { code: string; message: string; details: { code?: string } };
+    }
+    throw new Error('expected a refusal');
+  };
+
+  it('self-approval is refused and recorded; two distinct release managers approve', async () => {
+    const dep = await deployments.request(as('bob'), { run: await succeededRun(), environment: 'production', justification: 'ship the checkout fix' });
+    expect(dep.state).toBe('requested');
+    expect(dep.bindingDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const self = await refusal(deployments.decide(as('bob'), dep.id, { decision: 'approve', justification: WHY }));
+    expect(self).toMatchObject({ code: 'FORBIDDEN', details: { code: 'self_approval' } });
+    const denied = (await t.app.audit.search({ action: 'deployments.approve', outcome: 'denied', limit: 10 })).at(-1)!;
+    expect(denied.event).toMatchObject({ actor: { id: 'bob' }, reason: expect.stringMatching(/^self_approval: /) as string });
+    expect((await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: WHY })).state).toBe('requested');
+    // The person who triggered the run (alice) may not approve either, and lacks the role anyway.
+    expect(await refusal(deployments.decide(as('alice'), dep.id, { decision: 'approve', justification: WHY }))).toMatchObject({ code: 'FORBIDDEN' });
+    const after = await deployments.decide(as('dave'), dep.id, { decision: 'approve', justification: WHY });
+    expect(after.state).toBe('approved');
+    expect(after.approvals.counted.map((c) => c.approver).sort()).toEqual(['carol', 'dave']);
+    // Each accepted decision is a signed attestation of the binding.
+    const rows = await t.app.store.db.selectFrom('deployment_approvals').select('envelope').where('deployment_id', '=', dep.id).execute();
+    expect(rows).toHaveLength(2);
+    for (const r of rows) expect(JSON.parse(Buffer.from((JSON.parse(r.envelope) as { payload: string }).payload, 'base64').toString())).toMatchObject({ predicateType: 'https://airlock.dev/deployment-approval/v1', predicate: { bindingDigest: dep.bindingDigest } });
+  });
+
+  it('one person approving twice does not make a quorum of two', async () => {
+    const dep = await deployments.request(as('alice'), { run: await succeededRun(), environment: 'production', justification: 'ship the search change' });
+    await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: WHY });
+    clock.advance(60_000);
+    const twice = await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: `${WHY}, again` });
+    expect(twice.state).toBe('requested');
+    expect(twice.approvals.counted.map((c) => c.approver)).toEqual(['carol']);
+  });
+
+  it('an author of a commit in the range may not approve it', async () => {
+    // ada (ada@example.com, the author of the test repository's commits) writes a change.
+    commit(repo.dir, { 'airlock.yaml': PIPELINE.replace('shop v1', 'shop v2') }, 'v2');
+    const dep = await deployments.request(as('alice'), { run: await succeededRun(), environment: 'production', justification: 'ship v2 of the shop' });
+    const byAuthor = await refusal(deployments.decide(as('ada'), dep.id, { decision: 'approve', justification: WHY }));
+    expect(byAuthor).toMatchObject({ code: 'FORBIDDEN', details: { code: 'author_in_range' } });
+  });
+
+  it('approvals expire: past the validity the gate is closed again', async () => {
+    const dep = await deployments.request(as('alice'), { run: await succeededRun(), environment: 'production', justification: 'ship the expiry test' });
+    await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: WHY });
+    await deployments.decide(as('bob'), dep.id, { decision: 'approve', justification: WHY });
+    expect((await deployments.gate(dep.id)).allowed).toBe(true);
+    clock.advance(4 * 3_600_000 + 1000);
+    const gate = await deployments.gate(dep.id);
+    expect(gate.allowed).toBe(false);
+    expect(gate.approvals.satisfied).toBe(false);
+    expect(gate.approvals.refused.map((r) => r.reason.code)).toEqual(expect.arrayContaining(['expired']));
+  });
+
+  it('an approval replayed onto another digest set does not count', async () => {
+    const first = await deployments.request(as('alice'), { run: await succeededRun(), environment: 'production', justification: 'first request of two' });
+    await deployments.decide(as('carol'), first.id, { decision: 'approve', justification: WHY });
+    commit(repo.dir, { 'airlock.yaml': PIPELINE.replace('shop v1', 'shop v3') }, 'v3');
+    const second = await deployments.request(as('alice'), { run: await succeededRun(), environment: 'production', justification: 'second request, other bytes' });
+    expect(second.bindingDigest).not.toBe(first.bindingDigest);
+    // Copy carol's stored approval (signed for the first binding) onto the second request.
+    await t.app.store.transact(async (tx) => {
+      const row = await tx.db.selectFrom('deployment_approvals').selectAll().where('deployment_id', '=', first.id).where('approver', '=', 'carol').executeTakeFirstOrThrow();
+      await tx.db.insertInto('deployment_approvals').values({ ...row, id: `${row.id}-replayed`, deployment_id: second.id }).execute();
+    });
+    const shown = await deployments.show(second.id);
+    expect(shown.approvals.counted).toEqual([]);
+    expect(shown.approvals.refused.map((r) => r.reason.code)).toEqual(['wrong_binding']);
+  });
+
+  it('a deploy during a freeze is refused by the gate, naming the freeze', async () => {
+    const dep = await deployments.request(as('alice'), { run: await succeededRun(), environment: 'production', justification: 'ship during the freeze?' });
+    await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: WHY });
+    await deployments.decide(as('bob'), dep.id, { decision: 'approve', justification: WHY });
+    await deployments.freeze(as('bob'), { environment: 'production', until: new Date(clock.now().getTime() + 3_600_000).toISOString(), reason: 'end-of-year freeze' });
+    const gate = await deployments.gate(dep.id);
+    expect(gate.allowed).toBe(false);
+    expect(gate.window.reason.code).toBe('frozen');
+    expect(gate.reasons.join(' ')).toMatch(/end-of-year freeze/);
+    expect((await t.app.audit.search({ action: 'deployments.freeze', limit: 5 })).length).toBe(1);
+  });
+
+  it('bad input names the field and writes nothing', async () => {
+    const run = await succeededRun();
+    const count = async () => (await t.app.store.db.selectFrom('deployments').select('id').execute()).length;
+    const before = await count();
+    expect(await refusal(deployments.request(as('alice'), { run, environment: 'staging', justification: 'no such environment here' }))).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(await refusal(deployments.request(as('alice'), { run, environment: 'production', justification: 'short' }))).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(await refusal(deployments.request(as('alice'), { run, environment: 'Prod!', justification: 'a fine justification' }))).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(await count()).toBe(before);
+  });
+});
