@@ -47,20 +47,21 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
         const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
         return { id: r.id, project: r.project, projectId, commit: r.commit, triggeredBy: r.triggeredBy, state: r.state, artifacts };
       },
-      environment: async (_runId, environment) => (environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : undefined),
+      environment: (_runId, environment) => Promise.resolve(environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : undefined),
       // The real repository: authors and committers of every commit in the range.
       commits: async (projectId, from, to) => {
         const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
         return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
       },
-      people: async () => [
+      people: () =>
+        Promise.resolve([
         { id: 'ada', identities: ['ada@example.com'] },
         { id: 'bob', identities: ['bob@example.com'] },
         { id: 'carol', identities: ['carol@example.com'] },
         { id: 'dave', identities: ['dave@example.com'] },
-        { id: 'alice', identities: ['alice@example.com'] },
-      ],
-      roles: async (username) => ROLES[username] ?? [],
+          { id: 'alice', identities: ['alice@example.com'] },
+        ]),
+      roles: (username) => Promise.resolve(ROLES[username] ?? []),
     };
     deployments = new Deployments({ store: t.app.store, audit: t.app.audit, clock: t.app.clock, facts, signer: () => t.app.platformKeys.signer('attestation') });
   }, 60_000);
