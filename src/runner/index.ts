@@ -18,6 +18,7 @@ export { LINK_PAYLOAD_TYPE, LINK_TYPE, ed25519LinkSigner, linkKeyId, linkPayload
 export type { LinkVerification } from './link.js';
 export { truncationMarker } from './logs.js';
 export { findBwrap } from './sandbox.js';
+export { groupAlive, killGroup } from './process.js';
 export { FIXED_PATH, RESERVED_ENV, validateJob } from './validate.js';
 export { compareVersions, findVersion, formatVersion, parseRange, parseVersion, satisfies, RangeSyntaxError } from './semver.js';
 export type { Range, SemVer } from './semver.js';

@@ -55,10 +55,10 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
       },
       people: () =>
         Promise.resolve([
-        { id: 'ada', identities: ['ada@example.com'] },
-        { id: 'bob', identities: ['bob@example.com'] },
-        { id: 'carol', identities: ['carol@example.com'] },
-        { id: 'dave', identities: ['dave@example.com'] },
+          { id: 'ada', identities: ['ada@example.com'] },
+          { id: 'bob', identities: ['bob@example.com'] },
+          { id: 'carol', identities: ['carol@example.com'] },
+          { id: 'dave', identities: ['dave@example.com'] },
           { id: 'alice', identities: ['alice@example.com'] },
         ]),
       roles: (username) => Promise.resolve(ROLES[username] ?? []),
