@@ -21,6 +21,10 @@ import type { Person } from './people.js';
 import type { ProtectionRules } from './rules.js';
 import { deployAllowed } from './windows.js';
 import type { DeployWindowDecision } from './windows.js';
+import type { DeployResult } from './deployer.js';
+import type { HealthCheck, HealthResult } from './health.js';
+import { recordDigest as recordDigestOf, signRecord } from './record.js';
+import type { DeploymentRecord } from './record.js';
 
 type Actor = Parameters<AuditLog['append']>[0]['actor'];
 
@@ -31,14 +35,33 @@ export const APPROVAL_V1 = 'https://airlock.dev/deployment-approval/v1';
 export interface DeliveryFacts {
   /** A succeeded run's facts, or NotFound/Conflict. */
   run(runRef: string): Promise<{ id: string; project: string; projectId: string; commit: string; triggeredBy: string; state: string; artifacts: readonly ArtifactDigest[] }>;
-  /** The environment's rules and effective config digest for that run; undefined when the pipeline does not declare it. */
-  environment(runId: string, environment: string): Promise<{ rules: ProtectionRules; configDigest: string; lastConfigEditor?: string | undefined } | undefined>;
+  /** The environment's rules and effective config for that run; undefined when the pipeline does not declare it. */
+  environment(runId: string, environment: string): Promise<EnvironmentFacts | undefined>;
   /** Author and committer identities of every commit in from..to (all of to's history when from is undefined). */
   commits(projectId: string, from: string | undefined, to: string): Promise<{ authors: string[]; committers: string[] }>;
   /** Who is who: usernames with their other identities (commit emails). */
   people(): Promise<Person[]>;
   /** The roles a person holds now. */
   roles(username: string): Promise<string[]>;
+}
+
+/** An environment as a deployment sees it (from the run's airlock.yaml and override file). */
+export interface EnvironmentFacts {
+  readonly rules: ProtectionRules;
+  readonly configDigest: string;
+  /** The effective configuration (non-secret), given to the deployed service as its environment. */
+  readonly config?: Readonly<Record<string, string>> | undefined;
+  readonly lastConfigEditor?: string | undefined;
+  /** Lower environments the same digests must have reached first. */
+  readonly requires?: readonly string[] | undefined;
+  /** A post-deploy health check; `{port}` in a URL is the port the service was started on. */
+  readonly health?: HealthCheck | undefined;
+}
+
+/** Puts releases in place and runs them (LocalDeployer). */
+export interface DeployerPort {
+  deploy(input: { deploymentId: string; environment: string; artifacts: readonly ArtifactDigest[]; env: Readonly<Record<string, string>> }): Promise<DeployResult>;
+  rollback(environment: string, to: { deploymentId: string; artifacts: readonly ArtifactDigest[]; env?: Readonly<Record<string, string>> }): Promise<DeployResult>;
 }
 
 export interface DeploymentsDeps {
@@ -50,6 +73,13 @@ export interface DeploymentsDeps {
   readonly signer: () => Promise<AttestationSigner>;
   /** Named exceptions to segregation of duties (from Cedar policies). */
   readonly exceptions?: (() => Promise<SodException[]>) | undefined;
+  readonly deployer?: DeployerPort | undefined;
+  readonly health?: ((check: HealthCheck, opts: { env: Record<string, string>; cwd: string; timeoutMs: number }) => Promise<HealthResult>) | undefined;
+  /**
+   * Whether what ships has the evidence to ship: provenance that verifies and PASSED tests for
+   * each artifact. Reasons name what is missing.
+   */
+  readonly evidence?: ((runId: string, artifacts: readonly ArtifactDigest[]) => Promise<{ ok: boolean; reasons: string[] }>) | undefined;
 }
 
 export interface DeploymentView {
@@ -165,6 +195,95 @@ export class Deployments {
     if (!approvals.satisfied) reasons.push(approvals.missing || 'approvals are missing');
     if (!window.allowed) reasons.push(window.reason.message);
     return { approvals, window, allowed: reasons.length === 0, reasons };
+  }
+
+  /**
+   * Deploy an approved request: the gates again (approvals expire, freezes start), the
+   * evidence (provenance and tests), the same digests already in every lower environment the
+   * rules name; then install and start it, health-check it, and on failure roll back to the
+   * environment's last successful release. One signed record per deployment, named by an audit
+   * event in the transaction that stores the outcome.
+   */
+  async deploy(actor: Actor, deploymentId: string, context?: RequestContext): Promise<DeploymentView> {
+    const { deployer } = this.deps;
+    if (deployer === undefined) throw new ConflictError('this server has no deployer configured');
+    const dep = await this.row(deploymentId);
+    if (dep.state !== 'approved' && dep.state !== 'requested') throw new ConflictError(`deployment ${deploymentId} is ${dep.state}`, { state: dep.state });
+    const env = await this.deps.facts.environment(dep.run_id, dep.environment);
+    if (env === undefined) throw new ConflictError(`environment ${dep.environment} is no longer declared by the run's pipeline`);
+    const artifacts = JSON.parse(dep.artifacts_json) as ArtifactDigest[];
+    const refuse = async (reasons: string[]): Promise<never> => {
+      await this.deps.audit.append({ actor, action: 'deployments.deploy', resource: `deployments/${deploymentId}`, outcome: 'denied', reason: reasons.join('; ').slice(0, 1000), context, details: { environment: dep.environment } });
+      throw new ForbiddenError(`deployment ${deploymentId} to ${dep.environment} is refused: ${reasons.join('; ')}`, { reasons });
+    };
+    const gate = await this.gate(deploymentId);
+    if (!gate.allowed) await refuse(gate.reasons);
+    const evidence = (await this.deps.evidence?.(dep.run_id, artifacts)) ?? { ok: true, reasons: [] };
+    if (!evidence.ok) await refuse(evidence.reasons.length > 0 ? evidence.reasons : ['the artifacts have no evidence']);
+    // Build once, deploy many: every lower environment must already run exactly these digests.
+    for (const lower of env.requires ?? []) {
+      const there = await this.deps.store.db.selectFrom('deployments').select('id').where('project_id', '=', dep.project_id).where('environment', '=', lower).where('state', '=', 'succeeded').where('artifacts_json', '=', dep.artifacts_json).limit(1).execute();
+      if (there.length === 0) await refuse([`these digests were never deployed successfully to ${lower}: promote what was tested there, not something else`]);
+    }
+    const startedAt = this.deps.clock().toISOString();
+    await this.deps.store.transact(async (tx) => {
+      await tx.db.updateTable('deployments').set({ state: 'deploying' }).where('id', '=', deploymentId).execute();
+      await this.deps.audit.record(tx, { actor, action: 'deployments.deploy', resource: `deployments/${deploymentId}`, outcome: 'allowed', context, details: { environment: dep.environment, bindingDigest: dep.binding_digest, approvals: gate.approvals.counted.map((c) => c.approver) } });
+    });
+    const config = { ...(env.config ?? {}) };
+    let outcome: DeploymentRecord['outcome'] = 'failed';
+    let reason: string | null = null;
+    let steps: DeploymentRecord['steps'] = [];
+    try {
+      const result = await deployer.deploy({ deploymentId, environment: dep.environment, artifacts, env: config });
+      steps = result.steps;
+      outcome = 'succeeded';
+      if (env.health !== undefined && this.deps.health !== undefined) {
+        const check: HealthCheck = 'url' in env.health ? { ...env.health, url: env.health.url.replaceAll('{port}', String(result.port)) } : env.health;
+        const health = await this.deps.health(check, { env: { ...config, PORT: String(result.port) }, cwd: result.dir, timeoutMs: 'timeoutMs' in check ? Math.max(check.timeoutMs, 5000) : 30_000 });
+        const at = this.deps.clock().toISOString();
+        steps = [...steps, { name: 'health', startedAt: at, finishedAt: at, exitCode: health.ok ? 0 : 1, digests: [] }];
+        if (!health.ok) {
+          reason = `health check failed: ${health.detail}`.slice(0, 1000);
+          const previous = await this.deps.store.db.selectFrom('deployments').select(['id', 'artifacts_json']).where('project_id', '=', dep.project_id).where('environment', '=', dep.environment).where('state', '=', 'succeeded').orderBy('created_at', 'desc').limit(1).executeTakeFirst();
+          if (previous !== undefined) {
+            const back = await deployer.rollback(dep.environment, { deploymentId: previous.id, artifacts: JSON.parse(previous.artifacts_json) as ArtifactDigest[], env: config });
+            steps = [...steps, ...back.steps.map((s) => ({ ...s, name: `rollback:${s.name}` }))];
+            outcome = 'rolled_back';
+          } else outcome = 'failed';
+        }
+      }
+    } catch (err) {
+      reason = `the deploy failed: ${err instanceof Error ? err.message : 'unknown error'}`.slice(0, 1000);
+    }
+    const finishedAt = this.deps.clock().toISOString();
+    const view = await this.show(deploymentId);
+    const record: DeploymentRecord = {
+      deploymentId,
+      project: view.project,
+      environment: dep.environment,
+      initiator: actor.id,
+      justification: dep.justification,
+      ticket: dep.ticket ?? undefined,
+      approvals: gate.approvals.counted.map((c) => ({ approver: c.approver, justification: c.justification, at: new Date(c.at).toISOString() })),
+      commitRange: { from: dep.commit_from, to: dep.commit_to },
+      artifacts,
+      config: { digest: dep.config_digest, diff: { added: [], removed: [], changed: [] } },
+      fingerprint: { deployer: 'local' },
+      steps,
+      policyDecisions: [],
+      exceptions: gate.approvals.exceptionsUsed.map((e) => `${e.policyId}:${e.approver}:${e.code}`),
+      outcome,
+      startedAt,
+      finishedAt,
+    };
+    const envelope = signRecord(record, await this.deps.signer());
+    const digest = recordDigestOf(envelope);
+    await this.deps.store.transact(async (tx) => {
+      const event = await this.deps.audit.record(tx, { actor, action: 'deployments.record', resource: `deployments/${deploymentId}`, outcome: outcome === 'succeeded' ? 'allowed' : 'failed', ...(reason === null ? {} : { reason }), context, details: { recordDigest: digest, outcome, environment: dep.environment } });
+      await tx.db.updateTable('deployments').set({ state: outcome, reason, finished_at: finishedAt, record_envelope: JSON.stringify(envelope), record_digest: digest, record_seq: event.seq }).where('id', '=', deploymentId).execute();
+    });
+    return this.show(deploymentId);
   }
 
   /** A one-off freeze of an environment until a time, with a reason; recorded. */
