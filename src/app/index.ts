@@ -26,6 +26,9 @@ import { Vault, loadRootKey } from '../vault/index.js';
 import { Secrets } from '../secrets/index.js';
 import { PlatformKeys } from '../attest/index.js';
 import { Provenance } from '../provenance/index.js';
+import { Deployments, LocalDeployer, runHealthCheck } from '../delivery/index.js';
+import { verifyArtifact } from '../verify/index.js';
+import { deliveryFacts } from './delivery.js';
 import type { InTotoRouteDeps } from '../intoto/index.js';
 
 export { PolicyHolder } from './policy-holder.js';
@@ -52,6 +55,8 @@ export interface App {
   readonly provenance: Provenance;
   /** Known blobs, immutable names and releases over the blob store. */
   readonly artifacts: Artifacts;
+  /** Deployment requests, approvals, gates and deploys (issue 7, in progress). */
+  readonly deployments: Deployments;
   /** What the in-toto export needs: a run's links, the runner keys allowed to make them, the layout key. */
   readonly intoto: InTotoRouteDeps;
   /**
@@ -252,6 +257,33 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       layoutSigner: async (runId) => platformKeys.signer('layout', `project:${(await runs.show(runId)).project}`),
       publishedKeys: () => platformKeys.publicKeys(),
     };
+    const deployments = new Deployments({
+      store,
+      audit,
+      clock,
+      facts: deliveryFacts({
+        store,
+        runs,
+        git: runsDeps.git,
+        reposDir: join(config.home, 'repos'),
+        // Who is who: each enabled user's name and the address they commit with.
+        people: async () => (await store.db.selectFrom('users').select(['username', 'email']).where('disabled_at', 'is', null).execute()).map((u) => ({ id: u.username, identities: u.email === null ? [u.username] : [u.username, u.email] })),
+        roles: async (username) => (await store.db.selectFrom('principal_roles').innerJoin('users', 'users.id', 'principal_roles.principal_id').select('principal_roles.role').where('principal_roles.principal_kind', '=', 'user').where('users.username', '=', username).execute()).map((r) => r.role),
+      }),
+      signer: () => platformKeys.signer('attestation'),
+      deployer: new LocalDeployer({ objects: blobs, root: join(config.home, 'environments'), ...(options.logger === undefined ? {} : { logger: options.logger }), clock }),
+      health: runHealthCheck,
+      // What ships must carry evidence that verifies: provenance from this builder and PASSED tests.
+      evidence: async (_runId, shipped) => {
+        const keys = (await platformKeys.publicKeys()).filter((k) => k.purpose === 'attestation').map((k) => ({ kid: k.kid, key: createPublicKey(k.publicKeyPem), retiredAt: k.retiredAt }));
+        const reasons: string[] = [];
+        for (const a of shipped) {
+          const verdict = verifyArtifact(a.digest, (await provenance.list({ subject: a.digest })).map((x) => x.envelope), keys, { builderId: `${config.publicUrl}/builders/airlock` });
+          reasons.push(...verdict.reasons.map((r) => `${a.path}: ${r}`));
+        }
+        return { ok: reasons.length === 0, reasons };
+      },
+    });
     // A succeeded run is attested by the control plane in the transaction that ends it.
     runs.onSucceeded({ prepare: () => provenance.prepare(), attest: (tx, runId) => provenance.attestInTx(tx, runId) });
     const releaseSecrets = async (claims: Readonly<Record<string, string>>, requested?: readonly string[], sourceAddress = 'embedded', requestRecord?: AuditEventInput): Promise<{ name: string; value: Buffer; version: number }[]> => {
@@ -377,6 +409,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       platformKeys,
       provenance,
       artifacts,
+      deployments,
       intoto,
       vault: vaultReady,
       secrets,

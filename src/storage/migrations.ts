@@ -532,6 +532,8 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
     // break-glass and incidents. Records are signed and named by an audit event.
     name: '0007_delivery',
     async up(db) {
+      // The address a person commits with: segregation of duties matches commit authors to users.
+      await db.schema.alterTable('users').addColumn('email', 'text').execute();
       await db.schema
         .createTable('deployments')
         .addColumn('id', 'text', (c) => c.primaryKey())
@@ -608,6 +610,7 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
       for (const table of ['incidents', 'freezes', 'deployment_approvals', 'deployments']) {
         await db.schema.dropTable(table).execute();
       }
+      await db.schema.alterTable('users').dropColumn('email').execute();
     },
   },
 ];

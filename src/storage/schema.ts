@@ -57,6 +57,8 @@ export interface UsersTable {
   password_hash: string | null;
   sso_issuer: string | null;
   sso_subject: string | null;
+  /** The address this person commits with (lower case); null when unknown. */
+  email: string | null;
   created_at: string;
   created_by: string;
   disabled_at: string | null;

@@ -1,0 +1,70 @@
+/**
+ * What the delivery domain needs to know, from the domains that know it: a run's outputs and
+ * trigger (runs), an environment's rules and effective configuration (the run's own
+ * airlock.yaml and override file, at the run's commit), the commits in a range (the project's
+ * mirror), and who is who (users with the addresses they commit with).
+ */
+import { join } from 'node:path';
+import type { DeliveryFacts, EnvironmentFacts, HealthCheck, ProtectionRules } from '../delivery/index.js';
+import type { EnvironmentDefinition, PipelineDefinition } from '../pipeline/index.js';
+import { effectiveConfig } from '../pipeline/index.js';
+import type { GitPort, Runs } from '../runs/index.js';
+import type { Store } from '../storage/index.js';
+
+const FOUR_HOURS_S = 4 * 3600;
+
+/** An environment's rules with defaults for pipelines stored before these fields existed. */
+export function rulesOf(env: Partial<EnvironmentDefinition> & { protected: boolean }): ProtectionRules {
+  const a = env.approvals;
+  return {
+    required: a?.required ?? (env.protected ? 1 : 0),
+    roles: [...(a?.roles ?? [])],
+    ownersRequired: a?.owners ?? false,
+    owners: [...(env.owners ?? [])],
+    validForMs: (a?.validForSeconds ?? FOUR_HOURS_S) * 1000,
+    justificationRequired: a?.justification ?? true,
+    branches: [...(env.branches ?? [])],
+    windows: (env.windows ?? []).map((w) => ({ cron: w.cron, timezone: w.timezone, durationMs: w.durationSeconds * 1000 })),
+    freezes: (env.freezes ?? []).map((f) => ({ cron: f.cron, timezone: f.timezone, durationMs: f.durationSeconds * 1000, reason: f.reason })),
+  };
+}
+
+function healthOf(env: Partial<EnvironmentDefinition>): HealthCheck | undefined {
+  const h = env.health;
+  if (h === undefined) return undefined;
+  return h.kind === 'command' ? { command: h.command } : { url: h.url, status: h.status, timeoutMs: h.timeoutSeconds * 1000 };
+}
+
+export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; reposDir: string; people: () => Promise<{ id: string; identities: string[] }[]>; roles: (username: string) => Promise<string[]> }): DeliveryFacts {
+  const projectIdOf = async (name: string): Promise<string> => (await deps.store.db.selectFrom('projects').select('id').where('name', '=', name).executeTakeFirstOrThrow()).id;
+  const mirror = (projectId: string): string => join(deps.reposDir, `${projectId}.git`);
+  return {
+    run: async (ref) => {
+      const r = await deps.runs.show(await deps.runs.resolveId(ref));
+      // Every output the run produced, by digest: exactly what was built and tested.
+      const artifacts = r.stages
+        .flatMap((s) => s.steps)
+        .filter((s) => s.state === 'succeeded')
+        .flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? [])
+        .map((o) => ({ path: o.path, digest: o.digest }));
+      const trigger = r.trigger as { actor?: { id?: string } } | null;
+      return { id: r.id, project: r.project, projectId: await projectIdOf(r.project), commit: r.commit, triggeredBy: trigger?.actor?.id ?? r.triggeredBy, state: r.state, artifacts };
+    },
+    environment: async (runId, name): Promise<EnvironmentFacts | undefined> => {
+      const view = await deps.runs.evidenceView(runId);
+      const pipeline: PipelineDefinition = view.pipeline;
+      const env = Object.hasOwn(pipeline.environments, name) ? pipeline.environments[name] : undefined;
+      if (env === undefined) return undefined;
+      const overrides = env.overrides === undefined ? undefined : await deps.git.readFile(mirror(await projectIdOf(view.run.project)), view.run.commit, env.overrides);
+      const effective = effectiveConfig(pipeline, name, overrides);
+      const health = healthOf(env);
+      return { rules: rulesOf(env), configDigest: effective.digest, config: effective.config, requires: [...(env.evidence?.environments ?? [])], ...(health === undefined ? {} : { health }) };
+    },
+    commits: async (projectId, from, to) => {
+      const range = await deps.git.range(mirror(projectId), from, to);
+      return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
+    },
+    people: deps.people,
+    roles: deps.roles,
+  };
+}
