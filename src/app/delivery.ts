@@ -53,7 +53,8 @@ export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; re
     environment: async (runId, name): Promise<EnvironmentFacts | undefined> => {
       const view = await deps.runs.evidenceView(runId);
       const pipeline: PipelineDefinition = view.pipeline;
-      const env = Object.hasOwn(pipeline.environments, name) ? pipeline.environments[name] : undefined;
+      // Runs stored before environments grew rules hold only `protected`: read fields as optional.
+      const env = (Object.hasOwn(pipeline.environments, name) ? pipeline.environments[name] : undefined) as (Partial<EnvironmentDefinition> & { protected: boolean }) | undefined;
       if (env === undefined) return undefined;
       const overrides = env.overrides === undefined ? undefined : await deps.git.readFile(mirror(await projectIdOf(view.run.project)), view.run.commit, env.overrides);
       const effective = effectiveConfig(pipeline, name, overrides);

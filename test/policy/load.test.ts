@@ -92,7 +92,9 @@ describe('shipped schema and default policies', () => {
     expect([...ACTION_GROUPS.sensitive].sort()).toEqual(['breakglass.use', 'deployments.approve', 'keys.rotate', 'policies.update', 'roles.create', 'secrets.reveal', 'users.credentials.reset', 'users.roles.update']);
     for (const a of ACTION_GROUPS.sensitive) expect(ACTION_GROUPS.privileged).toContain(a);
     expect(ACTION_GROUPS.privileged).toContain('deployments.create');
+    expect(ACTION_GROUPS.privileged).toContain('deployments.freeze');
     expect(ACTION_GROUPS.privileged).not.toContain('secrets.read');
+    expect(ACTION_GROUPS.privileged).not.toContain('deployments.read');
   });
 
   it('knownAction accepts actions and refuses groups and unknown names', () => {
