@@ -658,7 +658,8 @@ class Walker {
       else status = n;
     }
     const text = this.string(url.value, url.key, url.path);
-    const why = text === undefined ? undefined : urlProblem(text);
+    // `{port}` stands for the port the deployed service was started on (docs/pipeline.md).
+    const why = text === undefined ? undefined : urlProblem(text.replaceAll('{port}', '1'));
     if (text !== undefined && why !== undefined) {
       // Not echoed: a URL with a password in it must not be repeated in logs.
       this.at(url.value, url.key, url.path, 'invalid_url', `health.url ${why}`, why.includes('password') ? 'remove the user and password: a health URL is stored and shown; check an endpoint that needs no credentials' : 'write an absolute http:// or https:// URL, for example "http://127.0.0.1:8080/health"');
