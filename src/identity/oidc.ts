@@ -57,6 +57,8 @@ export interface OidcIdentity {
   subject: string;
   username: string;
   email?: string;
+  /** The IdP vouches that `email` is the person's (`email_verified` is the JSON boolean true, OIDC Core §5.1). */
+  emailVerified: boolean;
   displayName?: string;
   groups: string[];
   roles: string[];
@@ -225,6 +227,8 @@ export class OidcClient {
       roles: mapGroupsToRoles(groups, this.#settings.roleMapping),
       mfa: this.#settings.trustAmr && amr.some((v) => this.#settings.mfaAmrValues.has(v)),
       amr,
+      // Strictly true: a string "true" or a missing claim is not the IdP's word.
+      emailVerified: email !== undefined && claims.email_verified === true,
     };
     if (email !== undefined) identity.email = email;
     if (displayName !== undefined) identity.displayName = displayName;

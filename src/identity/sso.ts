@@ -5,9 +5,11 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ConflictError, UnauthenticatedError } from '../errors/index.js';
+import type { Tx } from '../storage/index.js';
 import type { CallContext, IdentityDeps } from './common.js';
 import { checkName, iso, newId, record } from './common.js';
-import type { OidcClient } from './oidc.js';
+import { canonicalEmail, emailHolder } from './email.js';
+import type { OidcClient, OidcIdentity } from './oidc.js';
 import type { Roles } from './roles.js';
 import { replaceRoles } from './roles.js';
 import { tokenHash } from './secret-tokens.js';
@@ -102,6 +104,8 @@ export class Sso {
         context,
         details: { sessionId: issued.sessionId, issuer: identity.issuer, mfa: identity.mfa, amr: identity.amr, rolesAdded: added, rolesRemoved: removed, created: known === undefined },
       });
+      // After the record (see emailHolder): the address that ties commits to this person.
+      await this.adoptEmail(tx, userId, known?.username ?? username, identity, context);
       return issued;
     });
     if ('refused' in outcome) {
@@ -112,6 +116,25 @@ export class Sso {
       return deny(outcome.refused);
     }
     return outcome;
+  }
+
+  /**
+   * Take the IdP's address when it vouches for it, at every login. An unverified one is ignored:
+   * anyone could claim another person's address and so own their commits. One that belongs to
+   * another user is refused without failing the login (the stored address stays) and recorded.
+   */
+  private async adoptEmail(tx: Tx, userId: string, username: string, identity: OidcIdentity, context: CallContext): Promise<void> {
+    const email = identity.emailVerified ? canonicalEmail(identity.email) : undefined;
+    if (email === undefined) return;
+    const { email: stored } = await tx.db.selectFrom('users').select('email').where('id', '=', userId).executeTakeFirstOrThrow();
+    if (email === stored) return;
+    const entry = { actor: { kind: 'system' as const, id: 'sso' }, action: 'users.email.update', resource: `users/${username}`, context, details: { from: stored, to: email, issuer: identity.issuer } };
+    if ((await emailHolder(tx, email, userId)) !== undefined) {
+      await record(this.deps, tx, { ...entry, outcome: 'denied', reason: 'email_in_use' });
+      return;
+    }
+    await tx.db.updateTable('users').set({ email }).where('id', '=', userId).execute();
+    await record(this.deps, tx, entry);
   }
 }
 

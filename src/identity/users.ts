@@ -4,10 +4,11 @@
  * enrol TOTP, and only then can they log in.
  */
 import { Secret } from 'otpauth';
-import { AirlockError, ConflictError, NotFoundError, UnauthenticatedError, ValidationError } from '../errors/index.js';
+import { AirlockError, ConflictError, ForbiddenError, NotFoundError, UnauthenticatedError, ValidationError } from '../errors/index.js';
 import type { Tx } from '../storage/index.js';
 import type { Actor, CallContext, IdentityDeps } from './common.js';
 import { checkName, iso, newId, record } from './common.js';
+import { checkEmail, emailHolder } from './email.js';
 import { checkPasswordPolicy, hashPassword } from './passwords.js';
 import { hashRecoveryCode, newRecoveryCodes } from './recovery-codes.js';
 import type { Roles } from './roles.js';
@@ -21,12 +22,21 @@ export interface UserInfo {
   readonly id: string;
   readonly username: string;
   readonly displayName: string | null;
+  /** The address this person commits with (lower case), unique among users; null when unknown. */
+  readonly email: string | null;
   readonly kind: 'local' | 'sso';
   readonly roles: readonly string[];
   readonly mfaEnrolled: boolean;
   readonly createdAt: string;
   readonly createdBy: string;
   readonly disabledAt: string | null;
+}
+
+/** A person as segregation of duties sees them: their username and the git identities that are theirs. */
+export interface Person {
+  readonly id: string;
+  /** Lower-case e-mail addresses (commit author and committer identities). */
+  readonly identities: readonly string[];
 }
 
 export interface NewUser {
@@ -69,16 +79,20 @@ export class Users {
     });
   }
 
-  async create(actor: Actor, input: { username: string; displayName?: string | undefined; roles: readonly string[] }, context?: CallContext): Promise<NewUser> {
+  async create(actor: Actor, input: { username: string; displayName?: string | undefined; email?: string | null | undefined; roles: readonly string[] }, context?: CallContext): Promise<NewUser> {
+    const email = input.email === undefined || input.email === null ? null : checkEmail('email', input.email);
     return this.deps.store.transact(async (tx) => {
-      const made = await this.insertUser(tx, actor, input);
-      await record(this.deps, tx, { actor, action: 'users.create', resource: `users/${made.user.username}`, context, details: { roles: [...made.user.roles] } });
+      const made = await this.insertUser(tx, actor, { ...input, email });
+      await record(this.deps, tx, { actor, action: 'users.create', resource: `users/${made.user.username}`, context, details: { roles: [...made.user.roles], email } });
+      // After the record: see emailHolder. A refusal here undoes the insert and its record.
+      if (email !== null) await this.refuseTakenEmail(tx, email, made.user.id);
       return made;
     });
   }
 
-  private async insertUser(tx: Tx, actor: Actor, input: { username: string; displayName?: string | undefined; roles: readonly string[] }): Promise<NewUser> {
+  private async insertUser(tx: Tx, actor: Actor, input: { username: string; displayName?: string | undefined; email?: string | null; roles: readonly string[] }): Promise<NewUser> {
     const username = checkName('username', input.username);
+    const email = input.email ?? null;
     const displayName = input.displayName?.trim() ?? null;
     if (displayName !== null && (displayName === '' || displayName.length > 200)) {
       throw new ValidationError('displayName must be 1-200 characters', [{ path: 'displayName', message: 'must be 1-200 characters' }]);
@@ -90,14 +104,14 @@ export class Users {
     const id = newId();
     await tx.db
       .insertInto('users')
-      .values({ id, username, display_name: displayName, kind: 'local', password_hash: null, sso_issuer: null, sso_subject: null, created_at: iso(now), created_by: actor.id, disabled_at: null })
+      .values({ id, username, display_name: displayName, email, kind: 'local', password_hash: null, sso_issuer: null, sso_subject: null, created_at: iso(now), created_by: actor.id, disabled_at: null })
       .execute();
     await replaceRoles(tx, 'user', id, roles, actor.id, now);
     const setupToken = newSetupToken();
     const expires = new Date(now.getTime() + SETUP_TOKEN_TTL_MS);
     await tx.db.insertInto('setup_tokens').values({ token_hash: tokenHash(setupToken), user_id: id, created_at: iso(now), expires_at: iso(expires), used_at: null }).execute();
     return {
-      user: { id, username, displayName, kind: 'local', roles, mfaEnrolled: false, createdAt: iso(now), createdBy: actor.id, disabledAt: null },
+      user: { id, username, displayName, email, kind: 'local', roles, mfaEnrolled: false, createdAt: iso(now), createdBy: actor.id, disabledAt: null },
       setupToken,
       setupExpiresAt: iso(expires),
     };
@@ -116,6 +130,7 @@ export class Users {
       id: r.id,
       username: r.username,
       displayName: r.display_name,
+      email: r.email,
       kind: r.kind === 'sso' ? 'sso' : 'local',
       roles: roleRows.filter((x) => x.principal_id === r.id).map((x) => x.role),
       mfaEnrolled: r.confirmed_at !== null,
@@ -155,6 +170,49 @@ export class Users {
       await record(this.deps, tx, { actor, action: 'users.roles.update', resource: `users/${username}`, context, details: { added, removed } });
     });
     return this.get(username);
+  }
+
+  /**
+   * Set (or with null clear) the address a person commits with. Never on yourself: the address
+   * decides which commits are yours, and unmapping it would let an author approve their own
+   * change (segregation of duties). The policy refuses it too (`no-self-role-change`); this
+   * check holds whatever policy set is in force, and the refusal is recorded.
+   */
+  async setEmail(actor: Actor, username: string, email: string | null, context?: CallContext): Promise<UserInfo> {
+    const next = email === null ? null : checkEmail('email', email);
+    const selfChange = await this.deps.store.transact(async (tx) => {
+      const user = await tx.db.selectFrom('users').select(['id', 'email']).where('username', '=', username).executeTakeFirst();
+      if (user === undefined) throw new NotFoundError(`no user named ${username}`, { username });
+      const entry = { actor, action: 'users.email.update', resource: `users/${username}`, context, details: { from: user.email, to: next } };
+      if (actor.kind === 'user' && actor.id === username) {
+        await record(this.deps, tx, { ...entry, outcome: 'denied', reason: 'self_change' });
+        return true;
+      }
+      await record(this.deps, tx, entry);
+      // Read again under the lock the record took: `from` must be what this change replaced.
+      const current = await tx.db.selectFrom('users').select('email').where('id', '=', user.id).executeTakeFirstOrThrow();
+      if (current.email !== user.email) throw new ConflictError(`the e-mail address of ${username} changed meanwhile; read it again and retry`, { username });
+      if (next !== null) await this.refuseTakenEmail(tx, next, user.id);
+      await tx.db.updateTable('users').set({ email: next }).where('id', '=', user.id).execute();
+      return false;
+    });
+    if (selfChange) throw new ForbiddenError('nobody changes their own e-mail address (it decides which commits are theirs); another admin must', { username });
+    return this.get(username);
+  }
+
+  /**
+   * Every enabled user and the git identities (e-mail addresses) that are theirs, for
+   * segregation of duties. `db` lets a caller read inside its own transaction.
+   */
+  async people(db: Tx['db'] = this.deps.store.db): Promise<Person[]> {
+    const rows = await db.selectFrom('users').select(['username', 'email']).where('disabled_at', 'is', null).orderBy('username').execute();
+    return rows.map((r) => ({ id: r.username, identities: r.email === null ? [] : [r.email] }));
+  }
+
+  private async refuseTakenEmail(tx: Tx, email: string, userId: string): Promise<void> {
+    if ((await emailHolder(tx, email, userId)) !== undefined) {
+      throw new ConflictError('email is already the address of another user (one address identifies one person)', { field: 'email' });
+    }
   }
 
   /**

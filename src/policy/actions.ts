@@ -34,6 +34,7 @@ export const PRIVILEGED_ACTIONS = [
   'users.disable',
   'users.roles.update',
   'users.credentials.reset',
+  'users.email.update',
   'roles.create',
   'service-accounts.create',
   'service-accounts.disable',
@@ -51,7 +52,7 @@ export const PRIVILEGED_ACTIONS = [
 ] as const;
 
 /** Refused without an MFA proof in the last {@link STEP_UP_MAX_AGE_SECONDS} (policy "step-up-required"). */
-export const SENSITIVE_ACTIONS = ['policies.update', 'users.roles.update', 'users.credentials.reset', 'roles.create', 'secrets.reveal', 'deployments.approve', 'breakglass.use', 'keys.rotate'] as const;
+export const SENSITIVE_ACTIONS = ['policies.update', 'users.roles.update', 'users.credentials.reset', 'users.email.update', 'roles.create', 'secrets.reveal', 'deployments.approve', 'breakglass.use', 'keys.rotate'] as const;
 
 /** Every requestable action, exactly as the schema declares it (groups excluded). */
 export const ACTIONS = [
@@ -64,6 +65,7 @@ export const ACTIONS = [
   'users.disable',
   'users.roles.update',
   'users.credentials.reset',
+  'users.email.update',
   'roles.read',
   'roles.create',
   'service-accounts.read',

@@ -26,8 +26,11 @@ const setupBody = z.object({ username: name, setupToken: secret, password: secre
 const setupConfirmBody = z.object({ username: name, setupToken: secret, code: z.string().min(1).max(64) }).strict();
 const stepUpBody = z.object({ code: z.string().min(1).max(64) }).strict();
 const tokenBody = z.object({ apiKey: secret, ttlSeconds: z.number().int().optional() }).strict();
-const userBody = z.object({ username: name, displayName: z.string().max(200).optional(), roles: roleList.default([]) }).strict();
+// The domain validates and canonicalises the address; this only bounds the input.
+const email = z.string().min(1).max(320);
+const userBody = z.object({ username: name, displayName: z.string().max(200).optional(), email: email.nullable().optional(), roles: roleList.default([]) }).strict();
 const rolesBody = z.object({ roles: roleList }).strict();
+const emailBody = z.object({ email: email.nullable() }).strict();
 const roleBody = z.object({ name, description: z.string().min(1).max(500), requiresMfa: z.boolean().default(false) }).strict();
 const serviceAccountBody = z.object({ name, description: z.string().max(500).optional(), roles: roleList.default([]) }).strict();
 const keyBody = z.object({ description: z.string().max(500).optional(), expiresInDays: z.number().int().optional() }).strict().optional();
@@ -179,6 +182,12 @@ export function identityRoutes(app: App): (server: FastifyInstance) => Promise<v
       const body = parseInput(rolesBody, request.body, 'body');
       const { username } = parseInput(usernameParams, request.params, 'path');
       return id.users.setRoles(actorOf(principalOf(request)), username, body.roles, ctx(request));
+    });
+
+    server.put('/api/v1/users/:username/email', { config: { action: 'users.email.update', resource: userResource } }, async (request) => {
+      const body = parseInput(emailBody, request.body, 'body');
+      const { username } = parseInput(usernameParams, request.params, 'path');
+      return id.users.setEmail(actorOf(principalOf(request)), username, body.email, ctx(request));
     });
 
     server.post('/api/v1/users/:username/reset', { config: { action: 'users.credentials.reset', resource: userResource } }, async (request, reply) => {

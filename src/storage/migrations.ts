@@ -533,6 +533,8 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
     name: '0007_delivery',
     async up(db) {
       // The address a person commits with: segregation of duties matches commit authors to users.
+      // One address, one person: enforced by the identity domain under the audit head lock
+      // (users.ts), which names the conflict; addresses are stored lower-cased.
       await db.schema.alterTable('users').addColumn('email', 'text').execute();
       await db.schema
         .createTable('deployments')

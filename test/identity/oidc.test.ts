@@ -89,6 +89,7 @@ describe('OidcClient against a real OpenID provider', () => {
       subject: 'alice',
       username: 'alice',
       email: 'alice@example.test',
+      emailVerified: true,
       groups: ['release-managers', 'staff'],
       roles: ['release-manager', 'viewer'],
     });
@@ -106,6 +107,8 @@ describe('OidcClient against a real OpenID provider', () => {
     const start = await rp.begin();
     const who = await rp.complete(await idp.login(start.url, 'carol'), start);
     expect(who.groups).toEqual(['unmapped']);
+    expect(who.email).toBeUndefined();
+    expect(who.emailVerified).toBe(false);
     expect(who.roles).toEqual([]);
     expect(who.mfa).toBe(false);
     expect(who.amr).toEqual([]);

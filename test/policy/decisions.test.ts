@@ -134,7 +134,7 @@ describe('MFA and step-up', () => {
   });
 
   it('every sensitive action needs step-up, even for admin', () => {
-    for (const a of ['policies.update', 'users.roles.update', 'roles.create', 'secrets.reveal', 'deployments.approve', 'breakglass.use']) {
+    for (const a of ['policies.update', 'users.roles.update', 'users.email.update', 'roles.create', 'secrets.reveal', 'deployments.approve', 'breakglass.use']) {
       expect(engine.authorize(req(admin, a, { ...FRESH_MFA, mfaAgeSeconds: 3600 })).policies, a).toEqual(['step-up-required']);
     }
     // A merely privileged action is fine with an old MFA proof.
@@ -182,6 +182,18 @@ describe('no self role change', () => {
     expect(engine.authorize(self('root', 'admin'))).toEqual({ allowed: false, policies: ['no-self-role-change'], errors: [] });
     expect(engine.authorize(req(user('root', 'admin'), 'users.disable', FRESH_MFA, { type: 'User', id: 'root' })).policies).toEqual(['no-self-role-change']);
     expect(engine.refusal(self('root', 'admin'))).toBe('FORBIDDEN');
+  });
+
+  it('nobody changes their own e-mail address (it maps commits to people), not even an admin', () => {
+    const own = req(user('root', 'admin'), 'users.email.update', FRESH_MFA, { type: 'User', id: 'root' });
+    expect(engine.authorize(own)).toEqual({ allowed: false, policies: ['no-self-role-change'], errors: [] });
+    expect(engine.refusal(own)).toBe('FORBIDDEN');
+    // Another admin may, with a fresh MFA proof and only then; nobody else may at all.
+    expect(engine.authorize(req(user('root', 'admin'), 'users.email.update', FRESH_MFA, { type: 'User', id: 'bob' }))).toEqual({ allowed: true, policies: ['role-admin'], errors: [] });
+    expect(engine.authorize(req(user('root', 'admin'), 'users.email.update', NO_MFA, { type: 'User', id: 'bob' })).policies).toEqual(['mfa-required', 'step-up-required']);
+    for (const role of ['developer', 'release-manager', 'operator', 'security-auditor']) {
+      expect(engine.authorize(req(user('rm', role), 'users.email.update', FRESH_MFA, { type: 'User', id: 'bob' })).allowed, role).toBe(false);
+    }
   });
 
   it("an admin changing someone else's roles is allowed", () => {

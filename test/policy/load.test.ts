@@ -89,7 +89,7 @@ describe('shipped schema and default policies', () => {
   });
 
   it('groups match the issue: privileged and sensitive', () => {
-    expect([...ACTION_GROUPS.sensitive].sort()).toEqual(['breakglass.use', 'deployments.approve', 'keys.rotate', 'policies.update', 'roles.create', 'secrets.reveal', 'users.credentials.reset', 'users.roles.update']);
+    expect([...ACTION_GROUPS.sensitive].sort()).toEqual(['breakglass.use', 'deployments.approve', 'keys.rotate', 'policies.update', 'roles.create', 'secrets.reveal', 'users.credentials.reset', 'users.email.update', 'users.roles.update']);
     for (const a of ACTION_GROUPS.sensitive) expect(ACTION_GROUPS.privileged).toContain(a);
     expect(ACTION_GROUPS.privileged).toContain('deployments.create');
     expect(ACTION_GROUPS.privileged).toContain('deployments.freeze');

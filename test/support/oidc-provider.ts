@@ -16,6 +16,8 @@ export interface TestOidcUser {
   groups: string[];
   amr?: string[];
   email?: string;
+  /** The `email_verified` claim sent with `email` (default true); a string tests lax IdPs. */
+  emailVerified?: boolean | string;
   name?: string;
 }
 
@@ -229,7 +231,7 @@ export async function startOidcProvider(opts: StartOidcProviderOptions): Promise
           preferred_username: sub,
           name: user.name ?? sub,
           groups: user.groups,
-          ...(user.email === undefined ? {} : { email: user.email, email_verified: true }),
+          ...(user.email === undefined ? {} : { email: user.email, email_verified: user.emailVerified ?? true }),
         }),
       };
     },

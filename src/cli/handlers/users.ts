@@ -1,7 +1,7 @@
 /** `airlock user …` and `airlock role …`: people and roles, over the HTTP API. */
 import type { Command } from 'commander';
 import type { Cli } from '../cli.js';
-import { EXIT_OK } from '../cli.js';
+import { EXIT_OK, UsageError } from '../cli.js';
 import { note, printJson, say } from '../io.js';
 import type { RemoteOptions } from './remote.js';
 import { list, seg, table, withSession } from './remote.js';
@@ -9,6 +9,7 @@ import { list, seg, table, withSession } from './remote.js';
 interface UserInfo {
   readonly username: string;
   readonly displayName: string | null;
+  readonly email: string | null;
   readonly kind: string;
   readonly roles: readonly string[];
   readonly mfaEnrolled: boolean;
@@ -36,6 +37,7 @@ function printUser(cli: Cli, u: UserInfo): void {
   const rows: [string, string][] = [
     ['username', u.username],
     ['name', u.displayName ?? '-'],
+    ['email', u.email ?? '-'],
     ['kind', u.kind],
     ['roles', list(u.roles)],
     ['MFA', u.mfaEnrolled ? 'enrolled' : 'not enrolled'],
@@ -70,13 +72,14 @@ export function roleSet(value: string): string[] {
 interface CreateUserOptions extends RemoteOptions {
   readonly role?: string[];
   readonly displayName?: string;
+  readonly email?: string;
 }
 
 /** `airlock user create`: a new user and their one-time setup token. */
 export async function userCreate(cli: Cli, command: Command, username: string): Promise<number> {
   const opts = command.opts<CreateUserOptions>();
   return withSession(cli, command, async (s) => {
-    const body = { username, roles: opts.role ?? [], ...(opts.displayName === undefined ? {} : { displayName: opts.displayName }) };
+    const body = { username, roles: opts.role ?? [], ...(opts.displayName === undefined ? {} : { displayName: opts.displayName }), ...(opts.email === undefined ? {} : { email: opts.email }) };
     const made = await s.call((c) => c.post<NewUser>('/api/v1/users', body));
     if (opts.json === true) {
       printJson(cli.io, made);
@@ -96,8 +99,8 @@ export async function userList(cli: Cli, command: Command): Promise<number> {
     if (opts.json === true) {
       printJson(cli.io, { users });
     } else {
-      const rows = users.map((u) => [u.username, u.kind, list(u.roles), u.mfaEnrolled ? 'yes' : 'no', u.disabledAt === null ? 'active' : 'disabled', u.createdAt]);
-      for (const line of table(['USERNAME', 'KIND', 'ROLES', 'MFA', 'STATUS', 'CREATED'], rows)) say(cli.io, line);
+      const rows = users.map((u) => [u.username, u.kind, list(u.roles), u.mfaEnrolled ? 'yes' : 'no', u.disabledAt === null ? 'active' : 'disabled', u.createdAt, u.email ?? '-']);
+      for (const line of table(['USERNAME', 'KIND', 'ROLES', 'MFA', 'STATUS', 'CREATED', 'EMAIL'], rows)) say(cli.io, line);
     }
     return EXIT_OK;
   });
@@ -137,6 +140,23 @@ export async function userRoles(cli: Cli, command: Command, username: string): P
     const user = await s.call((c) => c.put<UserInfo>(`/api/v1/users/${seg(username)}/roles`, { roles }));
     if (opts.json === true) printJson(cli.io, user);
     else say(cli.io, `${user.username} now has ${user.roles.length === 0 ? 'no roles' : `roles ${user.roles.join(', ')}`}`);
+    return EXIT_OK;
+  });
+}
+
+interface EmailOptions extends RemoteOptions {
+  readonly clear?: boolean;
+}
+
+/** `airlock user email <address> | --clear`: the address that ties commits to the user (sensitive: step-up). */
+export async function userEmail(cli: Cli, command: Command, username: string, address: string | undefined): Promise<number> {
+  const opts = command.opts<EmailOptions>();
+  if (address !== undefined && opts.clear === true) throw new UsageError('give an address or --clear, not both');
+  if (address === undefined && opts.clear !== true) throw new UsageError('give the new address, or --clear to remove it');
+  return withSession(cli, command, async (s) => {
+    const user = await s.call((c) => c.put<UserInfo>(`/api/v1/users/${seg(username)}/email`, { email: address ?? null }));
+    if (opts.json === true) printJson(cli.io, user);
+    else say(cli.io, user.email === null ? `${user.username} has no e-mail address now` : `${user.username} now has e-mail address ${user.email}`);
     return EXIT_OK;
   });
 }
