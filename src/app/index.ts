@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Config } from '../config/index.js';
 import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, RequestContext, SignedCheckpoint } from '../audit/index.js';
 import { AirlockError, ForbiddenError, NotFoundError, describeError } from '../errors/index.js';
-import { AuditLog, Checkpointer, checkpointKeyFrom, parseVerifierKey } from '../audit/index.js';
+import { AuditLog, Checkpointer, checkpointKeyFrom, encodeInclusionProof, parseVerifierKey } from '../audit/index.js';
 import { MIGRATION_NAMES, openStore } from '../storage/index.js';
 import type { MigrationState, Store } from '../storage/index.js';
 import type { Logger } from '../observability/index.js';
@@ -271,6 +271,14 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         roles: async (username) => (await store.db.selectFrom('principal_roles').innerJoin('users', 'users.id', 'principal_roles.principal_id').select('principal_roles.role').where('principal_roles.principal_kind', '=', 'user').where('users.username', '=', username).execute()).map((r) => r.role),
       }),
       signer: () => platformKeys.signer('attestation'),
+      // A record file's audit event, and an inclusion proof to a checkpoint signed for it.
+      proofs: {
+        entry: async (seq) => (await audit.entry(seq)).event,
+        inclusion: async (seq) => {
+          const cp = await checkpointer.checkpointNow();
+          return { inclusion: encodeInclusionProof(await audit.inclusionProof(seq, cp.size)), checkpoint: cp.note };
+        },
+      },
       deployer: new LocalDeployer({ objects: blobs, root: join(config.home, 'environments'), ...(options.logger === undefined ? {} : { logger: options.logger }), clock }),
       health: runHealthCheck,
       // What ships must carry evidence that verifies: provenance from this builder and PASSED tests.

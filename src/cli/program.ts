@@ -8,6 +8,7 @@ import { act, collect } from './cli.js';
 import { boundedInt, isoTime, nonNegativeInt, positiveInt } from './parse.js';
 import { packageVersion } from './version.js';
 import { registerArtifactCommands } from './artifact-commands.js';
+import { registerDeliveryCommands } from './delivery-commands.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** Mirrors ACTOR_KINDS and OUTCOMES of src/audit (kept literal here to keep start-up light; a test checks they match). */
@@ -70,6 +71,14 @@ export function buildProgram(cli: Cli): Command {
         'every entry and exits 0. A second signal abandons the graceful shutdown (exit 1).',
     )
     .action(act(cli, async (command) => (await import('./handlers/server.js')).runServer(cli, command)));
+
+  program
+    .command('demo')
+    .description('the whole path of a change on embedded SQLite, no prompts: alice builds and tests the sample service, deploys it to staging, asks for production, cannot approve her own change; bob approves with TOTP; production deploys; the signed record and the audit log are verified. Then the server keeps running')
+    .option('--listen <host:port>', 'address to listen on (env AIRLOCK_LISTEN, default 127.0.0.1:7300; port 0 picks a free port)')
+    .option('--exit', 'stop the server when the demo is done instead of leaving it running')
+    .addHelpText('after', '\nRe-runnable: alice, bob and the sample repository are kept in $AIRLOCK_HOME/demo (people.json holds their demo credentials, 0600).')
+    .action(act(cli, async (command) => (await import('./handlers/demo.js')).demo(cli, command)));
 
   // --- db -----------------------------------------------------------------------------------
   const db = program.command('db').description('database schema: apply and inspect migrations');
@@ -275,16 +284,17 @@ export function buildProgram(cli: Cli): Command {
     .action(act(cli, async (command) => (await import('./handlers/identity.js')).tokenExchange(cli, command)));
 
   // --- users and roles ------------------------------------------------------------------------
-  const user = program.command('user').description('people: create, list, disable, assign roles, reset credentials');
+  const user = program.command('user').description('people: create, list, disable, assign roles and e-mail addresses, reset credentials');
   remote(
     user
       .command('create')
       .description('create a user and print their one-time setup token')
       .argument('<username>', 'lower-case letters, digits, . _ - (2 to 64 characters)')
       .option('--role <role>', 'grant this role (repeatable)', collect)
-      .option('--display-name <text>', 'full name'),
+      .option('--display-name <text>', 'full name')
+      .option('--email <address>', 'the address they commit with (ties their commits to them for segregation of duties; unique)'),
   )
-    .addHelpText('after', '\nExample:\n  $ airlock user create bob --role developer --display-name "Bob Builder"')
+    .addHelpText('after', '\nExample:\n  $ airlock user create bob --role developer --display-name "Bob Builder" --email bob@example.com')
     .action(act(cli, async (command, args) => (await import('./handlers/users.js')).userCreate(cli, command, args[0] ?? '')));
   remote(user.command('list').description('list users with their roles, MFA enrolment and status'))
     .action(act(cli, async (command) => (await import('./handlers/users.js')).userList(cli, command)));
@@ -301,6 +311,16 @@ export function buildProgram(cli: Cli): Command {
   )
     .addHelpText('after', '\nExamples:\n  $ airlock user roles bob --set developer,security-auditor\n  $ airlock user roles bob --set ""')
     .action(act(cli, async (command, args) => (await import('./handlers/users.js')).userRoles(cli, command, args[0] ?? '')));
+  remote(
+    user
+      .command('email')
+      .description("set or clear the address a user commits with (a sensitive action: needs a fresh step-up; never your own)")
+      .argument('<username>', 'the user')
+      .argument('[address]', 'the new address (stored in lower case; unique among users)')
+      .option('--clear', 'remove the address instead'),
+  )
+    .addHelpText('after', '\nExamples:\n  $ airlock user email bob bob@example.com\n  $ airlock user email bob --clear')
+    .action(act(cli, async (command, args) => (await import('./handlers/users.js')).userEmail(cli, command, args[0] ?? '', args[1])));
   remote(
     user
       .command('reset')
@@ -534,6 +554,7 @@ export function buildProgram(cli: Cli): Command {
     .action(act(cli, async (command) => (await import('./handlers/policy.js')).test(cli, command)));
 
   registerArtifactCommands(program, cli, remote);
+  registerDeliveryCommands(program, cli, remote);
 
   // --- export --------------------------------------------------------------------------------
   const exportCmd = program.command('export').description('export evidence for third-party verification');
@@ -552,16 +573,18 @@ export function buildProgram(cli: Cli): Command {
   remote(
     program
       .command('verify')
-      .description('verify an artifact (a file or sha256:<hex>) from its signed evidence: digest, signatures, provenance (builder, repository, commit, pipeline), test results; exit 1 with reasons on failure')
-      .argument('<digest-or-file>', 'the artifact file, or its sha256:<64 hex> digest')
+      .description('verify an artifact (a file or sha256:<hex>) from its signed evidence: digest, signatures, provenance (builder, repository, commit, pipeline), test results; or, as `verify deployment FILE`, an exported deployment record offline; exit 1 with reasons on failure')
+      .argument('<digest-or-file>', 'the artifact file, or its sha256:<64 hex> digest; or the word deployment')
+      .argument('[record-file]', 'with deployment: the record file from `airlock deployments export`')
       .option('--policy <file>', 'YAML/JSON expectations: builderId, repositories (allowed), requireTests (default true), requireSbom (default false)')
       .option('--key <file>', 'trust only this Ed25519 public key (PEM; repeatable); default: the keys the server publishes', collect)
+      .option('--log-key <vkey>', 'with deployment: trust this audit-log verifier key (`airlock audit key` form; repeatable); default: the server\'s', collect)
       .option('--attestations <file>', 'offline: read the attestations (DSSE envelopes, Sigstore bundles, or a saved GET /api/v1/attestations answer) from this file; needs --key')
       .option('--vsa <file>', 'write the SLSA verification summary (VSA v1 statement) of the verdict to this file'),
-    'print {"digest","result","checks","reasons","vsa",...}',
+    'print {"digest","result","checks","reasons","vsa",...}; for a deployment {"ok","checks","record"}',
   )
-    .addHelpText('after', '\nExamples:\n  $ airlock verify dist/app.tgz --policy verify-policy.yaml --vsa app.vsa.json\n  $ airlock verify sha256:0d1f… --attestations evidence.json --key airlock-attestation.pub')
-    .action(act(cli, async (command, args) => (await import('./handlers/verify.js')).verify(cli, command, args[0] ?? '')));
+    .addHelpText('after', '\nExamples:\n  $ airlock verify dist/app.tgz --policy verify-policy.yaml --vsa app.vsa.json\n  $ airlock verify sha256:0d1f… --attestations evidence.json --key airlock-attestation.pub\n  $ airlock verify deployment record.json --key airlock-attestation.pub --log-key "$(cat audit.vkey)"')
+    .action(act(cli, async (command, args) => (await import('./handlers/verify.js')).verify(cli, command, args[0] ?? '', args[1])));
   const keys = program.command('keys').description('the platform signing keys: attestations (provenance, tests, SBOM) and in-toto layouts');
   remote(keys.command('list').description('the published public keys with their ids (no login needed)'), 'print {"keys":[...]}').action(
     act(cli, async (command) => (await import('./handlers/verify.js')).keysList(cli, command)),

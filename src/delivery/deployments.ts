@@ -7,9 +7,9 @@
  * change (requester, whoever triggered the run, every author and committer in the range).
  */
 import { randomUUID } from 'node:crypto';
-import type { AuditLog, RequestContext } from '../audit/index.js';
+import type { AuditEvent, AuditLog, InclusionProofDocument, RequestContext } from '../audit/index.js';
 import { IN_TOTO_PAYLOAD_TYPE, signEnvelope, statement, statementBytes } from '../attest/index.js';
-import type { AttestationSigner } from '../attest/index.js';
+import type { AttestationSigner, Envelope } from '../attest/index.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors/index.js';
 import type { Store } from '../storage/index.js';
 import { evaluateApprovals } from './approvals.js';
@@ -23,8 +23,8 @@ import { deployAllowed } from './windows.js';
 import type { DeployWindowDecision } from './windows.js';
 import type { DeployResult } from './deployer.js';
 import type { HealthCheck, HealthResult } from './health.js';
-import { recordDigest as recordDigestOf, signRecord } from './record.js';
-import type { DeploymentRecord } from './record.js';
+import { RECORD_FILE_FORMAT, recordDigest as recordDigestOf, signRecord } from './record.js';
+import type { DeploymentRecord, RecordFile } from './record.js';
 
 type Actor = Parameters<AuditLog['append']>[0]['actor'];
 
@@ -80,6 +80,15 @@ export interface DeploymentsDeps {
    * each artifact. Reasons name what is missing.
    */
   readonly evidence?: ((runId: string, artifacts: readonly ArtifactDigest[]) => Promise<{ ok: boolean; reasons: string[] }>) | undefined;
+  /** The audit log's proofs, for exported records: the event at a seq, its inclusion in a signed checkpoint. */
+  readonly proofs?: RecordProofs | undefined;
+}
+
+/** What an exported record needs from the audit log (app: audit.entry, signCheckpoint, inclusionProof). */
+export interface RecordProofs {
+  entry(seq: number): Promise<AuditEvent>;
+  /** An inclusion proof of `seq` to a signed checkpoint that covers it, and that checkpoint's note. */
+  inclusion(seq: number): Promise<{ inclusion: InclusionProofDocument; checkpoint: string }>;
 }
 
 export interface DeploymentView {
@@ -96,7 +105,39 @@ export interface DeploymentView {
   readonly commitRange: { from: string | null; to: string };
   readonly bindingDigest: string;
   readonly createdAt: string;
+  /** Why it ended as it did (a denial, a failed health check); null while none applies. */
+  readonly reason: string | null;
+  readonly finishedAt: string | null;
+  /** sha256 of the signed record's envelope, once the deploy finished. */
+  readonly recordDigest: string | null;
   readonly approvals: ApprovalEvaluation;
+  /** Whether a deploy may go ahead now, and if not why (approvals, windows, freezes). */
+  readonly gate: { readonly allowed: boolean; readonly reasons: readonly string[] };
+}
+
+/** One line of `deployments list`: no approval evaluation (that is per deployment, in show). */
+export interface DeploymentSummary {
+  readonly id: string;
+  readonly project: string;
+  readonly environment: string;
+  readonly runId: string;
+  readonly state: string;
+  readonly requestedBy: string;
+  readonly ticket: string | null;
+  readonly bindingDigest: string;
+  readonly createdAt: string;
+  readonly finishedAt: string | null;
+  readonly reason: string | null;
+  readonly recordDigest: string | null;
+}
+
+/** A one-off freeze as stored. */
+export interface FreezeView {
+  readonly id: string;
+  readonly environment: string;
+  readonly from: string;
+  readonly until: string;
+  readonly reason: string;
 }
 
 const ENV = /^[a-z][a-z0-9-]{0,62}$/;
@@ -188,9 +229,7 @@ export class Deployments {
     const dep = await this.row(deploymentId);
     const now = this.deps.clock().getTime();
     const approvals = await this.evaluate(dep, await this.approvals(dep.id), now);
-    const env = await this.deps.facts.environment(dep.run_id, dep.environment);
-    const freezes = await this.deps.store.db.selectFrom('freezes').selectAll().where('environment', '=', dep.environment).where('lifted_at', 'is', null).execute();
-    const window = deployAllowed({ windows: env?.rules.windows ?? [], freezes: env?.rules.freezes ?? [], oneOffFreezes: freezes.map((f) => ({ from: Date.parse(f.starts_at), until: Date.parse(f.until), reason: f.reason })), now });
+    const window = await this.window(dep, now);
     const reasons: string[] = [];
     if (!approvals.satisfied) reasons.push(approvals.missing || 'approvals are missing');
     if (!window.allowed) reasons.push(window.reason.message);
@@ -287,7 +326,7 @@ export class Deployments {
   }
 
   /** A one-off freeze of an environment until a time, with a reason; recorded. */
-  async freeze(actor: Actor, input: { environment: string; until: string; reason: string; from?: string | undefined }, context?: RequestContext): Promise<{ id: string }> {
+  async freeze(actor: Actor, input: { environment: string; until: string; reason: string; from?: string | undefined }, context?: RequestContext): Promise<FreezeView> {
     if (!ENV.test(input.environment)) throw new ValidationError('environment names are lower-case letters, digits and "-"', [{ path: 'environment', message: 'invalid' }]);
     const now = this.deps.clock();
     const from = input.from ?? now.toISOString();
@@ -298,11 +337,48 @@ export class Deployments {
       await tx.db.insertInto('freezes').values({ id, project_id: null, environment: input.environment, starts_at: from, until: input.until, reason: input.reason.trim(), created_by: actor.id, created_at: now.toISOString(), lifted_at: null, lifted_by: null }).execute();
       await this.deps.audit.record(tx, { actor, action: 'deployments.freeze', resource: `environments/${input.environment}`, outcome: 'allowed', context, details: { id, from, until: input.until, reason: input.reason.trim() } });
     });
-    return { id };
+    return { id, environment: input.environment, from, until: input.until, reason: input.reason.trim() };
+  }
+
+  /** Deployments, newest first, optionally of one project (by name) and one environment. */
+  async list(query: { project?: string | undefined; environment?: string | undefined; limit: number }): Promise<DeploymentSummary[]> {
+    let q = this.deps.store.db
+      .selectFrom('deployments')
+      .innerJoin('projects', 'projects.id', 'deployments.project_id')
+      .select(['deployments.id', 'projects.name as project', 'deployments.environment', 'deployments.run_id', 'deployments.state', 'deployments.requested_by', 'deployments.ticket', 'deployments.binding_digest', 'deployments.created_at', 'deployments.finished_at', 'deployments.reason', 'deployments.record_digest']);
+    if (query.project !== undefined) {
+      const project = await this.deps.store.db.selectFrom('projects').select('id').where('name', '=', query.project).executeTakeFirst();
+      if (project === undefined) throw new NotFoundError(`no project ${query.project} (see airlock project list)`, { project: query.project });
+      q = q.where('deployments.project_id', '=', project.id);
+    }
+    if (query.environment !== undefined) q = q.where('deployments.environment', '=', query.environment);
+    const rows = await q.orderBy('deployments.created_at', 'desc').orderBy('deployments.id', 'desc').limit(Math.max(1, Math.min(query.limit, 500))).execute();
+    return rows.map((r) => ({ id: r.id, project: r.project, environment: r.environment, runId: r.run_id, state: r.state, requestedBy: r.requested_by, ticket: r.ticket, bindingDigest: r.binding_digest, createdAt: r.created_at, finishedAt: r.finished_at, reason: r.reason, recordDigest: r.record_digest }));
+  }
+
+  /**
+   * The offline-verifiable file of a finished deployment: its signed record, the audit event
+   * that named the record's digest, and that event's inclusion proof to a signed checkpoint.
+   * Exported as stored: a record edited in the database fails verification, as it should.
+   */
+  async recordFile(deploymentId: string): Promise<RecordFile> {
+    const dep = await this.row(deploymentId);
+    if (dep.record_envelope === null || dep.record_seq === null) throw new ConflictError(`deployment ${deploymentId} is ${dep.state}: it has no record yet (one is written when a deploy finishes)`, { state: dep.state });
+    const { proofs } = this.deps;
+    if (proofs === undefined) throw new ConflictError('this server cannot prove deployment records (no audit proofs configured)');
+    const [event, proof] = await Promise.all([proofs.entry(dep.record_seq), proofs.inclusion(dep.record_seq)]);
+    return { format: RECORD_FILE_FORMAT, envelope: JSON.parse(dep.record_envelope) as Envelope, audit: { event, inclusion: proof.inclusion, checkpoint: proof.checkpoint } };
   }
 
   async show(deploymentId: string): Promise<DeploymentView> {
     const dep = await this.row(deploymentId);
+    const now = this.deps.clock().getTime();
+    const approvals = await this.evaluate(dep, await this.approvals(dep.id), now);
+    const window = await this.window(dep, now);
+    const reasons: string[] = [];
+    if (dep.state !== 'requested' && dep.state !== 'approved') reasons.push(`the deployment is ${dep.state}`);
+    if (!approvals.satisfied) reasons.push(approvals.missing || 'approvals are missing');
+    if (!window.allowed) reasons.push(window.reason.message);
     const project = await this.deps.store.db.selectFrom('projects').select('name').where('id', '=', dep.project_id).executeTakeFirstOrThrow();
     return {
       id: dep.id,
@@ -318,8 +394,19 @@ export class Deployments {
       commitRange: { from: dep.commit_from, to: dep.commit_to },
       bindingDigest: dep.binding_digest,
       createdAt: dep.created_at,
-      approvals: await this.evaluate(dep, await this.approvals(dep.id), this.deps.clock().getTime()),
+      reason: dep.reason,
+      finishedAt: dep.finished_at,
+      recordDigest: dep.record_digest,
+      approvals,
+      gate: { allowed: reasons.length === 0, reasons },
     };
+  }
+
+  /** Change windows and freezes (recurring from the pipeline, one-off from `freeze`) at `now`. */
+  private async window(dep: { run_id: string; environment: string }, now: number): Promise<DeployWindowDecision> {
+    const env = await this.deps.facts.environment(dep.run_id, dep.environment);
+    const freezes = await this.deps.store.db.selectFrom('freezes').selectAll().where('environment', '=', dep.environment).where('lifted_at', 'is', null).execute();
+    return deployAllowed({ windows: env?.rules.windows ?? [], freezes: env?.rules.freezes ?? [], oneOffFreezes: freezes.map((f) => ({ from: Date.parse(f.starts_at), until: Date.parse(f.until), reason: f.reason })), now });
   }
 
   private async row(id: string) {

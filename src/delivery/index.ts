@@ -29,7 +29,7 @@ export type { ActiveFreeze, DeployWindowCode, DeployWindowDecision, DeployWindow
 export { evaluateBreakGlass } from './breakglass.js';
 export type { BreakGlassCode, BreakGlassDecision, BreakGlassRequest, EvaluateBreakGlassInput, RefusedBreakGlass } from './breakglass.js';
 export { APPROVAL_V1, Deployments } from './deployments.js';
-export type { DeliveryFacts, DeployerPort, DeploymentView, DeploymentsDeps, EnvironmentFacts } from './deployments.js';
+export type { DeliveryFacts, DeployerPort, DeploymentSummary, DeploymentView, DeploymentsDeps, EnvironmentFacts, FreezeView, RecordProofs } from './deployments.js';
 export { DEPLOYMENT_RECORD_V1, RECORD_FILE_FORMAT, recordDigest, signRecord, verifyRecordFile } from './record.js';
 export type { DeploymentRecord, RecordCheck, RecordFile } from './record.js';
 export { LocalDeployer, assertEnvironmentName } from './deployer.js';

@@ -86,6 +86,7 @@ export const ACTIONS = [
   'secrets.reveal',
   'secrets.fetch',
   'deployments.read',
+  'deployments.request',
   'deployments.create',
   'deployments.freeze',
   'deployments.approve',

@@ -26,6 +26,7 @@ import { secretRoutes } from './secret-routes.js';
 import { provenanceRoutes } from './provenance-routes.js';
 import { intotoRoutes } from './intoto-routes.js';
 import { artifactRoutes } from './artifact-routes.js';
+import { deliveryRoutes } from './delivery-routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
 export interface RegisteredRoute {
@@ -187,6 +188,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   void server.register(provenanceRoutes(app));
   void server.register(intotoRoutes(app.intoto));
   void server.register(artifactRoutes(app));
+  void server.register(deliveryRoutes(app));
 
   return Promise.resolve(server);
 }

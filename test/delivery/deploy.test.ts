@@ -153,7 +153,7 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
 
   it('refuses a promotion without test evidence, naming what is missing', async () => {
     // New bytes (evidence follows the digest: the same bytes tested by another run would count).
-    commit(repo.dir, { 'airlock.yaml': readFileSync(join(SAMPLE, 'airlock.yaml'), 'utf8').replace('        evidence: test\n', ''), VERSION: '1.0.1-untested\n' }, 'no test evidence');
+    commit(repo.dir, { 'airlock.yaml': readFileSync(join(SAMPLE, 'airlock.yaml'), 'utf8').replace('        evidence: test\n', '').replace(/^ {4}evidence: \{ tests: \[test\], environments: \[staging\] \}\n/m, ''), VERSION: '1.0.1-untested\n' }, 'no test evidence');
     const run = await succeededRun();
     const staging = await deployments.request(as('alice'), { run, environment: 'staging', justification: 'untested build to staging' });
     const err = await refusal(deployments.deploy(as('alice'), staging.id));

@@ -24,9 +24,9 @@ function allowedActions(principal: PrincipalRef, context: AuthzContext = FRESH_M
 const PUBLIC = ['system.health.read', 'auth.login', 'auth.setup', 'auth.token.exchange', 'auth.oidc.start', 'auth.oidc.callback', 'oidc.discovery.read', 'agents.register', 'keys.read'];
 const SELF = ['auth.logout', 'auth.whoami', 'auth.stepup', 'audit.tree.read', 'audit.checkpoints.read', 'audit.proofs.read', 'audit.key.read'];
 const ROLE_GRANTS: Record<string, string[]> = {
-  developer: ['projects.read', 'pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'deployments.read'],
-  operator: ['projects.read', 'projects.create', 'pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'artifacts.write', 'deployments.create', 'deployments.read', 'deployments.freeze', 'audit.checkpoints.create', 'service-accounts.read', 'agents.tokens.create', 'agents.disable', 'agents.read'],
-  'release-manager': ['runs.read', 'artifacts.read', 'deployments.read', 'deployments.create', 'deployments.approve', 'deployments.freeze', 'audit.entries.read'],
+  developer: ['projects.read', 'pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'deployments.read', 'deployments.request'],
+  operator: ['projects.read', 'projects.create', 'pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'artifacts.write', 'deployments.create', 'deployments.read', 'deployments.request', 'deployments.freeze', 'audit.checkpoints.create', 'service-accounts.read', 'agents.tokens.create', 'agents.disable', 'agents.read'],
+  'release-manager': ['runs.read', 'artifacts.read', 'deployments.read', 'deployments.request', 'deployments.create', 'deployments.approve', 'deployments.freeze', 'audit.entries.read'],
   'security-auditor': ['audit.entries.read', 'users.read', 'roles.read', 'service-accounts.read', 'service-accounts.keys.read', 'policies.read', 'projects.read', 'runs.read', 'artifacts.read', 'agents.read', 'deployments.read'],
   admin: [...ACTIONS],
   // A machine role: a person holding it gains nothing (below: what a service account gets).

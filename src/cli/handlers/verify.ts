@@ -1,5 +1,5 @@
 /**
- * `airlock verify DIGEST_OR_FILE` and `airlock keys list|rotate`. Verification happens here,
+ * `airlock verify DIGEST_OR_FILE` (and its `deployment FILE` form, handled in delivery.ts) and `airlock keys list|rotate`. Verification happens here,
  * with keys the user chose (`--key`) or fetched from the server's published list: the server
  * supplies evidence, never the verdict. Online, the verdict is then recorded by the server.
  */
@@ -26,6 +26,7 @@ import { requireServer, table, withSession } from './remote.js';
 interface VerifyOptions extends RemoteOptions {
   readonly policy?: string;
   readonly key?: string[];
+  readonly logKey?: string[];
   readonly attestations?: string;
   readonly vsa?: string;
 }
@@ -106,13 +107,19 @@ function printVerdict(cli: Cli, name: string, verdict: Verdict): void {
   for (const c of verdict.checks) say(cli.io, `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}: ${c.detail}`);
 }
 
-export async function verify(cli: Cli, command: Command, target: string): Promise<number> {
+/** `airlock verify ARTIFACT`, or `airlock verify deployment FILE` (an exported deployment record). */
+export async function verify(cli: Cli, command: Command, target: string, recordFile?: string): Promise<number> {
   const opts = command.opts<VerifyOptions>();
+  if (recordFile !== undefined) {
+    if (target !== 'deployment') throw new UsageError(`airlock verify takes one artifact (a file or sha256:<hex>), or \`deployment FILE\`; got "${target.slice(0, 80)}" and "${recordFile.slice(0, 80)}"`);
+    return (await import('./delivery.js')).verifyDeployment(cli, command, recordFile);
+  }
+  if (opts.logKey !== undefined) throw new UsageError('--log-key is for `airlock verify deployment FILE`, not for an artifact');
   const isDigest = /^sha256:[0-9a-f]{64}$/.test(target);
   if (!isDigest && target.startsWith('sha256:')) throw new UsageError(`${target.slice(0, 80)} is not sha256:<64 lower-case hex>`);
   const name = isDigest ? target : basename(target);
   const digest = isDigest ? target : await fileDigest(resolve(cli.io.cwd, target)).catch(() => {
-    throw new UsageError(`${target}: no such file (give a file or sha256:<hex>)`);
+    throw new UsageError(target === 'deployment' ? 'airlock verify deployment FILE: give the record file (from `airlock deployments export ID FILE`)' : `${target}: no such file (give a file or sha256:<hex>)`);
   });
   const policy = opts.policy === undefined ? undefined : await readPolicy(cli, opts.policy);
   const pinned = await pinnedKeys(cli, opts.key ?? []);

@@ -1,0 +1,105 @@
+/**
+ * Delivery over HTTP: deployment requests, approvals and denials (step-up, enforced by Cedar
+ * through `deployments.approve` being sensitive), deploys, one-off freezes, and the exported
+ * deployment record an auditor verifies offline. Segregation of duties is the domain's: a
+ * decision Cedar allows may still be refused there, with its reason code.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Deployments } from '../delivery/index.js';
+import { actorOf } from '../identity/index.js';
+import { principalOf } from './auth.js';
+import { decimal, parseInput } from './input.js';
+import { traceIdOf } from './request-context.js';
+
+/** What the routes need; `App` has it once the composition root wires `deployments`. */
+export interface DeliveryRouteDeps {
+  readonly deployments: Deployments;
+}
+
+const ENV = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and "-", starting with a letter (at most 63)');
+const justification = z.string({ error: 'is required: say why' }).min(1, 'is required: say why').max(2000, 'must be at most 2000 characters');
+const requestBody = z
+  .object({
+    run: z.string({ error: 'is required: a run id, or project#number' }).min(1, 'must not be empty').max(100, 'must be at most 100 characters'),
+    environment: ENV,
+    justification,
+    ticket: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters').optional(),
+  })
+  .strict();
+const listQuery = z
+  .object({
+    project: z.string().min(1, 'must not be empty').max(63, 'must be at most 63 characters').optional(),
+    environment: ENV.optional(),
+    limit: decimal.pipe(z.number().min(1, 'must be at least 1').max(500, 'must be at most 500')).optional(),
+  })
+  .strict();
+const idParams = z.object({ id: z.uuid({ error: 'must be a deployment id (see airlock deployments list)' }) }).strict();
+const decisionBody = z.object({ justification }).strict();
+const envParams = z.object({ environment: ENV }).strict();
+const isoTime = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a zone, such as 2025-01-31T18:00:00Z' }).transform((s) => new Date(s).toISOString());
+const freezeBody = z
+  .object({
+    until: isoTime,
+    reason: z.string({ error: 'is required: say why the environment is frozen' }).min(5, 'must be at least 5 characters').max(1000, 'must be at most 1000 characters'),
+    from: isoTime.optional(),
+  })
+  .strict();
+const noQuery = z.object({}).strict();
+const noBody = z.object({}).strict().optional();
+
+function ctx(request: FastifyRequest) {
+  return { sourceAddress: request.ip, requestId: request.id, traceId: traceIdOf(request.raw) };
+}
+
+export function deliveryRoutes(deps: DeliveryRouteDeps): (server: FastifyInstance) => Promise<void> {
+  return async (server) => {
+    const route = { resource: 'deployments' };
+
+    server.post('/api/v1/deployments', { config: { action: 'deployments.request', ...route } }, async (request, reply) => {
+      const body = parseInput(requestBody, request.body, 'body');
+      const view = await deps.deployments.request(actorOf(principalOf(request)), { run: body.run, environment: body.environment, justification: body.justification, ticket: body.ticket }, ctx(request));
+      return reply.code(201).send(view);
+    });
+
+    server.get('/api/v1/deployments', { config: { action: 'deployments.read', ...route } }, async (request) => {
+      const q = parseInput(listQuery, request.query, 'query');
+      return { deployments: await deps.deployments.list({ project: q.project, environment: q.environment, limit: q.limit ?? 50 }) };
+    });
+
+    server.get('/api/v1/deployments/:id', { config: { action: 'deployments.read', ...route } }, async (request) => {
+      parseInput(noQuery, request.query, 'query');
+      const { id } = parseInput(idParams, request.params, 'path');
+      return deps.deployments.show(id);
+    });
+
+    server.get('/api/v1/deployments/:id/record', { config: { action: 'deployments.read', ...route } }, async (request) => {
+      parseInput(noQuery, request.query, 'query');
+      const { id } = parseInput(idParams, request.params, 'path');
+      return deps.deployments.recordFile(id);
+    });
+
+    for (const decision of ['approve', 'deny'] as const) {
+      server.post(`/api/v1/deployments/:id/${decision}`, { config: { action: 'deployments.approve', ...route } }, async (request) => {
+        const body = parseInput(decisionBody, request.body, 'body');
+        const { id } = parseInput(idParams, request.params, 'path');
+        return deps.deployments.decide(actorOf(principalOf(request)), id, { decision, justification: body.justification }, ctx(request));
+      });
+    }
+
+    server.post('/api/v1/deployments/:id/deploy', { config: { action: 'deployments.request', ...route } }, async (request) => {
+      parseInput(noBody, request.body, 'body');
+      const { id } = parseInput(idParams, request.params, 'path');
+      return deps.deployments.deploy(actorOf(principalOf(request)), id, ctx(request));
+    });
+
+    server.post('/api/v1/environments/:environment/freezes', { config: { action: 'deployments.freeze', ...route } }, async (request, reply) => {
+      const body = parseInput(freezeBody, request.body, 'body');
+      const { environment } = parseInput(envParams, request.params, 'path');
+      const freeze = await deps.deployments.freeze(actorOf(principalOf(request)), { environment, until: body.until, reason: body.reason, from: body.from }, ctx(request));
+      return reply.code(201).send(freeze);
+    });
+
+    return Promise.resolve();
+  };
+}

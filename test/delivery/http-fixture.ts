@@ -1,0 +1,128 @@
+/**
+ * A server with the delivery routes over a test App, for the HTTP and CLI delivery tests:
+ * a project whose run built one artifact, staging (no approval) and production (one
+ * release-manager), users rita and bob (release managers) and dev (developer, who triggered the
+ * run), and a deployer that installs nothing (test/delivery/deploy.test.ts deploys for real).
+ */
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { App } from '../../src/app/index.js';
+import { encodeInclusionProof } from '../../src/audit/index.js';
+import { Deployments } from '../../src/delivery/index.js';
+import type { DeliveryFacts, DeployerPort, ProtectionRules } from '../../src/delivery/index.js';
+import { GitCli } from '../../src/runs/index.js';
+import { deliveryRoutes } from '../../src/server/delivery-routes.js';
+import { buildServer } from '../../src/server/index.js';
+import type { Engine } from '../../src/storage/index.js';
+import { makeRepo } from '../runs/support.js';
+import { TestClock, login, makeUser, openTestApp, silent } from '../server/support.js';
+import type { TestApp, TestUser } from '../server/support.js';
+
+const PIPELINE = `version: 1
+pipeline: shop
+owners: [rita]
+environments:
+  staging: {}
+  production: { protected: true }
+stages:
+  build:
+    steps:
+      - { name: pack, run: "printf 'shop v1' > shop.tar", outputs: [shop.tar] }
+`;
+const OPEN: ProtectionRules = { required: 0, roles: [], ownersRequired: false, owners: [], validForMs: 4 * 3_600_000, justificationRequired: true, branches: [], windows: [], freezes: [] };
+const GUARDED: ProtectionRules = { ...OPEN, required: 1, roles: ['release-manager'] };
+export const ROLES: Readonly<Record<string, string[]>> = { rita: ['release-manager'], bob: ['release-manager'], dev: ['developer'] };
+
+export interface DeliveryServer {
+  readonly t: TestApp;
+  readonly server: FastifyInstance;
+  readonly clock: TestClock;
+  readonly users: Record<string, TestUser>;
+  /** Session tokens by user (replace one after a step-up or a new login). */
+  readonly tokens: Record<string, string>;
+  /** What the deployer was asked to install. */
+  readonly deployed: { environment: string; deploymentId: string }[];
+  /** A succeeded run of project shop, triggered by dev. */
+  readonly runId: string;
+  close(): Promise<void>;
+}
+
+export async function openDeliveryServer(engine: Engine): Promise<DeliveryServer> {
+  const clock = new TestClock();
+  const t = await openTestApp(engine, { clock });
+  await t.app.startRunner({ labels: ['embedded'], concurrency: 1, reap: false });
+  const repo = makeRepo({ 'airlock.yaml': PIPELINE });
+  await t.app.projects.add({ kind: 'user', id: 'rita' }, { name: 'shop', repo: repo.dir });
+  const home = t.app.config.home;
+  const facts: DeliveryFacts = {
+    run: async (ref) => {
+      const r = await t.app.runs.show(await t.app.runs.resolveId(ref));
+      const artifacts = r.stages.flatMap((s) => s.steps).flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? []).map((o) => ({ path: o.path, digest: o.digest }));
+      const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
+      return { id: r.id, project: r.project, projectId, commit: r.commit, triggeredBy: r.triggeredBy, state: r.state, artifacts };
+    },
+    environment: (_runId, name) => Promise.resolve(name === 'staging' ? { rules: OPEN, configDigest: `sha256:${'5'.repeat(64)}` } : name === 'production' ? { rules: GUARDED, configDigest: `sha256:${'6'.repeat(64)}` } : undefined),
+    commits: async (projectId, from, to) => {
+      const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
+      return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
+    },
+    people: () => Promise.resolve(Object.keys(ROLES).map((id) => ({ id, identities: [`${id}@example.com`] }))),
+    roles: (username) => Promise.resolve(ROLES[username] ?? []),
+  };
+  const deployed: { environment: string; deploymentId: string }[] = [];
+  const deployer: DeployerPort = {
+    deploy: (input) => {
+      deployed.push({ environment: input.environment, deploymentId: input.deploymentId });
+      const at = clock.now().toISOString();
+      return Promise.resolve({ deploymentId: input.deploymentId, environment: input.environment, pid: 0, port: 0, dir: '/nonexistent', startedAt: at, finishedAt: at, steps: [{ name: 'install', startedAt: at, finishedAt: at, exitCode: 0, digests: input.artifacts.map((a) => a.digest) }] });
+    },
+    rollback: () => Promise.reject(new Error('no rollback in these tests')),
+  };
+  const deployments = new Deployments({
+    store: t.app.store,
+    audit: t.app.audit,
+    clock: t.app.clock,
+    facts,
+    signer: () => t.app.platformKeys.signer('attestation'),
+    deployer,
+    proofs: {
+      entry: async (seq) => (await t.app.audit.entry(seq)).event,
+      inclusion: async (seq) => {
+        const checkpoint = await t.app.signCheckpoint({ kind: 'system', id: 'test' });
+        return { inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(seq, checkpoint.size)), checkpoint: checkpoint.note };
+      },
+    },
+  });
+  // The routes run against this Deployments whether or not the composition root wires its own.
+  const app = new Proxy(t.app, { get: (target, prop, receiver) => (prop === 'deployments' ? deployments : (Reflect.get(target, prop, receiver) as unknown)) }) as App & { deployments: Deployments };
+  const server = await buildServer(app, { logger: silent });
+  await server.after();
+  if (!server.hasRoute({ method: 'POST', url: '/api/v1/deployments' })) await server.register(deliveryRoutes(app));
+  await server.ready();
+  const users: Record<string, TestUser> = {};
+  const tokens: Record<string, string> = {};
+  for (const [name, roles] of Object.entries(ROLES)) {
+    users[name] = await makeUser(t.app, clock, name, roles);
+    tokens[name] = await login(server, clock, users[name]);
+  }
+  const started = await t.app.runs.start({ kind: 'user', id: 'dev' }, { project: 'shop' });
+  for (let i = 0; ; i++) {
+    const r = await t.app.runs.show(started.id);
+    if (r.state === 'succeeded') break;
+    if ((r.state !== 'queued' && r.state !== 'running') || i > 500) throw new Error(`run ${r.state}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return {
+    t,
+    server,
+    clock,
+    users,
+    tokens,
+    deployed,
+    runId: started.id,
+    close: async () => {
+      await server.close();
+      await t.cleanup();
+    },
+  };
+}
