@@ -88,7 +88,9 @@ export async function demo(cli: Cli, command: Command): Promise<number> {
   const app = await openApp(config, { migrate: true, checkpointing: true, logger });
   const server = await startServer(app, { logger, host: config.listen.host, port: config.listen.port });
   await app.startRunner({ labels: ['embedded', 'linux'], concurrency: 2, reap: true });
-  const out = (text: string): void => say(cli.io, text);
+  const out = (text: string): void => {
+    say(cli.io, text);
+  };
   let ok = true;
   try {
     await app.vault();
