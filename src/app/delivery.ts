@@ -59,7 +59,7 @@ export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; re
       const overrides = env.overrides === undefined ? undefined : await deps.git.readFile(mirror(await projectIdOf(view.run.project)), view.run.commit, env.overrides);
       const effective = effectiveConfig(pipeline, name, overrides);
       const health = healthOf(env);
-      return { rules: rulesOf(env), configDigest: effective.digest, config: effective.config, requires: [...(env.evidence?.environments ?? [])], ...(health === undefined ? {} : { health }) };
+      return { rules: rulesOf(env), configDigest: effective.digest, config: effective.config, requires: [...(env.evidence?.environments ?? [])], ...(health === undefined ? {} : { health, healthBudgetMs: (env.health?.timeoutSeconds ?? 10) * 1000 }) };
     },
     commits: async (projectId, from, to) => {
       const range = await deps.git.range(mirror(projectId), from, to);

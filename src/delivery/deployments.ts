@@ -56,6 +56,8 @@ export interface EnvironmentFacts {
   readonly requires?: readonly string[] | undefined;
   /** A post-deploy health check; `{port}` in a URL is the port the service was started on. */
   readonly health?: HealthCheck | undefined;
+  /** How long the check may keep retrying before it counts as failed (default 10 s). */
+  readonly healthBudgetMs?: number | undefined;
 }
 
 /** Puts releases in place and runs them (LocalDeployer). */
@@ -279,7 +281,8 @@ export class Deployments {
       outcome = 'succeeded';
       if (env.health !== undefined && this.deps.health !== undefined) {
         const check: HealthCheck = 'url' in env.health ? { ...env.health, url: env.health.url.replaceAll('{port}', String(result.port)) } : env.health;
-        const health = await this.deps.health(check, { env: { ...config, PORT: String(result.port) }, cwd: result.dir, timeoutMs: 'timeoutMs' in check ? Math.max(check.timeoutMs, 5000) : 30_000 });
+        const budget = env.healthBudgetMs ?? 10_000;
+        const health = await this.deps.health(check, { env: { ...config, PORT: String(result.port) }, cwd: result.dir, timeoutMs: budget });
         const at = this.deps.clock().toISOString();
         steps = [...steps, { name: 'health', startedAt: at, finishedAt: at, exitCode: health.ok ? 0 : 1, digests: [] }];
         if (!health.ok) {
@@ -288,7 +291,13 @@ export class Deployments {
           if (previous !== undefined) {
             const back = await deployer.rollback(dep.environment, { deploymentId: previous.id, artifacts: JSON.parse(previous.artifacts_json) as ArtifactDigest[], env: config });
             steps = [...steps, ...back.steps.map((s) => ({ ...s, name: `rollback:${s.name}` }))];
-            outcome = 'rolled_back';
+            // The restored release is checked like any other: a rollback that does not come up is a failure.
+            const again = 'url' in env.health ? { ...env.health, url: env.health.url.replaceAll('{port}', String(back.port)) } : env.health;
+            const restored = await this.deps.health(again, { env: { ...config, PORT: String(back.port) }, cwd: back.dir, timeoutMs: budget });
+            const at2 = this.deps.clock().toISOString();
+            steps = [...steps, { name: 'rollback:health', startedAt: at2, finishedAt: at2, exitCode: restored.ok ? 0 : 1, digests: [] }];
+            outcome = restored.ok ? 'rolled_back' : 'failed';
+            if (!restored.ok) reason = `${reason}; the rollback to ${previous.id} failed its health check too: ${restored.detail}`.slice(0, 1000);
           } else outcome = 'failed';
         }
       }

@@ -29,7 +29,8 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
   let deployments: Deployments;
   let deployer: LocalDeployer;
   let repo: { dir: string };
-  let healthPath = '/healthz';
+  /** The health check staging uses; a test swaps in one that only some releases pass. */
+  let stagingHealth: EnvironmentFacts['health'] = { url: 'http://127.0.0.1:{port}/healthz', status: 200, timeoutMs: 2000 };
 
   beforeAll(async () => {
     t = await openTestApp(engine, { clock });
@@ -39,9 +40,9 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
     await t.app.projects.add({ kind: 'user', id: 'alice' }, { name: 'sample', repo: repo.dir });
     const home = t.app.config.home;
     deployer = new LocalDeployer({ objects: t.app.blobs, root: join(home, 'environments'), killGraceMs: 1000 });
-    const environments: Record<string, (h: string) => EnvironmentFacts> = {
-      staging: (h) => ({ rules: OPEN, configDigest: `sha256:${'1'.repeat(64)}`, config: { GREETING: 'staging' }, health: { url: `http://127.0.0.1:{port}${h}`, status: 200, timeoutMs: 2000 } }),
-      production: (h) => ({ rules: GUARDED, configDigest: `sha256:${'2'.repeat(64)}`, requires: ['staging'], health: { url: `http://127.0.0.1:{port}${h}`, status: 200, timeoutMs: 2000 } }),
+    const environments: Record<string, () => EnvironmentFacts> = {
+      staging: () => ({ rules: OPEN, configDigest: `sha256:${'1'.repeat(64)}`, config: { GREETING: 'staging' }, health: stagingHealth, healthBudgetMs: 3000 }),
+      production: () => ({ rules: GUARDED, configDigest: `sha256:${'2'.repeat(64)}`, requires: ['staging'], health: { url: 'http://127.0.0.1:{port}/healthz', status: 200, timeoutMs: 2000 } }),
     };
     const facts: DeliveryFacts = {
       run: async (ref) => {
@@ -50,7 +51,7 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
         const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
         return { id: r.id, project: r.project, projectId, commit: r.commit, triggeredBy: r.triggeredBy, state: r.state, artifacts };
       },
-      environment: (_runId, name) => Promise.resolve(environments[name]?.(healthPath)),
+      environment: (_runId, name) => Promise.resolve(environments[name]?.()),
       commits: async (projectId, from, to) => {
         const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
         return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
@@ -100,6 +101,7 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
     const cur = await deployer.current(env);
     return (await fetch(`http://127.0.0.1:${cur!.port}/`)).text();
   };
+
   const refusal = async (p: Promise<unknown>) => {
     try {
       await p;
@@ -163,7 +165,9 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
   it('a failed health check rolls back to the last good release, recorded as rolled back', async () => {
     commit(repo.dir, { 'airlock.yaml': readFileSync(join(SAMPLE, 'airlock.yaml'), 'utf8'), VERSION: '1.0.2\n' }, 'tests again, 1.0.2');
     const run = await succeededRun();
-    healthPath = '/no-such-page';
+    // Release 1.0.2 is unhealthy (the check fails for it, and only for it).
+    const healthy = stagingHealth;
+    stagingHealth = { command: '! grep -q 1.0.2 app/VERSION' };
     try {
       const staging = await deployments.request(as('alice'), { run, environment: 'staging', justification: 'a release whose health check fails' });
       const after = await deployments.deploy(as('alice'), staging.id);
@@ -172,7 +176,7 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
       const rec = (await t.app.audit.search({ action: 'deployments.record', resource: `deployments/${staging.id}`, limit: 1 }))[0]!;
       expect(rec.event).toMatchObject({ outcome: 'failed', reason: expect.stringMatching(/^health check failed/) as string, details: { outcome: 'rolled_back' } });
     } finally {
-      healthPath = '/healthz';
+      stagingHealth = healthy;
     }
-  });
+  }, 60_000);
 });
