@@ -48,7 +48,7 @@ export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; re
         .flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? [])
         .map((o) => ({ path: o.path, digest: o.digest }));
       const trigger = r.trigger as { actor?: { id?: string } } | null;
-      return { id: r.id, project: r.project, projectId: await projectIdOf(r.project), commit: r.commit, triggeredBy: trigger?.actor?.id ?? r.triggeredBy, state: r.state, artifacts };
+      return { id: r.id, project: r.project, projectId: await projectIdOf(r.project), commit: r.commit, ref: r.ref, triggeredBy: trigger?.actor?.id ?? r.triggeredBy, state: r.state, artifacts };
     },
     environment: async (runId, name): Promise<EnvironmentFacts | undefined> => {
       const view = await deps.runs.evidenceView(runId);

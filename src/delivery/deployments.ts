@@ -16,6 +16,7 @@ import { evaluateApprovals } from './approvals.js';
 import type { Approval, ApprovalEvaluation, SodException } from './approvals.js';
 import { bindingDigest, makeBinding } from './binding.js';
 import type { ArtifactDigest } from './binding.js';
+import { branchAllowed } from '../pipeline/index.js';
 import { isJustified } from './people.js';
 import type { Person } from './people.js';
 import type { ProtectionRules } from './rules.js';
@@ -34,7 +35,7 @@ export const APPROVAL_V1 = 'https://airlock.dev/deployment-approval/v1';
 /** What the delivery domain needs to know about runs, projects, people and the repository. */
 export interface DeliveryFacts {
   /** A succeeded run's facts, or NotFound/Conflict. */
-  run(runRef: string): Promise<{ id: string; project: string; projectId: string; commit: string; triggeredBy: string; state: string; artifacts: readonly ArtifactDigest[] }>;
+  run(runRef: string): Promise<{ id: string; project: string; projectId: string; commit: string; triggeredBy: string; state: string; artifacts: readonly ArtifactDigest[]; ref?: string | undefined }>;
   /** The environment's rules and effective config for that run; undefined when the pipeline does not declare it. */
   environment(runId: string, environment: string): Promise<EnvironmentFacts | undefined>;
   /** Author and committer identities of every commit in from..to (all of to's history when from is undefined). */
@@ -159,6 +160,12 @@ export class Deployments {
     if (run.artifacts.length === 0) throw new ConflictError(`run ${run.id} produced no outputs: there is nothing to deploy`, { runId: run.id });
     const env = await this.deps.facts.environment(run.id, input.environment);
     if (env === undefined) throw new ValidationError(`the run's pipeline declares no environment ${input.environment}`, [{ path: 'environment', message: 'not declared in airlock.yaml' }]);
+    // Only the branches the environment allows may ship there (the run's ref, without refs/heads/).
+    const branch = (run.ref ?? '').replace(/^refs\/heads\//, '');
+    if (!branchAllowed(env.rules.branches, branch)) {
+      await this.deps.audit.append({ actor, action: 'deployments.request', resource: `environments/${input.environment}`, outcome: 'denied', reason: `branch ${branch || '(unknown)'} may not deploy to ${input.environment}`, context, details: { runId: run.id, allowed: [...env.rules.branches] } });
+      throw new ForbiddenError(`run ${run.id} was built from ${branch || 'an unknown ref'}; ${input.environment} accepts only ${env.rules.branches.join(', ')}`, { branch, allowed: [...env.rules.branches] });
+    }
     const last = await this.deps.store.db.selectFrom('deployments').select('commit_to').where('project_id', '=', run.projectId).where('environment', '=', input.environment).where('state', '=', 'succeeded').orderBy('created_at', 'desc').limit(1).executeTakeFirst();
     const from = last?.commit_to ?? undefined;
     const binding = makeBinding({ environment: input.environment, digests: [...run.artifacts], configDigest: env.configDigest, commitRange: { ...(from === undefined ? {} : { from }), to: run.commit }, runId: run.id });

@@ -45,9 +45,12 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
         const r = await t.app.runs.show(await t.app.runs.resolveId(ref));
         const artifacts = r.stages.flatMap((s) => s.steps).flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? []).map((o) => ({ path: o.path, digest: o.digest }));
         const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
-        return { id: r.id, project: r.project, projectId, commit: r.commit, triggeredBy: r.triggeredBy, state: r.state, artifacts };
+        return { id: r.id, project: r.project, projectId, commit: r.commit, ref: r.ref, triggeredBy: r.triggeredBy, state: r.state, artifacts };
       },
-      environment: (_runId, environment) => Promise.resolve(environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : undefined),
+      environment: (_runId, environment) =>
+        Promise.resolve(
+          environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : environment === 'canary' ? { rules: { ...RULES, branches: ['release/*'] }, configDigest: `sha256:${'f'.repeat(64)}` } : undefined,
+        ),
       // The real repository: authors and committers of every commit in the range.
       commits: async (projectId, from, to) => {
         const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
@@ -166,6 +169,15 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
     expect(gate.window.reason.code).toBe('frozen');
     expect(gate.reasons.join(' ')).toMatch(/end-of-year freeze/);
     expect((await t.app.audit.search({ action: 'deployments.freeze', limit: 5 })).length).toBe(1);
+  });
+
+  it('refuses a run of a branch the environment does not accept, and records it', async () => {
+    const run = await succeededRun();
+    const err = await refusal(deployments.request(as('alice'), { run, environment: 'canary', justification: 'canary from main?' }));
+    expect(err).toMatchObject({ code: 'FORBIDDEN' });
+    // Started without a ref: HEAD is no branch, so a branch rule refuses it (fail closed).
+    expect(err.message).toMatch(/built from HEAD; canary accepts only release\/\*/);
+    expect((await t.app.audit.search({ action: 'deployments.request', outcome: 'denied', limit: 5 })).at(-1)?.event.reason).toMatch(/branch HEAD may not deploy to canary/);
   });
 
   it('bad input names the field and writes nothing', async () => {
