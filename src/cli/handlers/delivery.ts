@@ -21,6 +21,7 @@ import { readCredentials } from '../credentials.js';
 import { note, printJson, say } from '../io.js';
 import type { RemoteOptions, Session } from './remote.js';
 import { requireServer, seg, table, withSession } from './remote.js';
+import { pinnedKeys } from './verify.js';
 
 /** How a person at the terminal moves a request on: who must approve, then the deploy. */
 function nextSteps(cli: Cli, v: DeploymentView): void {
@@ -181,20 +182,9 @@ interface VerifyDeploymentOptions extends RemoteOptions {
   readonly vsa?: string;
 }
 
-/** PEM public keys from --key; ids computed here, never taken on trust. */
+/** PEM public keys from --key (ids recomputed): the same reading as `airlock verify --key`. */
 async function attestationKeys(cli: Cli, files: readonly string[]): Promise<Map<string, KeyObject>> {
-  const keys = new Map<string, KeyObject>();
-  for (const f of files) {
-    let key: KeyObject;
-    try {
-      key = createPublicKey(await readFile(resolve(cli.io.cwd, f), 'utf8'));
-    } catch {
-      throw new UsageError(`--key ${f}: not a PEM public key`);
-    }
-    if (key.asymmetricKeyType !== 'ed25519') throw new UsageError(`--key ${f}: an Ed25519 public key is required`);
-    keys.set(linkKeyId(key), key);
-  }
-  return keys;
+  return new Map((await pinnedKeys(cli, files)).map((k) => [k.kid, k.key]));
 }
 
 function logKeys(values: readonly string[]): NoteVerifier[] {

@@ -77,7 +77,7 @@ async function fileDigest(path: string): Promise<string> {
 }
 
 /** Keys pinned on the command line: PEM public keys; key ids computed here, never taken on trust. */
-async function pinnedKeys(cli: Cli, files: readonly string[]): Promise<TrustedKey[]> {
+export async function pinnedKeys(cli: Cli, files: readonly string[]): Promise<TrustedKey[]> {
   const keys: TrustedKey[] = [];
   for (const f of files) {
     let key: KeyObject;
