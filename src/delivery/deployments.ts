@@ -146,6 +146,12 @@ export interface FreezeView {
 const ENV = /^[a-z][a-z0-9-]{0,62}$/;
 
 export class Deployments {
+  /**
+   * Authors and committers by (project, from, to): a range of commit ids never changes, and
+   * every show, decision and gate needs it (one `git log` each otherwise). Bounded.
+   */
+  private readonly ranges = new Map<string, Promise<{ authors: string[]; committers: string[] }>>();
+
   constructor(private readonly deps: DeploymentsDeps) {}
 
   /**
@@ -275,7 +281,9 @@ export class Deployments {
     }
     const startedAt = this.deps.clock().toISOString();
     await this.deps.store.transact(async (tx) => {
-      await tx.db.updateTable('deployments').set({ state: 'deploying' }).where('id', '=', deploymentId).execute();
+      // Claimed with a conditional update: two concurrent deploys of one request cannot both proceed.
+      const claimed = await tx.db.updateTable('deployments').set({ state: 'deploying' }).where('id', '=', deploymentId).where('state', 'in', ['approved', 'requested']).executeTakeFirst();
+      if (Number(claimed.numUpdatedRows) !== 1) throw new ConflictError(`deployment ${deploymentId} is already being deployed or has ended`, { deploymentId });
       await this.deps.audit.record(tx, { actor, action: 'deployments.deploy', resource: `deployments/${deploymentId}`, outcome: 'allowed', context, details: { environment: dep.environment, bindingDigest: dep.binding_digest, approvals: gate.approvals.counted.map((c) => c.approver) } });
     });
     const config = { ...(env.config ?? {}) };
@@ -436,12 +444,25 @@ export class Deployments {
     return rows.map((r) => ({ approver: r.approver, decision: r.decision as 'approve' | 'deny', justification: r.justification, bindingDigest: r.binding_digest, at: Date.parse(r.created_at), roles: JSON.parse(r.roles_json) as string[] }));
   }
 
+  private commits(projectId: string, from: string | undefined, to: string): Promise<{ authors: string[]; committers: string[] }> {
+    const key = `${projectId} ${from ?? ''} ${to}`;
+    let found = this.ranges.get(key);
+    if (found === undefined) {
+      if (this.ranges.size >= 256) this.ranges.delete(this.ranges.keys().next().value ?? '');
+      found = this.deps.facts.commits(projectId, from, to);
+      // A failed read is not kept: the next call asks again.
+      found.catch(() => this.ranges.delete(key));
+      this.ranges.set(key, found);
+    }
+    return found;
+  }
+
   /** The core's verdict over stored facts: who asked, who triggered, who wrote the change. */
   private async evaluate(dep: { project_id: string; run_id: string; environment: string; requested_by: string; commit_from: string | null; commit_to: string; binding_digest: string }, approvals: readonly Approval[], now: number): Promise<ApprovalEvaluation> {
     const run = await this.deps.facts.run(dep.run_id);
     const env = await this.deps.facts.environment(dep.run_id, dep.environment);
     if (env === undefined) throw new ConflictError(`environment ${dep.environment} is no longer declared by the run's pipeline`);
-    const commits = await this.deps.facts.commits(dep.project_id, dep.commit_from ?? undefined, dep.commit_to);
+    const commits = await this.commits(dep.project_id, dep.commit_from ?? undefined, dep.commit_to);
     return evaluateApprovals({
       request: { requester: dep.requested_by, triggeredBy: run.triggeredBy, authors: commits.authors, committers: commits.committers, ...(env.lastConfigEditor === undefined ? {} : { lastConfigEditor: env.lastConfigEditor }), bindingDigest: dep.binding_digest },
       rules: env.rules,

@@ -124,6 +124,11 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
     const done = await deployments.deploy(as('alice'), staging.id);
     expect(done.state).toBe('succeeded');
     expect(await version('staging')).toContain('1.0.0');
+    // Two deploys of one request at once: exactly one proceeds, the other is refused.
+    const again = await deployments.request(as('alice'), { run, environment: 'staging', justification: 'redeploy the same build' });
+    const both = await Promise.allSettled([deployments.deploy(as('alice'), again.id), deployments.deploy(as('alice'), again.id)]);
+    expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(both.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'CONFLICT' } });
 
     const prod = await deployments.request(as('alice'), { run, environment: 'production', justification: 'promote what staging runs' });
     expect(await refusal(deployments.deploy(as('alice'), prod.id))).toMatchObject({ code: 'FORBIDDEN' });
