@@ -32,6 +32,7 @@ import { deliveryFacts } from './delivery.js';
 import type { InTotoRouteDeps } from '../intoto/index.js';
 
 export { PolicyHolder } from './policy-holder.js';
+export { deliveryFacts, rulesOf } from './delivery.js';
 export { homeCheckpointVerifierKey } from './keys.js';
 export type { ActivePolicy } from './policy-holder.js';
 

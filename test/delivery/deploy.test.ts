@@ -8,6 +8,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeInclusionProof } from '../../src/audit/index.js';
+import { deliveryFacts } from '../../src/app/index.js';
 import { Deployments, LocalDeployer, runHealthCheck, verifyRecordFile } from '../../src/delivery/index.js';
 import type { DeliveryFacts, EnvironmentFacts, ProtectionRules, RecordFile } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
@@ -44,18 +45,10 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
       staging: () => ({ rules: OPEN, configDigest: `sha256:${'1'.repeat(64)}`, config: { GREETING: 'staging' }, health: stagingHealth, healthBudgetMs: 3000 }),
       production: () => ({ rules: GUARDED, configDigest: `sha256:${'2'.repeat(64)}`, requires: ['staging'], health: { url: 'http://127.0.0.1:{port}/healthz', status: 200, timeoutMs: 2000 } }),
     };
+    const real = deliveryFacts({ store: t.app.store, runs: t.app.runs, git: new GitCli(join(home, 'repos')), reposDir: join(home, 'repos'), people: () => Promise.resolve([]), roles: () => Promise.resolve([]) });
     const facts: DeliveryFacts = {
-      run: async (ref) => {
-        const r = await t.app.runs.show(await t.app.runs.resolveId(ref));
-        const artifacts = r.stages.flatMap((s) => s.steps).flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? []).filter((o) => o.path.endsWith('.tar')).map((o) => ({ path: o.path, digest: o.digest }));
-        const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
-        return { id: r.id, project: r.project, projectId, commit: r.commit, triggeredBy: r.triggeredBy, state: r.state, artifacts };
-      },
+      ...real,
       environment: (_runId, name) => Promise.resolve(environments[name]?.()),
-      commits: async (projectId, from, to) => {
-        const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
-        return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
-      },
       people: () => Promise.resolve([{ id: 'carol', identities: ['carol@example.com'] }]),
       roles: (username) => Promise.resolve(username === 'carol' ? ['release-manager'] : ['developer']),
     };
@@ -172,7 +165,8 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
     const run = await succeededRun();
     // Release 1.0.2 is unhealthy (the check fails for it, and only for it).
     const healthy = stagingHealth;
-    stagingHealth = { command: '! grep -q 1.0.2 app/VERSION' };
+    // It also waits for the service to answer, as a real check would (PORT is the deployed port).
+    stagingHealth = { command: `! grep -q 1.0.2 app/VERSION && ${process.execPath} -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"` };
     try {
       const staging = await deployments.request(as('alice'), { run, environment: 'staging', justification: 'a release whose health check fails' });
       const after = await deployments.deploy(as('alice'), staging.id);

@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deliveryFacts } from '../../src/app/index.js';
 import { Deployments } from '../../src/delivery/index.js';
 import type { DeliveryFacts, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
@@ -40,22 +41,14 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
     repo = makeRepo({ 'airlock.yaml': PIPELINE });
     await t.app.projects.add({ kind: 'user', id: 'alice' }, { name: 'shop', repo: repo.dir });
     const home = t.app.config.home;
+    // The app's own facts (runs, the project's mirror); the environments and people are the test's.
+    const real = deliveryFacts({ store: t.app.store, runs: t.app.runs, git: new GitCli(join(home, 'repos')), reposDir: join(home, 'repos'), people: () => Promise.resolve([]), roles: () => Promise.resolve([]) });
     const facts: DeliveryFacts = {
-      run: async (ref) => {
-        const r = await t.app.runs.show(await t.app.runs.resolveId(ref));
-        const artifacts = r.stages.flatMap((s) => s.steps).flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? []).map((o) => ({ path: o.path, digest: o.digest }));
-        const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
-        return { id: r.id, project: r.project, projectId, commit: r.commit, ref: r.ref, triggeredBy: r.triggeredBy, state: r.state, artifacts };
-      },
+      ...real,
       environment: (_runId, environment) =>
         Promise.resolve(
           environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : environment === 'canary' ? { rules: { ...RULES, branches: ['release/*'] }, configDigest: `sha256:${'f'.repeat(64)}` } : undefined,
         ),
-      // The real repository: authors and committers of every commit in the range.
-      commits: async (projectId, from, to) => {
-        const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
-        return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
-      },
       people: () =>
         Promise.resolve([
           { id: 'ada', identities: ['ada@example.com'] },

@@ -17,6 +17,7 @@ import type { Engine } from '../../src/storage/index.js';
 import { makeRepo } from '../runs/support.js';
 import { TestClock, login, makeUser, openTestApp, silent } from '../server/support.js';
 import type { TestApp, TestUser } from '../server/support.js';
+import { deliveryFacts } from '../../src/app/index.js';
 
 const PIPELINE = `version: 1
 pipeline: shop
@@ -54,18 +55,11 @@ export async function openDeliveryServer(engine: Engine): Promise<DeliveryServer
   const repo = makeRepo({ 'airlock.yaml': PIPELINE });
   await t.app.projects.add({ kind: 'user', id: 'rita' }, { name: 'shop', repo: repo.dir });
   const home = t.app.config.home;
+  // The app's own facts (runs, the project's mirror); the environments and people are the test's.
+  const real = deliveryFacts({ store: t.app.store, runs: t.app.runs, git: new GitCli(join(home, 'repos')), reposDir: join(home, 'repos'), people: () => Promise.resolve([]), roles: () => Promise.resolve([]) });
   const facts: DeliveryFacts = {
-    run: async (ref) => {
-      const r = await t.app.runs.show(await t.app.runs.resolveId(ref));
-      const artifacts = r.stages.flatMap((s) => s.steps).flatMap((s) => (s.result as { outputs?: { path: string; digest: string }[] } | null)?.outputs ?? []).map((o) => ({ path: o.path, digest: o.digest }));
-      const projectId = (await t.app.store.db.selectFrom('projects').select('id').where('name', '=', r.project).executeTakeFirstOrThrow()).id;
-      return { id: r.id, project: r.project, projectId, commit: r.commit, triggeredBy: r.triggeredBy, state: r.state, artifacts };
-    },
+    ...real,
     environment: (_runId, name) => Promise.resolve(name === 'staging' ? { rules: OPEN, configDigest: `sha256:${'5'.repeat(64)}` } : name === 'production' ? { rules: GUARDED, configDigest: `sha256:${'6'.repeat(64)}` } : undefined),
-    commits: async (projectId, from, to) => {
-      const range = await new GitCli(join(home, 'repos')).range(join(home, 'repos', `${projectId}.git`), from, to);
-      return { authors: range.map((c) => c.author.email), committers: range.map((c) => c.committer.email) };
-    },
     people: () => Promise.resolve(Object.keys(ROLES).map((id) => ({ id, identities: [`${id}@example.com`] }))),
     roles: (username) => Promise.resolve(ROLES[username] ?? []),
   };
