@@ -271,11 +271,29 @@ export class BlobStore implements BlobStoreLike, ObjectStore {
    * last rename wins with identical bytes; a previously corrupted copy is replaced.
    */
   async put(source: string | Buffer | Readable): Promise<BlobInfo> {
-    await this.ensureDirs();
+    // A caller's stream can fail (a dropped upload) before we start reading it: keep that
+    // error for the spool below instead of letting it escape as an uncaught exception.
+    let early: Error | undefined;
+    const keep = (err: Error): void => {
+      early ??= err;
+    };
+    if (source instanceof Readable) source.on('error', keep);
+    try {
+      await this.ensureDirs();
+    } catch (err) {
+      if (source instanceof Readable) source.destroy();
+      throw err;
+    }
+    if (early !== undefined) throw early;
     const input = typeof source === 'string' ? createReadStream(source) : Buffer.isBuffer(source) ? Readable.from([source]) : source;
     const tmp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.part`);
     // Blobs are immutable: read-only on disk guards against accidental in-place edits.
-    const info = await spool(input, tmp, 0o444, STORE);
+    let info: BlobInfo;
+    try {
+      info = await spool(input, tmp, 0o444, STORE);
+    } finally {
+      if (source instanceof Readable) source.off('error', keep);
+    }
     const dest = this.pathFor(info.digest);
     try {
       const created = await mkdir(dirname(dest), { recursive: true, mode: 0o700 });

@@ -202,7 +202,7 @@ async function commandAttempt(command: string, opts: HealthCheckOptions, budgetM
   child.stderr.destroy();
   const out = output.text();
   const suffix = out === '' ? '' : `: ${out}`;
-  if (state.timedOut) return { ok: false, detail: `the command timed out after ${budgetMs} ms${suffix}` };
+  if (state.timedOut) return { ok: false, detail: `the command was still running when the health check's ${opts.timeoutMs} ms ran out${suffix}` };
   if (code === 0) return { ok: true, detail: `the command exited 0${suffix}` };
   return { ok: false, detail: `the command ${code === null ? `was killed by ${signal ?? 'a signal'}` : `exited ${code}`}${suffix}` };
 }

@@ -311,6 +311,20 @@ describe('ObjectStore (the local BlobStore)', () => {
     }
   });
 
+  it('a source that fails before the store starts reading it rejects the put, not the process', async () => {
+    const t = await openTestStore('sqlite');
+    try {
+      const store = new BlobStore(join(t.home, 'objects'));
+      const source = new PassThrough();
+      const put = store.put(source);
+      source.destroy(new Error('dropped at once'));
+      await expect(put).rejects.toThrow('dropped at once');
+      expect(await readdir(join(t.home, 'objects', 'tmp'))).toEqual([]);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('a source that fails mid-way leaves no object under any name', async () => {
     const t = await openTestStore('sqlite');
     try {

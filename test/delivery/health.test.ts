@@ -159,7 +159,7 @@ describe('runHealthCheck with a command', () => {
     const started = Date.now();
     const result = await runHealthCheck({ command: `sleep 60 & echo $! > ${pidFile}; echo waiting; sleep 60` }, { env: {}, cwd: dir, timeoutMs: 500, killGraceMs: 300 });
     expect(result.ok).toBe(false);
-    expect(result.detail).toBe('the command timed out after 500 ms: waiting');
+    expect(result.detail).toBe("the command was still running when the health check's 500 ms ran out: waiting");
     expect(Date.now() - started).toBeLessThan(3000);
     const bg = Number((await readFile(pidFile, 'utf8')).trim());
     expect(await running(bg)).toBe(false);
