@@ -12,6 +12,8 @@ import type { GitPort, Runs } from '../runs/index.js';
 import type { Store } from '../storage/index.js';
 
 const FOUR_HOURS_S = 4 * 3600;
+/** Where a run reads its pipeline (src/runs: the root of the commit, nothing configurable). */
+const PIPELINE_FILE = 'airlock.yaml';
 
 /** An environment's rules with defaults for pipelines stored before these fields existed. */
 export function rulesOf(env: Partial<EnvironmentDefinition> & { protected: boolean }): ProtectionRules {
@@ -23,6 +25,7 @@ export function rulesOf(env: Partial<EnvironmentDefinition> & { protected: boole
     owners: [...(env.owners ?? [])],
     validForMs: (a?.validForSeconds ?? FOUR_HOURS_S) * 1000,
     justificationRequired: a?.justification ?? true,
+    rollbackNeedsApproval: a?.rollback ?? false,
     branches: [...(env.branches ?? [])],
     windows: (env.windows ?? []).map((w) => ({ cron: w.cron, timezone: w.timezone, durationMs: w.durationSeconds * 1000 })),
     freezes: (env.freezes ?? []).map((f) => ({ cron: f.cron, timezone: f.timezone, durationMs: f.durationSeconds * 1000, reason: f.reason })),
@@ -38,6 +41,23 @@ function healthOf(env: Partial<EnvironmentDefinition>): HealthCheck | undefined 
 export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; reposDir: string; people: () => Promise<{ id: string; identities: string[] }[]>; roles: (username: string) => Promise<string[]> }): DeliveryFacts {
   const projectIdOf = async (name: string): Promise<string> => (await deps.store.db.selectFrom('projects').select('id').where('name', '=', name).executeTakeFirstOrThrow()).id;
   const mirror = (projectId: string): string => join(deps.reposDir, `${projectId}.git`);
+  // Who last edited files at a commit never changes; every show, decision and gate asks. Bounded.
+  const editors = new Map<string, Promise<string | undefined>>();
+  const lastConfigEditor = (projectId: string, sha: string, paths: readonly string[]): Promise<string | undefined> => {
+    const key = JSON.stringify([projectId, sha, paths]);
+    let found = editors.get(key);
+    if (found === undefined) {
+      if (editors.size >= 256) editors.delete(editors.keys().next().value ?? '');
+      // The author: the person who wrote the rule change. Its committer, when that is someone
+      // else, only applied it; if the commit is in the deployed range the core already excludes
+      // them as a committer.
+      found = deps.git.lastEditor(mirror(projectId), sha, paths).then((e) => (e === undefined || e.author === '' ? undefined : e.author));
+      // A failed read is not kept (and fails the evaluation closed): the next call asks again.
+      found.catch(() => editors.delete(key));
+      editors.set(key, found);
+    }
+    return found;
+  };
   return {
     run: async (ref) => {
       const r = await deps.runs.show(await deps.runs.resolveId(ref));
@@ -56,10 +76,21 @@ export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; re
       // Runs stored before environments grew rules hold only `protected`: read fields as optional.
       const env = (Object.hasOwn(pipeline.environments, name) ? pipeline.environments[name] : undefined) as (Partial<EnvironmentDefinition> & { protected: boolean }) | undefined;
       if (env === undefined) return undefined;
-      const overrides = env.overrides === undefined ? undefined : await deps.git.readFile(mirror(await projectIdOf(view.run.project)), view.run.commit, env.overrides);
+      const projectId = await projectIdOf(view.run.project);
+      const overrides = env.overrides === undefined ? undefined : await deps.git.readFile(mirror(projectId), view.run.commit, env.overrides);
       const effective = effectiveConfig(pipeline, name, overrides);
       const health = healthOf(env);
-      return { rules: rulesOf(env), configDigest: effective.digest, config: effective.config, requires: [...(env.evidence?.environments ?? [])], ...(health === undefined ? {} : { health, healthBudgetMs: (env.health?.timeoutSeconds ?? 10) * 1000 }) };
+      // The environment is configured by the run's airlock.yaml (always at the root) and its
+      // overrides file; whoever last changed either may not approve a deploy under those rules.
+      const editor = await lastConfigEditor(projectId, view.run.commit, env.overrides === undefined ? [PIPELINE_FILE] : [PIPELINE_FILE, env.overrides]);
+      return {
+        rules: rulesOf(env),
+        configDigest: effective.digest,
+        config: effective.config,
+        requires: [...(env.evidence?.environments ?? [])],
+        ...(editor === undefined ? {} : { lastConfigEditor: editor }),
+        ...(health === undefined ? {} : { health, healthBudgetMs: (env.health?.timeoutSeconds ?? 10) * 1000 }),
+      };
     },
     commits: async (projectId, from, to) => {
       const range = await deps.git.range(mirror(projectId), from, to);

@@ -15,6 +15,7 @@ import type { MigrationState, Store } from '../storage/index.js';
 import type { Logger } from '../observability/index.js';
 import { Identity, OidcClient, SigningKeys, TokenService } from '../identity/index.js';
 import type { SealKey } from '../identity/index.js';
+import { sodExceptionsFor } from '../policy/index.js';
 import { PolicyHolder } from './policy-holder.js';
 import { Artifacts, BlobStore } from '../artifacts/index.js';
 import { EmbeddedRunner, GitCli, Projects, Runs } from '../runs/index.js';
@@ -24,10 +25,11 @@ import { loadOrCreateRunnerKey } from './runner-key.js';
 import { legacyKeyFiles, logSealedKeyEvent, pendingKeys } from './keys.js';
 import { Vault, loadRootKey } from '../vault/index.js';
 import { Secrets } from '../secrets/index.js';
-import { PlatformKeys } from '../attest/index.js';
+import { CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE, PlatformKeys, signEnvelope, statementBytes } from '../attest/index.js';
+import type { Envelope, Statement } from '../attest/index.js';
 import { Provenance } from '../provenance/index.js';
-import { Deployments, LocalDeployer, runHealthCheck } from '../delivery/index.js';
-import { verifyArtifact } from '../verify/index.js';
+import { ApprovalNotifier, Deployments, LocalDeployer, runHealthCheck } from '../delivery/index.js';
+import { envelopeDigest, verifyArtifact, vsaFor } from '../verify/index.js';
 import { deliveryFacts } from './delivery.js';
 import type { InTotoRouteDeps } from '../intoto/index.js';
 
@@ -258,6 +260,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       layoutSigner: async (runId) => platformKeys.signer('layout', `project:${(await runs.show(runId)).project}`),
       publishedKeys: () => platformKeys.publicKeys(),
     };
+    // Approvers hear about requests through signed webhooks (AIRLOCK_APPROVAL_WEBHOOK_URL).
+    const notifier = new ApprovalNotifier({ audit, targets: config.approvalWebhooks, ...(options.logger === undefined ? {} : { logger: options.logger }), clock: { now: clock } });
     const deployments = new Deployments({
       store,
       audit,
@@ -282,15 +286,30 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       },
       deployer: new LocalDeployer({ objects: blobs, root: join(config.home, 'environments'), ...(options.logger === undefined ? {} : { logger: options.logger }), clock }),
       health: runHealthCheck,
+      // Segregation-of-duties exceptions exist only as named Cedar permits (policies/sod-exceptions.cedar).
+      exceptions: async (ctx) => sodExceptionsFor((await policy.current()).engine, ctx),
+      notify: (n) => notifier.notify({ ...n, url: `${config.publicUrl}/api/v1/deployments/${n.deploymentId}` }),
       // What ships must carry evidence that verifies: provenance from this builder and PASSED tests.
+      // Each promotion emits a signed SLSA VSA per artifact: what was verified, against which attestations.
       evidence: async (_runId, shipped) => {
         const keys = (await platformKeys.publicKeys()).filter((k) => k.purpose === 'attestation').map((k) => ({ kid: k.kid, key: createPublicKey(k.publicKeyPem), retiredAt: k.retiredAt }));
         const reasons: string[] = [];
+        const vsas: Envelope[] = [];
+        const signer = await platformKeys.signer('attestation');
         for (const a of shipped) {
           const verdict = verifyArtifact(a.digest, (await provenance.list({ subject: a.digest })).map((x) => x.envelope), keys, { builderId: `${config.publicUrl}/builders/airlock` });
           reasons.push(...verdict.reasons.map((r) => `${a.path}: ${r}`));
+          vsas.push(signEnvelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(vsaFor(verdict, { name: a.path, verifierId: `${config.publicUrl}/verifiers/airlock-delivery`, now: clock() }) as Statement), signer));
         }
-        return { ok: reasons.length === 0, reasons };
+        return { ok: reasons.length === 0, reasons, vsas };
+      },
+      sbomRefs: async (digests) => {
+        const refs = new Map<string, string>();
+        for (const d of digests) {
+          const sbom = (await provenance.list({ subject: d })).find((x) => x.predicateType === CYCLONEDX_BOM);
+          if (sbom !== undefined) refs.set(d, envelopeDigest(sbom.envelope));
+        }
+        return refs;
       },
     });
     // A succeeded run is attested by the control plane in the transaction that ends it.
@@ -451,6 +470,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
           if (reaper !== undefined) clearInterval(reaper);
           if (hygiene !== undefined) clearInterval(hygiene);
           await embedded?.stop();
+          // Outcomes of notifications in flight are recorded before the store closes.
+          await notifier.close();
           if (options.checkpointing === true) await checkpointer.stop();
         } finally {
           await store.close();

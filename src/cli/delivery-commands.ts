@@ -1,5 +1,5 @@
 /**
- * `airlock deploy`, `approve`, `deny`, `deployments …` and `freeze` definitions, registered by
+ * `airlock deploy`, `approve`, `deny`, `break-glass`, `rollback`, `deployments …` and `incidents …` definitions, registered by
  * program.ts. Definitions only: each action imports its handler when it runs.
  * (`airlock verify deployment FILE` is a form of `airlock verify`, defined in program.ts.)
  */
@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import type { RemoteOptionsAdder } from './artifact-commands.js';
 import type { Cli } from './cli.js';
 import { act } from './cli.js';
-import { isoTime, positiveInt } from './parse.js';
+import { positiveInt } from './parse.js';
 
 const VIEW_JSON = 'print the deployment as JSON: {id,project,environment,runId,state,reason,artifacts,commitRange,bindingDigest,approvals,gate,recordDigest,...}';
 
@@ -83,14 +83,56 @@ export function registerDeliveryCommands(program: Command, cli: Cli, remote: Rem
 
   remote(
     program
-      .command('freeze')
-      .description('freeze an environment until a time: deployments to it are refused until then (recorded)')
-      .argument('<environment>', 'the environment, e.g. production')
-      .requiredOption('--until <time>', 'ISO 8601 end of the freeze, e.g. 2025-01-06T08:00:00Z', isoTime)
-      .requiredOption('--reason <text>', 'why (recorded; shown when a deploy is refused)')
-      .option('--from <time>', 'ISO 8601 start (default now)', isoTime),
-    'print {"id","environment","from","until","reason"}',
+      .command('break-glass')
+      .description('deploy a request that approvals or a freeze block, in an emergency: needs a second person to run the same command (step-up; high-severity event; opens an incident)')
+      .argument('<deployment>', 'the deployment id (from `airlock deploy` or `airlock deployments list`)')
+      .requiredOption('--justification <text>', 'why this cannot wait for approvals or the freeze (recorded in the record and the incident)'),
+    'print {"deployment":{...},"granted","participants","incident"}',
   )
-    .addHelpText('after', '\nRecurring freezes are declared in airlock.yaml (cron and time zone).\n\nExample:\n  $ airlock freeze production --until 2025-01-06T08:00:00Z --reason "year-end freeze"')
-    .action(act(cli, async (command, args) => (await handlers()).freeze(cli, command, args[0] ?? '')));
+    .addHelpText(
+      'after',
+      '\nTwo distinct people holding `breakglass.use` (operator, release-manager, admin), each with a fresh MFA step-up,\n' +
+        'must ask within an hour. The first request waits; the second deploys at once. Evidence and same-digest promotion\n' +
+        'still apply. The incident stays open until a postmortem is attached (airlock incidents close).\n' +
+        'Exit code 1 when the deploy that started did not succeed.\n\n' +
+        'Example:\n  $ airlock break-glass 3f6c…-… --justification "payments down (INC-77); the fix cannot wait for the freeze"',
+    )
+    .action(act(cli, async (command, args) => (await handlers()).breakGlass(cli, command, args[0] ?? '')));
+
+  remote(
+    program
+      .command('rollback')
+      .description("roll an environment back to a release it ran before (default: the last successful one before the current); recorded as a rollback")
+      .argument('<environment>', 'the environment, e.g. production')
+      .requiredOption('--project <name>', 'the project to roll back')
+      .requiredOption('--justification <text>', 'why (at least 10 characters; recorded)')
+      .option('--to <deployment>', 'the successful deployment to return to (see airlock deployments list --environment ENV)'),
+    VIEW_JSON,
+  )
+    .addHelpText(
+      'after',
+      '\nThe digests were approved for this environment when they first shipped, so no new approval is needed unless the\n' +
+        "environment's rules say `approvals: { rollback: true }`; then this files a request to approve. Freezes and evidence\n" +
+        'still apply. Exit code 1 unless the rollback deployed and passed its health check.\n\n' +
+        'Example:\n  $ airlock rollback production --project web --justification "checkout errors since 14:02 (INC-981)"',
+    )
+    .action(act(cli, async (command, args) => (await handlers()).rollback(cli, command, args[0] ?? '')));
+
+  const incidents = program.command('incidents').description('incidents opened by break-glass deployments: list, show, close with a postmortem');
+  remote(incidents.command('list').description('incidents, newest first').option('--open', 'only those still waiting for a postmortem'), 'print {"incidents":[{id,kind,deploymentId,summary,openedAt,openedBy,state,closedAt,closedBy}]}').action(
+    act(cli, async (command) => (await handlers()).incidentsList(cli, command)),
+  );
+  remote(incidents.command('show').description('one incident, with its postmortem when closed').argument('<id>', 'the incident id'), 'print the incident as JSON').action(
+    act(cli, async (command, args) => (await handlers()).incidentsShow(cli, command, args[0] ?? '')),
+  );
+  remote(
+    incidents
+      .command('close')
+      .description('attach the postmortem, which closes the incident (recorded)')
+      .argument('<id>', 'the incident id')
+      .requiredOption('--postmortem <file>', "a file with the postmortem (at least 40 characters: what happened, why the bypass was needed, what follows); '-' reads stdin"),
+    'print the closed incident as JSON',
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock incidents close 9b1d…-… --postmortem postmortem.md')
+    .action(act(cli, async (command, args) => (await handlers()).incidentsClose(cli, command, args[0] ?? '')));
 }

@@ -9,6 +9,7 @@ import { boundedInt, isoTime, nonNegativeInt, positiveInt } from './parse.js';
 import { packageVersion } from './version.js';
 import { registerArtifactCommands } from './artifact-commands.js';
 import { registerDeliveryCommands } from './delivery-commands.js';
+import { registerFreezeCommands } from './freeze-commands.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** Mirrors ACTOR_KINDS and OUTCOMES of src/audit (kept literal here to keep start-up light; a test checks they match). */
@@ -555,6 +556,7 @@ export function buildProgram(cli: Cli): Command {
 
   registerArtifactCommands(program, cli, remote);
   registerDeliveryCommands(program, cli, remote);
+  registerFreezeCommands(program, cli, remote);
 
   // --- export --------------------------------------------------------------------------------
   const exportCmd = program.command('export').description('export evidence for third-party verification');

@@ -4,7 +4,7 @@
  * validated once at start-up: a bad value stops the process with a message naming the
  * setting, so a misconfigured server never half-starts.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -45,6 +45,19 @@ export interface Config {
    * path) appears inside a step.
    */
   readonly workDir: string;
+  /**
+   * Signed approval webhooks (AIRLOCK_APPROVAL_WEBHOOK_URL, AIRLOCK_APPROVAL_WEBHOOK_SECRET_FILE);
+   * empty when none are configured. Every URL shares the one HMAC secret.
+   */
+  readonly approvalWebhooks: readonly ApprovalWebhookConfig[];
+}
+
+/** One approval webhook receiver. `secret` is the HMAC key: never print or log it. */
+export interface ApprovalWebhookConfig {
+  readonly url: string;
+  readonly secret: Buffer;
+  /** Where the secret was read from (safe to show). */
+  readonly secretFile: string;
 }
 
 /** SSO settings; see docs/identity.md. */
@@ -76,6 +89,9 @@ export interface ConfigInput {
   stepSandbox?: string | undefined;
   runnerLeaseSeconds?: string | number | undefined;
   workDir?: string | undefined;
+  /** One URL, several comma-separated, or (in the file) a list. */
+  approvalWebhookUrl?: string | readonly string[] | undefined;
+  approvalWebhookSecretFile?: string | undefined;
 }
 
 /** Environment variable for each setting; also the name errors use. */
@@ -93,6 +109,8 @@ export const ENV_NAMES: Readonly<Record<keyof ConfigInput, string>> = {
   stepSandbox: 'AIRLOCK_STEP_SANDBOX',
   runnerLeaseSeconds: 'AIRLOCK_RUNNER_LEASE_SECONDS',
   workDir: 'AIRLOCK_WORK_DIR',
+  approvalWebhookUrl: 'AIRLOCK_APPROVAL_WEBHOOK_URL',
+  approvalWebhookSecretFile: 'AIRLOCK_APPROVAL_WEBHOOK_SECRET_FILE',
 };
 
 const DEFAULTS = {
@@ -134,6 +152,8 @@ const fileSchema = z
     stepSandbox: z.string(),
     runnerLeaseSeconds: z.number().int(),
     workDir: z.string().min(1),
+    approvalWebhookUrl: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    approvalWebhookSecretFile: z.string().min(1),
     oidc: oidcSchema,
   })
   .partial()
@@ -191,7 +211,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const oidc = file.oidc === undefined ? undefined : { ...file.oidc, clientSecret: nonEmpty(env.AIRLOCK_OIDC_CLIENT_SECRET) ?? file.oidc.clientSecret };
   const workDir = resolve(cwd, pick('workDir') ?? join(tmpdir(), 'airlock-work'));
   if (workDir === home || workDir.startsWith(`${home}/`)) throw new ConfigError(ENV_NAMES.workDir, 'must be outside AIRLOCK_HOME (steps must not see the home)');
+  const approvalWebhooks = parseApprovalWebhooks(pick('approvalWebhookUrl'), pick('approvalWebhookSecretFile'), cwd);
   return Object.freeze({
+    approvalWebhooks,
     workDir,
     stepSandbox,
     runnerLeaseSeconds,
@@ -233,6 +255,65 @@ function parsePublicUrl(value: string | undefined, listen: { host: string; port:
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(ENV_NAMES.publicUrl, 'must be an http:// or https:// URL');
   if (u.search !== '' || u.hash !== '' || u.username !== '' || u.password !== '') throw new ConfigError(ENV_NAMES.publicUrl, 'must not carry credentials, a query or a fragment');
   return u.toString().replace(/\/$/, '');
+}
+
+/** Below this an offline guess of the HMAC key from one captured notification becomes thinkable. */
+export const MIN_WEBHOOK_SECRET_BYTES = 32;
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+function parseApprovalWebhooks(urls: string | readonly string[] | undefined, secretFile: string | undefined, cwd: string): ApprovalWebhookConfig[] {
+  const URL_SETTING = ENV_NAMES.approvalWebhookUrl;
+  const FILE_SETTING = ENV_NAMES.approvalWebhookSecretFile;
+  if (urls === undefined) {
+    // A secret with nowhere to go means someone believes approvers are being told; they are not.
+    if (secretFile !== undefined) throw new ConfigError(FILE_SETTING, `is set but ${URL_SETTING} is not; set both, or neither`);
+    return [];
+  }
+  const list = (typeof urls === 'string' ? urls.split(',') : [...urls]).map((u) => u.trim());
+  const parsed = list.map((entry, i) => {
+    // Never echo the URL: webhook URLs often carry a token in their path or query.
+    const which = list.length === 1 ? 'the URL' : `entry ${i + 1}`;
+    if (entry === '') throw new ConfigError(URL_SETTING, `${which} is empty (separate several URLs with commas)`);
+    let u: URL;
+    try {
+      u = new URL(entry);
+    } catch {
+      throw new ConfigError(URL_SETTING, `${which} is not an absolute URL (for example https://chat.example.com/hooks/approvals)`);
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(URL_SETTING, `${which} must be an https:// URL`);
+    if (u.protocol === 'http:' && !LOOPBACK_HOSTS.has(u.hostname)) {
+      throw new ConfigError(URL_SETTING, `${which} must use https:// (the notification names what ships, who asked and why; plain http is accepted only for localhost, 127.0.0.1 or ::1)`);
+    }
+    if (u.username !== '' || u.password !== '') throw new ConfigError(URL_SETTING, `${which} must not carry user:password@ (put the receiver's token in the path or query)`);
+    return u.toString();
+  });
+  if (secretFile === undefined) throw new ConfigError(FILE_SETTING, `is required when ${URL_SETTING} is set: the path of a file holding the HMAC secret (at least ${MIN_WEBHOOK_SECRET_BYTES} bytes, mode 0600)`);
+  const path = resolve(cwd, secretFile);
+  const secret = readWebhookSecret(path, FILE_SETTING);
+  return parsed.map((url) => ({ url, secret, secretFile: path }));
+}
+
+function readWebhookSecret(path: string, setting: string): Buffer {
+  let raw: Buffer;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new ConfigError(setting, `${path} is not a regular file`);
+    // Anyone who can read the key can forge approval notifications.
+    if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
+      throw new ConfigError(setting, `${path} is accessible to group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); run chmod 600 ${path}`);
+    }
+    raw = readFileSync(path);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(setting, `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+  const secret = Buffer.from(raw.toString('latin1').trim(), 'latin1');
+  raw.fill(0);
+  if (secret.length < MIN_WEBHOOK_SECRET_BYTES) {
+    // Never echo the content, only its size.
+    throw new ConfigError(setting, `${path} holds ${secret.length} bytes after trimming; at least ${MIN_WEBHOOK_SECRET_BYTES} are required (for example: openssl rand -hex 32 > ${path})`);
+  }
+  return secret;
 }
 
 type FileInput = Omit<ConfigInput, never> & { oidc?: z.infer<typeof oidcSchema> };
@@ -300,11 +381,20 @@ export function redactedConfig(config: Config): Record<string, unknown> {
       ? { kind: 'postgres', url: redactUrl(config.database.url), schema: config.database.schema ?? null }
       : config.database;
   const oidc = config.oidc === undefined ? undefined : { ...config.oidc, clientSecret: config.oidc.clientSecret === undefined ? undefined : '***' };
-  return { ...config, database, oidc };
+  const approvalWebhooks = config.approvalWebhooks.map((w) => ({ url: redactWebhookUrl(w.url), secretFile: w.secretFile, secret: '***' }));
+  return { ...config, database, oidc, approvalWebhooks };
 }
 
 function redactUrl(url: string): string {
   const u = new URL(url);
   if (u.password !== '') u.password = '***';
+  return u.toString();
+}
+
+function redactWebhookUrl(url: string): string {
+  const u = new URL(url);
+  // A webhook URL's query usually is its token.
+  if (u.search !== '') u.search = '***';
+  u.hash = '';
   return u.toString();
 }

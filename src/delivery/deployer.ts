@@ -16,6 +16,7 @@
  * environment reaching the service (scrubbed), and a recycled pid making `stop` kill a stranger
  * (the process start time is recorded and checked).
  */
+import { arch, hostname, platform, release } from 'node:os';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -346,6 +347,14 @@ export class LocalDeployer {
     this.clock = deps.clock ?? (() => new Date());
     this.killGraceMs = deps.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
     this.host = deps.host ?? '127.0.0.1';
+  }
+
+  /**
+   * Where a release of `environment` runs: host, platform and runtime, and the directory. Goes
+   * into the deployment record, so an auditor can tell which machine an outcome belongs to.
+   */
+  fingerprint(environment: string): Readonly<Record<string, string>> {
+    return { host: hostname(), platform: `${platform()}-${arch()}`, kernel: release(), runtime: `node ${process.version}`, directory: this.environmentDir(environment) };
   }
 
   /** `<root>/<environment>`, after validating the name. */

@@ -29,7 +29,9 @@ export type { ActiveFreeze, DeployWindowCode, DeployWindowDecision, DeployWindow
 export { evaluateBreakGlass } from './breakglass.js';
 export type { BreakGlassCode, BreakGlassDecision, BreakGlassRequest, EvaluateBreakGlassInput, RefusedBreakGlass } from './breakglass.js';
 export { APPROVAL_V1, Deployments } from './deployments.js';
-export type { DeliveryFacts, DeployerPort, DeploymentSummary, DeploymentView, DeploymentsDeps, EnvironmentFacts, FreezeView, RecordProofs } from './deployments.js';
+export { Incidents, MIN_POSTMORTEM_LENGTH } from './incidents.js';
+export type { IncidentView } from './incidents.js';
+export type { DeliveryFacts, DeploymentNotice, PolicyDecision, DeployerPort, DeploymentSummary, DeploymentView, DeploymentsDeps, EnvironmentFacts, RecordProofs } from './deployments.js';
 export { DEPLOYMENT_RECORD_V1, RECORD_FILE_FORMAT, recordDigest, signRecord, verifyRecordFile } from './record.js';
 export type { DeploymentRecord, RecordCheck, RecordFile } from './record.js';
 export { LocalDeployer, assertEnvironmentName } from './deployer.js';
@@ -38,3 +40,7 @@ export { MAX_HEALTH_OUTPUT, runHealthCheck } from './health.js';
 export type { HealthCheck, HealthCheckOptions, HealthResult } from './health.js';
 export { DEFAULT_TOLERANCE_SEC, SIGNATURE_HEADER, sendWebhook, signWebhook, verifyWebhook } from './webhook.js';
 export type { SendWebhookOptions, VerifyResult, WebhookHeaders } from './webhook.js';
+export { Freezes, MAX_FREEZE_DURATION_SECONDS, UNTIL_LIFTED } from './freezes.js';
+export type { ActiveFreezes, FreezeInfo, FreezeInput, FreezesDeps } from './freezes.js';
+export { ApprovalNotifier, webhookTargetLabel } from './notifier.js';
+export type { ApprovalNotice, ApprovalNotifierDeps, NotifierLogger, SendWebhook, WebhookTarget } from './notifier.js';

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { IN_TOTO_PAYLOAD_TYPE, signEnvelope, statement, statementBytes, verifyStatement } from '../attest/index.js';
+import { IN_TOTO_PAYLOAD_TYPE, VSA_V1, signEnvelope, statement, statementBytes, verifyStatement } from '../attest/index.js';
 import type { AttestationSigner, Envelope } from '../attest/index.js';
 import { canonicalEvent, decodeInclusionProof, leafHash, openCheckpoint, verifyInclusion } from '../audit/index.js';
 import type { AuditEvent, InclusionProofDocument, NoteVerifier } from '../audit/index.js';
@@ -23,19 +23,29 @@ export interface DeploymentRecord {
   readonly deploymentId: string;
   readonly project: string;
   readonly environment: string;
+  /** Who asked for the deployment. */
   readonly initiator: string;
+  /** Who carried it out (the initiator, an approver, or the second break-glass person). */
+  readonly deployedBy?: string | undefined;
   readonly justification: string;
   readonly ticket?: string | undefined;
   readonly approvals: readonly { readonly approver: string; readonly justification: string; readonly at: string; readonly attestation?: string | undefined }[];
   readonly commitRange: { readonly from: string | null; readonly to: string };
   readonly artifacts: readonly { readonly path: string; readonly digest: string; readonly sbom?: string | undefined }[];
-  readonly config: { readonly digest: string; readonly diff: { readonly added: readonly string[]; readonly removed: readonly string[]; readonly changed: readonly string[] } };
+  /** The effective config's digest, the previous deployment's, and what changed (values are non-secret: the config is credential-scanned). */
+  readonly config: { readonly digest: string; readonly previous?: string | null | undefined; readonly diff: { readonly added: readonly string[]; readonly removed: readonly string[]; readonly changed: readonly string[] } };
   readonly fingerprint: Readonly<Record<string, string>>;
   readonly steps: readonly { readonly name: string; readonly startedAt: string; readonly finishedAt: string; readonly exitCode: number | null; readonly digests: readonly string[] }[];
   readonly policyDecisions: readonly { readonly action: string; readonly allowed: boolean; readonly policies: readonly string[] }[];
   readonly exceptions: readonly string[];
   readonly outcome: 'succeeded' | 'failed' | 'rolled_back';
   readonly rollbackOf?: string | undefined;
+  /** Present when two people bypassed approvals or a freeze; the incident stays open until a postmortem. */
+  readonly breakGlass?: { readonly participants: readonly string[]; readonly justifications: readonly { readonly person: string; readonly justification: string; readonly at: string }[]; readonly bypassed: readonly string[]; readonly incident?: string | undefined } | undefined;
+  /** sha256 (of the RFC 8785 JSON) of each SLSA VSA the promotion produced. */
+  readonly verificationSummaries?: readonly string[] | undefined;
+  /** Why it did not succeed. */
+  readonly reason?: string | undefined;
   readonly startedAt: string;
   readonly finishedAt: string;
 }
@@ -51,6 +61,8 @@ export interface RecordFile {
     /** A signed checkpoint (C2SP note) of the tree the proof leads to. */
     readonly checkpoint: string;
   };
+  /** The SLSA VSAs the promotion produced; each must be named (by digest) in the signed record. */
+  readonly verificationSummaries?: readonly Envelope[] | undefined;
 }
 
 export interface RecordCheck {
@@ -112,6 +124,21 @@ export function verifyRecordFile(file: unknown, keys: { attestation: ReadonlyMap
     add('inclusion', true, `event ${proof.leafIndex} is in the log of size ${proof.treeSize}, checkpoint signed by ${opened.verifiedBy.join(', ')}`);
   } catch (err) {
     add('inclusion', false, err instanceof Error ? err.message : 'the inclusion proof does not verify');
+  }
+  // VSAs travel beside the record; the signed record names each, so none can be swapped in.
+  const vsas = f.verificationSummaries ?? [];
+  if (vsas.length > 0 || (record?.verificationSummaries ?? []).length > 0) {
+    const named = new Set(record?.verificationSummaries ?? []);
+    const problems: string[] = [];
+    for (const [i, vsa] of vsas.entries()) {
+      const d = recordDigest(vsa);
+      if (!named.has(d)) problems.push(`VSA ${i} (${d}) is not named by the record`);
+      const checked = verifyStatement(vsa, keys.attestation, { predicateType: VSA_V1 });
+      if (!checked.ok) problems.push(`VSA ${i}: ${checked.reason}`);
+      else if ((checked.statement.predicate as { verificationResult?: unknown }).verificationResult !== 'PASSED') problems.push(`VSA ${i} says ${String((checked.statement.predicate as { verificationResult?: unknown }).verificationResult)}`);
+    }
+    if (vsas.length !== named.size) problems.push(`the record names ${named.size} VSA(s), the file carries ${vsas.length}`);
+    add('verification summaries', problems.length === 0, problems.length === 0 ? `${vsas.length} SLSA VSA(s) PASSED, signed and named by the record` : problems.join('; '));
   }
   return { ok: checks.every((c) => c.ok), checks, record };
 }

@@ -27,6 +27,8 @@ export interface ProtectionRules {
   /** An approval counts for this long after it was given. */
   readonly validForMs: number;
   readonly justificationRequired: boolean;
+  /** A rollback to a release this environment already ran needs approvals again. */
+  readonly rollbackNeedsApproval?: boolean | undefined;
   readonly branches: readonly string[];
   readonly windows: readonly Schedule[];
   readonly freezes: readonly RecurringFreeze[];

@@ -116,6 +116,7 @@ function environment(): Schema {
     owners: { type: 'boolean', description: 'one approver must be an owner of the environment; default false' },
     validFor: duration('how long an approval holds, 1m to 7d; default 4h'),
     justification: { type: 'boolean', description: 'approvals and denials need a justification; default true' },
+    rollback: { type: 'boolean', description: 'a rollback to a release this environment already ran needs approvals too; default false (it was approved when it first shipped)' },
   };
   const freeze: Record<(typeof FREEZE_KEYS)[number], Schema> = {
     cron: { type: 'string', pattern: CRON_PATTERN, description: '5 fields: minute hour day-of-month month day-of-week; each occurrence starts the period' },

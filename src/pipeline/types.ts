@@ -51,6 +51,8 @@ export interface ApprovalRules {
   readonly validForSeconds: number;
   /** Every approval and denial must carry a justification (default true). */
   readonly justification: boolean;
+  /** A rollback to a release the environment already ran needs approvals again (default false). */
+  readonly rollback: boolean;
 }
 
 /** A recurring period: starts at each `cron` occurrence (5 fields) in `timezone` and lasts `durationSeconds`. */

@@ -462,6 +462,7 @@ class Walker {
         owners: rules.owners ?? false,
         validForSeconds: rules.validForSeconds ?? DEFAULT_APPROVAL_VALID_SECONDS,
         justification: rules.justification ?? true,
+        rollback: rules.rollback ?? false,
       }),
       branches: Object.freeze(branches),
       windows: Object.freeze(windows),
@@ -523,6 +524,11 @@ class Walker {
         case 'justification': {
           const b = this.boolean(f.value, f.key, f.path);
           if (b !== undefined) out.rules.justification = b;
+          break;
+        }
+        case 'rollback': {
+          const b = this.boolean(f.value, f.key, f.path);
+          if (b !== undefined) out.rules.rollback = b;
           break;
         }
         default:

@@ -91,6 +91,8 @@ export const ACTIONS = [
   'deployments.freeze',
   'deployments.approve',
   'breakglass.use',
+  'incidents.read',
+  'incidents.update',
   'artifacts.read',
   'artifacts.write',
   'agents.read',
@@ -103,9 +105,10 @@ export const ACTIONS = [
 
 /**
  * Actions decided inside a domain with their own context type, never by the request
- * enforcement point: `secrets.release` (one decision per secret released to a step).
+ * enforcement point: `secrets.release` (one decision per secret released to a step) and
+ * `deployments.sod-exception` (whether a named policy lifts an approver's conflict).
  */
-export const DECISION_ACTIONS = ['secrets.release'] as const;
+export const DECISION_ACTIONS = ['secrets.release', 'deployments.sod-exception'] as const;
 
 /** An action name the schema declares. */
 export type Action = (typeof ACTIONS)[number];

@@ -75,6 +75,26 @@ export interface ReleaseContext {
   readonly approved: boolean;
 }
 
+/** Whether a named policy lifts one conflict of one approver (action `deployments.sod-exception`). */
+export interface SodExceptionAuthzRequest {
+  /** The approver (a username) with the roles they held when deciding. */
+  readonly approver: { readonly id: string; readonly roles: readonly string[] };
+  readonly environment: { readonly project: string; readonly name: string };
+  readonly context: SodExceptionContext;
+}
+
+/** policies/airlock.cedarschema SodExceptionContext, less the request fields the engine fills in. */
+export interface SodExceptionContext {
+  /** The conflict: self_approval, triggered_run, author_in_range, committer_in_range, last_config_editor. */
+  readonly code: string;
+  readonly requester: string;
+  readonly triggeredBy: string;
+  readonly authors: readonly string[];
+  readonly committers: readonly string[];
+  /** "" when unknown. */
+  readonly lastConfigEditor: string;
+}
+
 /** Why a refused request was refused, for the HTTP layer to pick its error. */
 export type Refusal = 'MFA_REQUIRED' | 'STEP_UP_REQUIRED' | 'FORBIDDEN';
 
@@ -86,7 +106,9 @@ const ENTITY_TYPES: Readonly<Record<string, string>> = {
   Anonymous: `${NS}::Anonymous`,
   Resource: `${NS}::Resource`,
   Secret: `${NS}::Secret`,
+  Environment: `${NS}::Environment`,
 };
+const SOD_EXCEPTION_ACTION = 'deployments.sod-exception';
 const PRINCIPAL_TYPES = new Set(['User', 'ServiceAccount', 'Workload', 'Anonymous']);
 const RESOURCE_TYPES = new Set(['Resource', 'User', 'ServiceAccount']);
 const ROLE_TYPE = `${NS}::Role`;
@@ -174,6 +196,7 @@ export class PolicyEngine {
   readonly policies: PolicySource;
   private readonly setId: string;
   private readonly schemaName: string;
+  private sodExceptionIds: readonly string[] | undefined;
 
   private constructor(policies: PolicySource, digest: string, setId: string, loaded: LoadedSchema) {
     this.policies = policies;
@@ -258,6 +281,74 @@ export class PolicyEngine {
       return deny(['malformed authorization request']);
     }
     return this.decide(call);
+  }
+
+  /**
+   * Decide whether a policy lifts one segregation-of-duties conflict of one approver. Never
+   * throws; anything malformed or erroring refuses, as for {@link authorize}. An allowed
+   * decision is an exception only if one of {@link sodExceptionPolicies} is among its
+   * deciding policies: see sodExceptionsFor.
+   */
+  authorizeSodException(req: SodExceptionAuthzRequest): Decision {
+    let call: StatefulAuthorizationCall;
+    try {
+      const a = req.approver;
+      const env = req.environment;
+      const c = req.context;
+      const principal = { type: ENTITY_TYPES.User ?? '', id: a.id };
+      const resource = { type: ENTITY_TYPES.Environment ?? '', id: `${env.project}/${env.name}` };
+      call = {
+        principal,
+        action: { type: ACTION_TYPE, id: SOD_EXCEPTION_ACTION },
+        resource,
+        // Copied field by field, so nothing a caller adds reaches Cedar. No live session is
+        // judged (a recorded approval is re-evaluated on every read): no MFA claim.
+        context: {
+          authMethod: 'approval',
+          mfa: false,
+          mfaAgeSeconds: NO_MFA_AGE_SECONDS,
+          sourceAddress: '',
+          code: c.code,
+          project: env.project,
+          environment: env.name,
+          requester: c.requester,
+          triggeredBy: c.triggeredBy,
+          authors: [...c.authors],
+          committers: [...c.committers],
+          lastConfigEditor: c.lastConfigEditor,
+        },
+        entities: [
+          { uid: principal, attrs: {}, parents: a.roles.map((id) => ({ type: ROLE_TYPE, id })) },
+          { uid: resource, attrs: { project: env.project, name: env.name }, parents: [] },
+        ],
+        preparsedPolicySetId: this.setId,
+        preparsedSchemaName: this.schemaName,
+        validateRequest: true,
+      };
+    } catch {
+      return deny(['malformed authorization request']);
+    }
+    return this.decide(call);
+  }
+
+  /**
+   * Ids of the permits that name `deployments.sod-exception` in their action scope (== or in
+   * a list), sorted: the only policies that can lift a conflict. A blanket permit (`action`
+   * unconstrained, as role-admin's) also allows the action, but was not written as an
+   * exception and must not silently become one.
+   */
+  sodExceptionPolicies(): readonly string[] {
+    this.sodExceptionIds ??= Object.entries(this.policies)
+      .filter(([, text]) => {
+        const json = cedar.policyToJson(text);
+        if (json.type === 'failure' || json.json.effect !== 'permit') return false;
+        const scope = json.json.action as { op: string; entity?: { id?: string }; entities?: { id?: string }[] };
+        if (scope.op === '==' || scope.op === 'in') return [...(scope.entity === undefined ? [] : [scope.entity]), ...(scope.entities ?? [])].some((e) => e.id === SOD_EXCEPTION_ACTION);
+        return false;
+      })
+      .map(([id]) => id)
+      .sort();
+    return this.sodExceptionIds;
   }
 
   private decide(call: StatefulAuthorizationCall): Decision {

@@ -18,7 +18,9 @@ export {
 } from './actions.js';
 export type { Action, BuiltinRole } from './actions.js';
 export { PolicyEngine, policyDigest } from './engine.js';
-export type { AuthzContext, AuthzRequest, Decision, PrincipalRef, Refusal, ReleaseAuthzRequest, ReleaseContext, ResourceRef } from './engine.js';
+export type { AuthzContext, AuthzRequest, Decision, PrincipalRef, Refusal, ReleaseAuthzRequest, ReleaseContext, ResourceRef, SodExceptionAuthzRequest, SodExceptionContext } from './engine.js';
+export { sodExceptionsFor } from './sod-exceptions.js';
+export type { NamedSodException, SodExceptionFacts } from './sod-exceptions.js';
 export { defaultPolicies, defaultPolicyDir, parsePolicyFiles, policySchemaText, readPolicyDirectory, readPolicyFiles } from './files.js';
 export type { PolicyFile, PolicySource } from './files.js';
 export { activePolicyEngine, activePolicyVersion, getPolicyVersion, listPolicyVersions, writePolicyVersion } from './versions.js';

@@ -31,6 +31,11 @@ export interface GitPort {
    * is undefined), newest first, at most `limit`: whose change is in a deployed range.
    */
   range(mirror: string, from: string | undefined, to: string, limit?: number): Promise<CommitInfo[]>;
+  /**
+   * Author and committer emails of the newest commit reachable from `sha` that changed any of
+   * `paths` (literal repository paths), or undefined when none did: who last edited them.
+   */
+  lastEditor(mirror: string, sha: string, paths: readonly string[]): Promise<{ author: string; committer: string } | undefined>;
 }
 
 const GIT_ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', HOME: '/nonexistent', LANG: 'C' };
@@ -98,6 +103,17 @@ export class GitCli implements GitPort {
         const [h = '', an = '', ae = '', at = '', cn = '', ce = '', ct = '', subject = ''] = r.split('\0');
         return { sha: h, author: { name: an, email: ae, time: at }, committer: { name: cn, email: ce, time: ct }, subject };
       });
+  }
+
+  async lastEditor(mirror: string, sha: string, paths: readonly string[]): Promise<{ author: string; committer: string } | undefined> {
+    if (!/^[0-9a-f]{40,64}$/.test(sha)) throw new ValidationError('the last editor is asked at a full commit id', [{ path: 'sha', message: 'not a commit id' }]);
+    if (paths.length === 0) return undefined;
+    // Literal pathspecs: a path from airlock.yaml is attacker-written, and pathspec magic such as
+    // ":(exclude)airlock.yaml" or a glob would otherwise hide the real last editor.
+    const out = (await git(['--literal-pathspecs', 'log', '-1', '--format=%ae%x00%ce', sha, '--', ...paths], { cwd: mirror })).toString('utf8').trim();
+    if (out === '') return undefined;
+    const [author = '', committer = ''] = out.split('\0');
+    return { author, committer };
   }
 
   async readFile(mirror: string, sha: string, path: string): Promise<Buffer | undefined> {

@@ -37,14 +37,17 @@ const listQuery = z
 const idParams = z.object({ id: z.uuid({ error: 'must be a deployment id (see airlock deployments list)' }) }).strict();
 const decisionBody = z.object({ justification }).strict();
 const envParams = z.object({ environment: ENV }).strict();
-const isoTime = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a zone, such as 2025-01-31T18:00:00Z' }).transform((s) => new Date(s).toISOString());
-const freezeBody = z
+const breakGlassBody = z.object({ justification }).strict();
+const rollbackBody = z
   .object({
-    until: isoTime,
-    reason: z.string({ error: 'is required: say why the environment is frozen' }).min(5, 'must be at least 5 characters').max(1000, 'must be at most 1000 characters'),
-    from: isoTime.optional(),
+    project: z.string({ error: 'is required: the project to roll back' }).min(1, 'must not be empty').max(63, 'must be at most 63 characters'),
+    to: z.uuid({ error: 'must be a deployment id (see airlock deployments list)' }).optional(),
+    justification,
   })
   .strict();
+const incidentParams = z.object({ id: z.uuid({ error: 'must be an incident id (see airlock incidents list)' }) }).strict();
+const incidentQuery = z.object({ open: z.enum(['true', 'false'], { error: 'must be true or false' }).optional() }).strict();
+const postmortemBody = z.object({ postmortem: z.string({ error: 'is required: what happened, why the bypass was needed, what follows' }).max(20_000, 'must be at most 20000 characters') }).strict();
 const noQuery = z.object({}).strict();
 const noBody = z.object({}).strict().optional();
 
@@ -93,11 +96,41 @@ export function deliveryRoutes(deps: DeliveryRouteDeps): (server: FastifyInstanc
       return deps.deployments.deploy(actorOf(principalOf(request)), id, ctx(request));
     });
 
-    server.post('/api/v1/environments/:environment/freezes', { config: { action: 'deployments.freeze', ...route } }, async (request, reply) => {
-      const body = parseInput(freezeBody, request.body, 'body');
+    // Break-glass: `breakglass.use` is sensitive (step-up within its window) and privileged; the
+    // domain needs a second, distinct person before anything deploys.
+    server.post('/api/v1/deployments/:id/break-glass', { config: { action: 'breakglass.use', ...route } }, async (request) => {
+      const body = parseInput(breakGlassBody, request.body, 'body');
+      const { id } = parseInput(idParams, request.params, 'path');
+      return deps.deployments.breakGlass(actorOf(principalOf(request)), id, { justification: body.justification }, ctx(request));
+    });
+
+    server.get('/api/v1/deployments/:id/vsa', { config: { action: 'deployments.read', ...route } }, async (request) => {
+      parseInput(noQuery, request.query, 'query');
+      const { id } = parseInput(idParams, request.params, 'path');
+      return { verificationSummaries: await deps.deployments.verificationSummaries(id) };
+    });
+
+    server.post('/api/v1/environments/:environment/rollback', { config: { action: 'deployments.request', ...route } }, async (request) => {
+      const body = parseInput(rollbackBody, request.body, 'body');
       const { environment } = parseInput(envParams, request.params, 'path');
-      const freeze = await deps.deployments.freeze(actorOf(principalOf(request)), { environment, until: body.until, reason: body.reason, from: body.from }, ctx(request));
-      return reply.code(201).send(freeze);
+      return deps.deployments.rollback(actorOf(principalOf(request)), { project: body.project, environment, to: body.to, justification: body.justification }, ctx(request));
+    });
+
+    server.get('/api/v1/incidents', { config: { action: 'incidents.read', resource: 'incidents' } }, async (request) => {
+      const q = parseInput(incidentQuery, request.query, 'query');
+      return { incidents: await deps.deployments.incidents.list({ open: q.open === 'true' }) };
+    });
+
+    server.get('/api/v1/incidents/:id', { config: { action: 'incidents.read', resource: 'incidents' } }, async (request) => {
+      parseInput(noQuery, request.query, 'query');
+      const { id } = parseInput(incidentParams, request.params, 'path');
+      return deps.deployments.incidents.show(id);
+    });
+
+    server.post('/api/v1/incidents/:id/postmortem', { config: { action: 'incidents.update', resource: 'incidents' } }, async (request) => {
+      const body = parseInput(postmortemBody, request.body, 'body');
+      const { id } = parseInput(incidentParams, request.params, 'path');
+      return deps.deployments.incidents.close(actorOf(principalOf(request)), id, body.postmortem, ctx(request));
     });
 
     return Promise.resolve();

@@ -27,6 +27,7 @@ import { provenanceRoutes } from './provenance-routes.js';
 import { intotoRoutes } from './intoto-routes.js';
 import { artifactRoutes } from './artifact-routes.js';
 import { deliveryRoutes } from './delivery-routes.js';
+import { freezeRoutes } from './freeze-routes.js';
 
 /** A registered route and the action it declares (undefined: none, which is refused at run time). */
 export interface RegisteredRoute {
@@ -189,6 +190,7 @@ export async function buildServer(app: App, options: ServerOptions): Promise<Fas
   void server.register(intotoRoutes(app.intoto));
   void server.register(artifactRoutes(app));
   void server.register(deliveryRoutes(app));
+  void server.register(freezeRoutes({ freezes: app.deployments.freezes }));
 
   return Promise.resolve(server);
 }

@@ -561,6 +561,13 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
         .addColumn('record_envelope', 'text')
         .addColumn('record_digest', 'text')
         .addColumn('record_seq', 'integer')
+        // The effective (non-secret) config as JSON, so the next deployment's record can show its diff.
+        .addColumn('config_json', 'text', (c) => c.notNull().defaultTo('{}'))
+        // The environment's protection rules (JSON) the request was made under: a change to a
+        // protected environment's rules needs an approval from one of its previous owners.
+        .addColumn('rules_json', 'text', (c) => c.notNull().defaultTo(''))
+        // The SLSA VSA (DSSE JSON) of what the promotion verified.
+        .addColumn('vsa_envelope', 'text')
         .addColumn('created_at', 'text', (c) => c.notNull())
         .addColumn('finished_at', 'text')
         .execute();
@@ -593,7 +600,23 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
         .addColumn('created_at', 'text', (c) => c.notNull())
         .addColumn('lifted_at', 'text')
         .addColumn('lifted_by', 'text')
+        // Recurring freezes: a cron schedule in a time zone, each occurrence lasting duration_seconds,
+        // between starts_at and until. All three null for a one-off freeze.
+        .addColumn('cron', 'text')
+        .addColumn('timezone', 'text')
+        .addColumn('duration_seconds', 'integer')
         .execute();
+
+      await db.schema
+        .createTable('breakglass_requests')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('deployment_id', 'text', (c) => c.notNull().references('deployments.id'))
+        .addColumn('person', 'text', (c) => c.notNull())
+        .addColumn('justification', 'text', (c) => c.notNull())
+        .addColumn('binding_digest', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('breakglass_requests_dep').on('breakglass_requests').column('deployment_id').execute();
 
       await db.schema
         .createTable('incidents')
@@ -609,7 +632,7 @@ const steps: readonly { readonly name: string; readonly up: Step; readonly down:
         .execute();
     },
     async down(db) {
-      for (const table of ['incidents', 'freezes', 'deployment_approvals', 'deployments']) {
+      for (const table of ['incidents', 'breakglass_requests', 'freezes', 'deployment_approvals', 'deployments']) {
         await db.schema.dropTable(table).execute();
       }
       await db.schema.alterTable('users').dropColumn('email').execute();

@@ -476,6 +476,9 @@ export interface DeploymentsTable {
   record_envelope: string | null;
   record_digest: string | null;
   record_seq: number | null;
+  config_json: Generated<string>;
+  rules_json: Generated<string>;
+  vsa_envelope: string | null;
   created_at: string;
   finished_at: string | null;
 }
@@ -504,6 +507,18 @@ export interface FreezesTable {
   created_at: string;
   lifted_at: string | null;
   lifted_by: string | null;
+  cron: string | null;
+  timezone: string | null;
+  duration_seconds: number | null;
+}
+
+export interface BreakGlassRequestsTable {
+  id: string;
+  deployment_id: string;
+  person: string;
+  justification: string;
+  binding_digest: string;
+  created_at: string;
 }
 
 export interface IncidentsTable {
@@ -557,6 +572,7 @@ export interface Database {
   deployments: DeploymentsTable;
   deployment_approvals: DeploymentApprovalsTable;
   freezes: FreezesTable;
+  breakglass_requests: BreakGlassRequestsTable;
   incidents: IncidentsTable;
   secret_versions: SecretVersionsTable;
 }

@@ -4,112 +4,40 @@
  * record offline. A promotion of other digests, one without test evidence, and a failing health
  * check (rolled back to the last good release) are each refused or undone, and recorded.
  */
-import { readFileSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeInclusionProof } from '../../src/audit/index.js';
-import { deliveryFacts } from '../../src/app/index.js';
-import { Deployments, LocalDeployer, runHealthCheck, verifyRecordFile } from '../../src/delivery/index.js';
-import type { DeliveryFacts, EnvironmentFacts, ProtectionRules, RecordFile } from '../../src/delivery/index.js';
-import { GitCli } from '../../src/runs/index.js';
-import { verifyArtifact } from '../../src/verify/index.js';
-import { createPublicKey } from 'node:crypto';
+import { verifyRecordFile } from '../../src/delivery/index.js';
+import type { Deployments } from '../../src/delivery/index.js';
 import { ENGINES } from '../support/engines.js';
-import { commit, makeRepo } from '../runs/support.js';
-import { TestClock, openTestApp } from '../server/support.js';
+import { commit } from '../runs/support.js';
 import type { TestApp } from '../server/support.js';
+import { HEALTHZ, OPEN, SAMPLE, as, openSampleHarness, refusal } from './sample-harness.js';
+import type { SampleHarness } from './sample-harness.js';
 
-const SAMPLE = resolve(import.meta.dirname, '../../examples/sample-service');
-const OPEN: ProtectionRules = { required: 0, roles: [], ownersRequired: false, owners: [], validForMs: 3_600_000, justificationRequired: true, branches: [], windows: [], freezes: [] };
-const GUARDED: ProtectionRules = { ...OPEN, required: 1, roles: ['release-manager'] };
 const WHY = 'reviewed the change and its evidence';
 
 describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
+  let h: SampleHarness;
   let t: TestApp;
-  const clock = new TestClock();
   let deployments: Deployments;
-  let deployer: LocalDeployer;
   let repo: { dir: string };
   /** The health check staging uses; a test swaps in one that only some releases pass. */
-  let stagingHealth: EnvironmentFacts['health'] = { url: 'http://127.0.0.1:{port}/healthz', status: 200, timeoutMs: 2000 };
+  let stagingHealth = HEALTHZ;
 
   beforeAll(async () => {
-    t = await openTestApp(engine, { clock });
-    await t.app.startRunner({ labels: ['embedded'], concurrency: 2, reap: false });
-    const files = Object.fromEntries(readdirSync(SAMPLE).map((f) => [f, readFileSync(join(SAMPLE, f), 'utf8')]));
-    repo = makeRepo(files);
-    await t.app.projects.add({ kind: 'user', id: 'alice' }, { name: 'sample', repo: repo.dir });
-    const home = t.app.config.home;
-    deployer = new LocalDeployer({ objects: t.app.blobs, root: join(home, 'environments'), killGraceMs: 1000 });
-    const environments: Record<string, () => EnvironmentFacts> = {
-      staging: () => ({ rules: OPEN, configDigest: `sha256:${'1'.repeat(64)}`, config: { GREETING: 'staging' }, health: stagingHealth, healthBudgetMs: 3000 }),
-      production: () => ({ rules: GUARDED, configDigest: `sha256:${'2'.repeat(64)}`, requires: ['staging'], health: { url: 'http://127.0.0.1:{port}/healthz', status: 200, timeoutMs: 2000 } }),
-    };
-    const real = deliveryFacts({ store: t.app.store, runs: t.app.runs, git: new GitCli(join(home, 'repos')), reposDir: join(home, 'repos'), people: () => Promise.resolve([]), roles: () => Promise.resolve([]) });
-    const facts: DeliveryFacts = {
-      ...real,
-      environment: (_runId, name) => Promise.resolve(environments[name]?.()),
-      people: () => Promise.resolve([{ id: 'carol', identities: ['carol@example.com'] }]),
-      roles: (username) => Promise.resolve(username === 'carol' ? ['release-manager'] : ['developer']),
-    };
-    deployments = new Deployments({
-      store: t.app.store,
-      audit: t.app.audit,
-      clock: t.app.clock,
-      facts,
-      signer: () => t.app.platformKeys.signer('attestation'),
-      deployer,
-      health: runHealthCheck,
-      // The real evidence: signed provenance and PASSED tests for every artifact.
-      evidence: async (_runId, artifacts) => {
-        const keys = (await t.app.platformKeys.publicKeys()).filter((k) => k.purpose === 'attestation').map((k) => ({ kid: k.kid, key: createPublicKey(k.publicKeyPem), retiredAt: k.retiredAt }));
-        const reasons: string[] = [];
-        for (const a of artifacts) {
-          const v = verifyArtifact(a.digest, (await t.app.provenance.list({ subject: a.digest })).map((x) => x.envelope), keys);
-          reasons.push(...v.reasons.map((r) => `${a.path}: ${r}`));
-        }
-        return { ok: reasons.length === 0, reasons };
-      },
-    });
+    h = await openSampleHarness(engine, { people: [{ id: 'carol', identities: ['carol@example.com'], roles: ['release-manager'] }] });
+    ({ t, deployments, repo } = h);
+    h.environments.staging = () => ({ rules: OPEN, configDigest: `sha256:${'1'.repeat(64)}`, config: { GREETING: 'staging' }, health: stagingHealth, healthBudgetMs: 3000 });
   }, 60_000);
 
   afterAll(async () => {
-    for (const env of ['staging', 'production']) await deployer.stop(env).catch(() => undefined);
-    await t.cleanup();
+    await h.close();
   });
 
-  async function succeededRun(): Promise<string> {
-    const started = await t.app.runs.start({ kind: 'user', id: 'alice' }, { project: 'sample' });
-    for (let i = 0; i < 600; i++) {
-      const r = await t.app.runs.show(started.id);
-      if (r.state === 'succeeded') return r.id;
-      if (r.state !== 'queued' && r.state !== 'running') throw new Error(`run ${r.state}: ${JSON.stringify(r.stages)}`);
-      await new Promise((res) => setTimeout(res, 25));
-    }
-    throw new Error('run did not finish');
-  }
-
-  const as = (id: string) => ({ kind: 'user' as const, id });
-  const version = async (env: string): Promise<string> => {
-    const cur = await deployer.current(env);
-    return (await fetch(`http://127.0.0.1:${cur!.port}/`)).text();
-  };
-
-  const refusal = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (err) {
-      return err as { code: string; message: string };
-    }
-    throw new Error('expected a refusal');
-  };
-
-  async function exported(id: string): Promise<RecordFile> {
-    const dep = await t.app.store.db.selectFrom('deployments').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-    const checkpoint = await t.app.signCheckpoint({ kind: 'system', id: 'test' });
-    const entry = await t.app.audit.entry(dep.record_seq!);
-    return { format: 'airlock-deployment-record/v1', envelope: JSON.parse(dep.record_envelope!) as RecordFile['envelope'], audit: { event: entry.event, inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(dep.record_seq!, checkpoint.size)), checkpoint: checkpoint.note } };
-  }
+  const succeededRun = () => h.succeededRun();
+  const version = (env: string) => h.version(env);
+  const exported = (id: string) => h.exported(id);
 
   it('deploys to staging, promotes the same digests to production with an approval, and the record verifies offline', async () => {
     const run = await succeededRun();
@@ -128,7 +56,7 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
     await deployments.decide(as('carol'), prod.id, { decision: 'approve', justification: WHY });
     expect((await deployments.deploy(as('alice'), prod.id)).state).toBe('succeeded');
 
-    const keys = { attestation: new Map((await t.app.platformKeys.publicKeys()).map((k) => [k.kid, createPublicKey(k.publicKeyPem)])), log: t.app.verifiers() };
+    const keys = await h.keys();
     const file = await exported(prod.id);
     const v = verifyRecordFile(JSON.parse(JSON.stringify(file)), keys);
     expect(v.checks.filter((c) => !c.ok)).toEqual([]);

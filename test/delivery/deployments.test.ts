@@ -156,7 +156,7 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
     const dep = await deployments.request(as('alice'), { run: await succeededRun(), environment: 'production', justification: 'ship during the freeze?' });
     await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: WHY });
     await deployments.decide(as('bob'), dep.id, { decision: 'approve', justification: WHY });
-    await deployments.freeze(as('bob'), { environment: 'production', until: new Date(clock.now().getTime() + 3_600_000).toISOString(), reason: 'end-of-year freeze' });
+    await deployments.freezes.add(as('bob'), { environment: 'production', until: new Date(clock.now().getTime() + 3_600_000).toISOString(), reason: 'end-of-year freeze' });
     const gate = await deployments.gate(dep.id);
     expect(gate.allowed).toBe(false);
     expect(gate.window.reason.code).toBe('frozen');

@@ -66,7 +66,7 @@ describe('environment rules: the parsed form', () => {
     expect(def.environments.dev).toEqual({
       protected: false,
       owners: [],
-      approvals: { required: 0, roles: [], owners: false, validForSeconds: 14400, justification: true },
+      approvals: { required: 0, roles: [], owners: false, validForSeconds: 14400, justification: true, rollback: false },
       branches: [],
       windows: [],
       freezes: [],
@@ -91,6 +91,7 @@ describe('environment rules: the parsed form', () => {
         '      owners: true',
         '      validFor: 1d12h',
         '      justification: false',
+        '      rollback: true',
         '    branches: [main, "release/*"]',
         '    windows:',
         '      - cron: "  30 8   * *  MON-FRI "',
@@ -106,7 +107,7 @@ describe('environment rules: the parsed form', () => {
     expect(def.environments.prod).toEqual({
       protected: true,
       owners: ['bob', 'release-managers'],
-      approvals: { required: 3, roles: ['release-manager', 'admin'], owners: true, validForSeconds: 36 * 3600, justification: false },
+      approvals: { required: 3, roles: ['release-manager', 'admin'], owners: true, validForSeconds: 36 * 3600, justification: false, rollback: true },
       branches: ['main', 'release/*'],
       // Blanks are normalised: the stored expression is the one cron-parser read.
       windows: [{ cron: '30 8 * * MON-FRI', timezone: 'America/New_York', durationSeconds: 9.5 * 3600 }],

@@ -31,7 +31,7 @@ const step = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
 const environment = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
   protected: false,
   owners: [],
-  approvals: { required: over.protected === true ? 1 : 0, roles: [], owners: false, validForSeconds: 4 * 3600, justification: true },
+  approvals: { required: over.protected === true ? 1 : 0, roles: [], owners: false, validForSeconds: 4 * 3600, justification: true, rollback: false },
   branches: [],
   windows: [],
   freezes: [],
@@ -54,7 +54,7 @@ describe('a valid file', () => {
         production: environment({
           protected: true,
           owners: ['bob', 'release-managers'],
-          approvals: { required: 2, roles: ['release-manager'], owners: true, validForSeconds: 4 * 3600, justification: true },
+          approvals: { required: 2, roles: ['release-manager'], owners: true, validForSeconds: 4 * 3600, justification: true, rollback: false },
           branches: ['main', 'release/*'],
           windows: [{ cron: '0 9 * * 1-5', timezone: 'Europe/Berlin', durationSeconds: 8 * 3600 }],
           freezes: [{ cron: '0 0 20 12 *', timezone: 'Europe/Berlin', durationSeconds: 14 * 86400, reason: 'year-end freeze' }],

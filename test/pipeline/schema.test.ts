@@ -203,7 +203,7 @@ describe('the pipeline JSON Schema', () => {
       expect(lintPipeline(text).map((p) => p.code)).not.toContain('unknown_key');
     }
     const env = defs.environment!.properties as Record<string, { properties?: Record<string, unknown> }>;
-    expect(Object.keys(env.approvals!.properties!).sort()).toEqual(['justification', 'owners', 'required', 'roles', 'validFor']);
+    expect(Object.keys(env.approvals!.properties!).sort()).toEqual(['justification', 'owners', 'required', 'roles', 'rollback', 'validFor']);
     expect(Object.keys(env.evidence!.properties!).sort()).toEqual(['environments', 'provenance', 'tests']);
     expect(Object.keys(env.health!.properties!).sort()).toEqual(['command', 'status', 'timeout', 'url']);
     expect(Object.keys(defs.window!.properties).sort()).toEqual(['cron', 'duration', 'timezone']);

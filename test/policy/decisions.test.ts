@@ -25,9 +25,9 @@ const PUBLIC = ['system.health.read', 'auth.login', 'auth.setup', 'auth.token.ex
 const SELF = ['auth.logout', 'auth.whoami', 'auth.stepup', 'audit.tree.read', 'audit.checkpoints.read', 'audit.proofs.read', 'audit.key.read'];
 const ROLE_GRANTS: Record<string, string[]> = {
   developer: ['projects.read', 'pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'deployments.read', 'deployments.request'],
-  operator: ['projects.read', 'projects.create', 'pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'artifacts.write', 'deployments.create', 'deployments.read', 'deployments.request', 'deployments.freeze', 'audit.checkpoints.create', 'service-accounts.read', 'agents.tokens.create', 'agents.disable', 'agents.read'],
-  'release-manager': ['runs.read', 'artifacts.read', 'deployments.read', 'deployments.request', 'deployments.create', 'deployments.approve', 'deployments.freeze', 'audit.entries.read'],
-  'security-auditor': ['audit.entries.read', 'users.read', 'roles.read', 'service-accounts.read', 'service-accounts.keys.read', 'policies.read', 'projects.read', 'runs.read', 'artifacts.read', 'agents.read', 'deployments.read'],
+  operator: ['projects.read', 'projects.create', 'pipelines.run', 'runs.read', 'runs.cancel', 'artifacts.read', 'artifacts.write', 'deployments.create', 'deployments.read', 'deployments.request', 'deployments.freeze', 'breakglass.use', 'incidents.read', 'incidents.update', 'audit.checkpoints.create', 'service-accounts.read', 'agents.tokens.create', 'agents.disable', 'agents.read'],
+  'release-manager': ['runs.read', 'artifacts.read', 'deployments.read', 'deployments.request', 'deployments.create', 'deployments.approve', 'deployments.freeze', 'breakglass.use', 'incidents.read', 'incidents.update', 'audit.entries.read'],
+  'security-auditor': ['audit.entries.read', 'users.read', 'roles.read', 'service-accounts.read', 'service-accounts.keys.read', 'policies.read', 'projects.read', 'runs.read', 'artifacts.read', 'agents.read', 'deployments.read', 'incidents.read'],
   admin: [...ACTIONS],
   // A machine role: a person holding it gains nothing (below: what a service account gets).
   runner: [],

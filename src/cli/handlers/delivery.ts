@@ -1,5 +1,5 @@
 /**
- * `airlock deploy`, `approve`, `deny`, `deployments …`, `freeze` over the HTTP API, and
+ * `airlock deploy`, `approve`, `deny`, `break-glass`, `rollback`, `deployments …`, `incidents …` over the HTTP API, and
  * `airlock verify deployment FILE`, which checks an exported record here, offline, with keys
  * the user brings (or fetched from the server's published ones, key ids recomputed).
  */
@@ -12,13 +12,13 @@ import { parseVerifierKey } from '../../audit/index.js';
 import type { NoteVerifier } from '../../audit/index.js';
 import { verifyRecordFile } from '../../delivery/index.js';
 // The API answers with the domain's shapes: typed from the domain, erased at run time.
-import type { DeploymentSummary, DeploymentView, FreezeView, RecordFile } from '../../delivery/index.js';
+import type { DeploymentSummary, DeploymentView, IncidentView, RecordFile } from '../../delivery/index.js';
 import { linkKeyId } from '../../runner/index.js';
 import { ApiClient } from '../api-client.js';
 import type { Cli } from '../cli.js';
 import { EXIT_FAILED, EXIT_OK, UsageError } from '../cli.js';
 import { readCredentials } from '../credentials.js';
-import { note, printJson, say } from '../io.js';
+import { note, printJson, readInput, say } from '../io.js';
 import type { RemoteOptions, Session } from './remote.js';
 import { requireServer, seg, table, withSession } from './remote.js';
 import { pinnedKeys } from './verify.js';
@@ -162,18 +162,6 @@ export async function deploymentsExport(cli: Cli, command: Command, id: string, 
   });
 }
 
-export async function freeze(cli: Cli, command: Command, environment: string): Promise<number> {
-  const opts = command.opts<RemoteOptions & { until: string; reason: string; from?: string }>();
-  if (opts.from !== undefined && Date.parse(opts.from) >= Date.parse(opts.until)) throw new UsageError('--until must be after --from');
-  return withSession(cli, command, async (s) => {
-    const body = { until: opts.until, reason: opts.reason, ...(opts.from === undefined ? {} : { from: opts.from }) };
-    const f = await s.call((c) => c.post<FreezeView>(`/api/v1/environments/${seg(environment)}/freezes`, body));
-    if (opts.json === true) printJson(cli.io, f);
-    else say(cli.io, `froze ${f.environment} from ${f.from} until ${f.until} (${f.reason}); deployments to it are refused until then`);
-    return EXIT_OK;
-  });
-}
-
 interface VerifyDeploymentOptions extends RemoteOptions {
   readonly key?: string[];
   readonly logKey?: string[];
@@ -253,3 +241,79 @@ async function publishedKeys(client: ApiClient): Promise<Map<string, KeyObject>>
   }
   return out;
 }
+
+/** `airlock break-glass ID`: one of the two people; the second one's call deploys. */
+export async function breakGlass(cli: Cli, command: Command, id: string): Promise<number> {
+  const opts = command.opts<RemoteOptions & { justification: string }>();
+  return withSession(cli, command, async (s) => {
+    const r = await s.call((c) => c.post<{ deployment: DeploymentView; granted: boolean; participants: string[]; incident?: string }>(`/api/v1/deployments/${seg(id)}/break-glass`, { justification: opts.justification }));
+    if (opts.json === true) {
+      printJson(cli.io, r);
+      return !r.granted || r.deployment.state === 'succeeded' ? EXIT_OK : EXIT_FAILED;
+    }
+    if (!r.granted) {
+      say(cli.io, `break-glass requested for deployment ${r.deployment.id} to ${r.deployment.environment} (recorded as a high-severity event)`);
+      say(cli.io, 'a second person holding the break-glass permission must now run, within the hour:');
+      say(cli.io, `  airlock break-glass ${r.deployment.id} --justification 'WHY THIS CANNOT WAIT'`);
+      return EXIT_OK;
+    }
+    say(cli.io, `break-glass granted by ${r.participants.join(' and ')}; incident ${r.incident ?? '?'} stays open until a postmortem: airlock incidents close ${r.incident ?? 'ID'} --postmortem FILE`);
+    return printOutcome(cli, r.deployment);
+  });
+}
+
+/** `airlock rollback ENV --project P [--to ID]`. */
+export async function rollback(cli: Cli, command: Command, environment: string): Promise<number> {
+  const opts = command.opts<RemoteOptions & { project: string; to?: string; justification: string }>();
+  return withSession(cli, command, async (s) => {
+    const v = await s.call((c) => c.post<DeploymentView>(`/api/v1/environments/${seg(environment)}/rollback`, { project: opts.project, justification: opts.justification, ...(opts.to === undefined ? {} : { to: opts.to }) }));
+    if (opts.json === true) {
+      printJson(cli.io, v);
+      return v.state === 'succeeded' || v.state === 'requested' ? EXIT_OK : EXIT_FAILED;
+    }
+    if (v.state === 'requested') {
+      say(cli.io, `rollback ${v.id} of ${v.environment} (from ${v.rollbackOf ?? '?'}) needs approvals under this environment's rules`);
+      nextSteps(cli, v);
+      return EXIT_OK;
+    }
+    say(cli.io, `rolled back from ${v.rollbackOf ?? '?'}`);
+    return printOutcome(cli, v);
+  });
+}
+
+export async function incidentsList(cli: Cli, command: Command): Promise<number> {
+  const opts = command.opts<RemoteOptions & { open?: boolean }>();
+  return withSession(cli, command, async (s) => {
+    const { incidents } = await s.call((c) => c.get<{ incidents: IncidentView[] }>(`/api/v1/incidents${opts.open === true ? '?open=true' : ''}`));
+    if (opts.json === true) printJson(cli.io, { incidents });
+    else for (const line of table(['ID', 'KIND', 'STATE', 'DEPLOYMENT', 'OPENED', 'BY'], incidents.map((i) => [i.id, i.kind, i.state, i.deploymentId ?? '-', i.openedAt, i.openedBy]))) say(cli.io, line);
+    return EXIT_OK;
+  });
+}
+
+export async function incidentsShow(cli: Cli, command: Command, id: string): Promise<number> {
+  const opts = command.opts<RemoteOptions>();
+  return withSession(cli, command, async (s) => {
+    const i = await s.call((c) => c.get<IncidentView>(`/api/v1/incidents/${seg(id)}`));
+    if (opts.json === true) printJson(cli.io, i);
+    else {
+      say(cli.io, `incident:   ${i.id} (${i.kind}, ${i.state})`);
+      say(cli.io, `opened:     ${i.openedAt} by ${i.openedBy}${i.deploymentId === null ? '' : `, deployment ${i.deploymentId}`}`);
+      say(cli.io, `summary:    ${i.summary}`);
+      say(cli.io, i.postmortem === null ? 'postmortem: (none yet: airlock incidents close ID --postmortem FILE)' : `closed:     ${i.closedAt ?? ''} by ${i.closedBy ?? ''}\npostmortem:\n${i.postmortem}`);
+    }
+    return EXIT_OK;
+  });
+}
+
+export async function incidentsClose(cli: Cli, command: Command, id: string): Promise<number> {
+  const opts = command.opts<RemoteOptions & { postmortem: string }>();
+  const text = await readInput(cli.io, opts.postmortem);
+  return withSession(cli, command, async (s) => {
+    const i = await s.call((c) => c.post<IncidentView>(`/api/v1/incidents/${seg(id)}/postmortem`, { postmortem: text }));
+    if (opts.json === true) printJson(cli.io, i);
+    else say(cli.io, `incident ${i.id} closed by ${i.closedBy ?? ''} with a postmortem of ${i.postmortem?.length ?? 0} characters (recorded)`);
+    return EXIT_OK;
+  });
+}
+
