@@ -189,6 +189,42 @@ describe.each(ENGINES)('delivery commands on %s', (engine) => {
     expect(d.deployed).toHaveLength(count);
   });
 
+  it('break-glass needs a second person; the incident it opens is listed and closed with a postmortem file; rollback says when there is nothing to return to', async () => {
+    for (const who of ['rita', 'bob']) await stepUp(who);
+    const asked = await airlock('dev', 'deploy', d.runId, 'production', '--justification', 'hotfix for the outage');
+    const id = idIn(asked.stdout);
+    const first = await airlock('bob', 'break-glass', id, '--justification', 'payments down, INC-77');
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toContain(`airlock break-glass ${id} --justification`);
+    const alone = await airlock('bob', 'break-glass', id, '--justification', 'payments down, INC-77');
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toMatch(/second person .*\(FORBIDDEN\)/);
+    const second = await airlock('rita', 'break-glass', id, '--justification', 'confirmed with the incident lead', '--json');
+    expect(second.code, second.stderr).toBe(0);
+    const granted = JSON.parse(second.stdout) as { granted: boolean; participants: string[]; incident: string; deployment: DeploymentView };
+    expect(granted).toMatchObject({ granted: true, participants: ['bob', 'rita'], deployment: { state: 'succeeded' } });
+
+    const listed = await airlock('bob', 'incidents', 'list', '--open');
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain(granted.incident);
+    writeFileSync(join(dir, 'postmortem.md'), 'A config push broke payments; two release managers broke the glass. OPS-9 adds a canary.\n');
+    const closed = await airlock('bob', 'incidents', 'close', granted.incident, '--postmortem', 'postmortem.md');
+    expect(closed.code, closed.stderr).toBe(0);
+    expect(closed.stdout).toMatch(/closed by bob/);
+    const shown = await airlock('bob', 'incidents', 'show', granted.incident, '--json');
+    expect(JSON.parse(shown.stdout)).toMatchObject({ state: 'closed', postmortem: expect.stringMatching(/^A config push/) as string });
+    const missing = await airlock('bob', 'incidents', 'close', granted.incident, '--postmortem', 'nope.md');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/cannot read \/.*\/nope\.md: no such file/);
+
+    const back = await airlock('rita', 'rollback', 'staging', '--project', 'shop', '--justification', 'staging misbehaves since noon');
+    expect(back.code).toBe(1);
+    expect(back.stderr).toMatch(/no earlier one to roll back to \(CONFLICT\)/);
+    const noProject = await airlock('rita', 'rollback', 'staging', '--justification', 'staging misbehaves since noon');
+    expect(noProject.code).toBe(2);
+    expect(noProject.stderr).toContain('--project');
+  });
+
   it('usage errors exit 2 naming the flag or argument', async () => {
     const cases: [string[], RegExp][] = [
       [['freeze', 'staging', '--until', 'tomorrow', '--reason', 'why not'], /--until/],

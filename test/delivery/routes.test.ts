@@ -163,6 +163,46 @@ describe.each(ENGINES)('delivery routes on %s', (engine) => {
     expect(late.json<DeploymentView>().state).toBe('succeeded');
   });
 
+  it('break-glass over HTTP: a developer is refused, step-up is required, one person is not enough, two deploy and open an incident', async () => {
+    // Earlier tests moved the clock past the sessions' lifetime: sign in afresh.
+    for (const who of ['dev', 'bob', 'rita']) d.tokens[who] = await login(d.server, clock, d.users[who]!);
+    const dep = await requestDeployment('dev', 'production', 'hotfix the outage right now');
+    const why = { justification: 'payments are down, see INC-77' };
+    const devTry = await call('dev', 'POST', `/api/v1/deployments/${dep.id}/break-glass`, why);
+    expectError(devTry, 403, 'FORBIDDEN');
+    expect(await recordOf(t.app, devTry.requestId)).toMatchObject({ outcome: 'denied', action: 'breakglass.use', actor: { id: 'dev' } });
+    clock.advance(6 * 60_000);
+    expectError(await call('bob', 'POST', `/api/v1/deployments/${dep.id}/break-glass`, why), 403, 'STEP_UP_REQUIRED');
+    await stepUp('bob');
+    const first = await call('bob', 'POST', `/api/v1/deployments/${dep.id}/break-glass`, why);
+    expect(first.statusCode, first.body).toBe(200);
+    expect(first.json()).toMatchObject({ granted: false, participants: ['bob'] });
+    expect(expectError(await call('bob', 'POST', `/api/v1/deployments/${dep.id}/break-glass`, why), 403, 'FORBIDDEN').details).toMatchObject({ code: 'one_person' });
+    await stepUp('rita');
+    const second = await call('rita', 'POST', `/api/v1/deployments/${dep.id}/break-glass`, { justification: 'confirmed with the incident lead' });
+    expect(second.statusCode, second.body).toBe(200);
+    const granted = second.json<{ granted: boolean; incident: string; deployment: DeploymentView }>();
+    expect(granted).toMatchObject({ granted: true, deployment: { state: 'succeeded', breakGlass: true } });
+
+    // Incidents: readable by release managers, not by developers; a postmortem closes one.
+    expectError(await call('dev', 'GET', '/api/v1/incidents'), 403, 'FORBIDDEN');
+    const open = await call('bob', 'GET', '/api/v1/incidents?open=true');
+    expect(open.json<{ incidents: { id: string }[] }>().incidents.map((i) => i.id)).toContain(granted.incident);
+    expectError(await call('bob', 'POST', `/api/v1/incidents/${granted.incident}/postmortem`, { postmortem: 'done' }), 400, 'VALIDATION_FAILED');
+    const closed = await call('bob', 'POST', `/api/v1/incidents/${granted.incident}/postmortem`, { postmortem: 'Outage from a bad config push; two people broke the glass; OPS-9 adds a canary.' });
+    expect(closed.statusCode, closed.body).toBe(200);
+    expect(closed.json()).toMatchObject({ state: 'closed', closedBy: 'bob' });
+    expectError(await call('bob', 'POST', `/api/v1/incidents/${granted.incident}/postmortem`, { postmortem: 'Outage from a bad config push; two people broke the glass; OPS-9 adds a canary.' }), 409, 'CONFLICT');
+    expectError(await call('bob', 'GET', '/api/v1/incidents/not-an-id'), 400, 'VALIDATION_FAILED');
+  });
+
+  it('rollback over HTTP names what is wrong: unknown project, no earlier release, a bad --to', async () => {
+    expectError(await call('rita', 'POST', '/api/v1/environments/staging/rollback', { project: 'nope', justification: 'roll back the bad release' }), 404, 'NOT_FOUND');
+    expect(expectError(await call('rita', 'POST', '/api/v1/environments/staging/rollback', { project: 'shop', justification: 'roll back the bad release' }), 409, 'CONFLICT').message).toMatch(/no earlier one/);
+    expect(expectError(await call('rita', 'POST', '/api/v1/environments/staging/rollback', { project: 'shop', to: 'x', justification: 'roll back the bad release' }), 400, 'VALIDATION_FAILED').message).toMatch(/to/);
+    expectError(await call(undefined, 'POST', '/api/v1/environments/staging/rollback', { project: 'shop', justification: 'roll back the bad release' }), 401, 'UNAUTHENTICATED');
+  });
+
   it('validates input, naming the field', async () => {
     const missing = expectError(await call('rita', 'POST', '/api/v1/deployments', { run: runId, environment: 'staging' }), 400, 'VALIDATION_FAILED');
     expect(JSON.stringify(missing.details)).toContain('justification');
