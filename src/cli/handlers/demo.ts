@@ -1,8 +1,8 @@
 /**
  * `airlock demo`: the whole path of a change, on embedded SQLite, without a prompt. Two people
- * (alice, a developer; bob, a release manager, both with TOTP), the sample service built,
+ * (alice, a developer who is also a release manager; bob, a release manager, both with TOTP), the sample service built,
  * tested and packaged, deployed to staging and health-checked, production asked for, alice
- * refused when she tries to approve her own change, bob approving with a justification on a
+ * refused by segregation of duties when she tries to approve her own change, bob approving with a justification on a
  * fresh TOTP login, production deployed, and the signed record and the audit log verified.
  * Everything goes through the HTTP API as those people. The server then keeps running.
  * Re-runnable: people and the sample repository are kept in `$AIRLOCK_HOME/demo`.
@@ -51,7 +51,8 @@ async function ensurePeople(app: App, dir: string): Promise<Record<'alice' | 'bo
     await app.identity.users.confirmSetup({ username, setupToken: made.setupToken, code: totpAt(secret, now) });
     return { username, password, totp: enrolment.secret, lastStep: Math.floor(now.getTime() / 30_000) };
   };
-  const people = { alice: await make('alice', ['developer'], 'alice@demo.airlock'), bob: await make('bob', ['release-manager'], 'bob@demo.airlock') };
+  // alice may approve releases too (other people's): what stops her here is segregation of duties, not her role.
+  const people = { alice: await make('alice', ['developer', 'release-manager'], 'alice@demo.airlock'), bob: await make('bob', ['release-manager'], 'bob@demo.airlock') };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(file, JSON.stringify(people, null, 2), { mode: 0o600 });
   return people;
@@ -102,7 +103,7 @@ export async function demo(cli: Cli, command: Command): Promise<number> {
       await app.projects.add({ kind: 'system', id: 'demo' }, { name: PROJECT, repo });
     }
     out(`Airlock demo on ${server.url} (home ${config.home})`);
-    out('people: alice (developer, the author), bob (release manager); both sign in with a password and TOTP');
+    out('people: alice (developer and release manager, the author), bob (release manager); both sign in with a password and TOTP');
 
     const alice = await login(server.url, people.alice, app);
     out('\n[1/7] alice builds, tests and packages the sample service');
@@ -126,7 +127,7 @@ export async function demo(cli: Cli, command: Command): Promise<number> {
     const prod = await alice.post<{ id: string; approvals: { missing: string } }>('/api/v1/deployments', { run: started.id, environment: 'production', justification: 'ship the tested build to production' });
     out(`      request ${prod.id}: ${prod.approvals.missing || 'ready'}`);
 
-    out('\n[4/7] alice tries to approve her own change');
+    out('\n[4/7] alice, a release manager too, tries to approve her own change');
     try {
       await alice.post(`/api/v1/deployments/${prod.id}/approve`, { justification: 'I am sure it is fine' });
       out('      UNEXPECTED: alice approved her own change');
