@@ -19,6 +19,7 @@ import type { Approval, ApprovalEvaluation, SodException } from './approvals.js'
 import { bindingDigest, makeBinding } from './binding.js';
 import type { ArtifactDigest } from './binding.js';
 import { branchAllowed, configDiff } from '../pipeline/index.js';
+import type { ConfigDiff } from '../pipeline/index.js';
 import { evaluateBreakGlass } from './breakglass.js';
 import { Freezes } from './freezes.js';
 import { Incidents } from './incidents.js';
@@ -155,6 +156,8 @@ export interface DeploymentView {
   readonly ticket: string | null;
   readonly artifacts: readonly ArtifactDigest[];
   readonly configDigest: string;
+  /** What the effective configuration changes from the environment's last successful deployment (non-secret values). */
+  readonly configDiff: ConfigDiff;
   readonly commitRange: { from: string | null; to: string };
   readonly bindingDigest: string;
   readonly createdAt: string;
@@ -613,15 +616,17 @@ export class Deployments {
     return this.show(deploymentId);
   }
 
-  /** The environment's last successful deployment other than `dep`: what runs there now. */
-  private lastSucceeded(dep: { id: string; project_id: string; environment: string }) {
-    return this.deps.store.db
+  /** The environment's last successful deployment other than `dep` (finished before `before`, if given): what runs there now. */
+  private lastSucceeded(dep: { id: string; project_id: string; environment: string }, before?: string | undefined) {
+    let q = this.deps.store.db
       .selectFrom('deployments')
       .select(['id', 'artifacts_json', 'config_json', 'config_digest'])
       .where('project_id', '=', dep.project_id)
       .where('environment', '=', dep.environment)
       .where('state', '=', 'succeeded')
-      .where('id', '!=', dep.id)
+      .where('id', '!=', dep.id);
+    if (before !== undefined) q = q.where('finished_at', '<', before);
+    return q
       .orderBy('finished_at', 'desc')
       .orderBy('created_at', 'desc')
       .limit(1)
@@ -675,6 +680,8 @@ export class Deployments {
     if (!approvals.satisfied) reasons.push(approvals.missing || 'approvals are missing');
     if (!window.allowed) reasons.push(window.reason.message);
     const project = await this.deps.store.db.selectFrom('projects').select('name').where('id', '=', dep.project_id).executeTakeFirstOrThrow();
+    // A finished deployment's diff is against what ran before it, not against what ran since.
+    const previous = await this.lastSucceeded(dep, dep.finished_at ?? undefined);
     return {
       id: dep.id,
       project: project.name,
@@ -686,6 +693,7 @@ export class Deployments {
       ticket: dep.ticket,
       artifacts: JSON.parse(dep.artifacts_json) as ArtifactDigest[],
       configDigest: dep.config_digest,
+      configDiff: configDiff(previous === undefined ? undefined : (JSON.parse(previous.config_json) as Record<string, string>), JSON.parse(dep.config_json) as Record<string, string>),
       commitRange: { from: dep.commit_from, to: dep.commit_to },
       bindingDigest: dep.binding_digest,
       createdAt: dep.created_at,

@@ -156,7 +156,12 @@ describe.each(ENGINES)('break-glass, incidents and rollback on %s', (engine) => 
     commit(h.repo.dir, { VERSION: '1.2.0\n' }, '1.2.0');
     const run = await h.succeededRun();
     const staging = await deployments.request(as('alice'), { run, environment: 'staging', justification: 'new greeting in staging' });
+    // Approvers see the config diff in the request, before anything ships.
+    const greeting = { added: [], removed: [], changed: [{ key: 'GREETING', before: 'hello', after: 'hello, world' }] };
+    expect(staging.configDiff).toEqual(greeting);
     expect((await deployments.deploy(as('alice'), staging.id)).state).toBe('succeeded');
+    // Once it has shipped, its diff is still against what ran before it.
+    expect((await deployments.show(staging.id)).configDiff).toEqual(greeting);
     const file = await h.exported(staging.id);
     const v = verifyRecordFile(JSON.parse(JSON.stringify(file)), await h.keys());
     expect(v.checks.filter((c) => !c.ok)).toEqual([]);

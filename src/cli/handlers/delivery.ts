@@ -117,6 +117,8 @@ export async function deploymentsShow(cli: Cli, command: Command, id: string): P
     say(cli.io, `why:          ${v.justification}`);
     say(cli.io, `commits:      ${v.commitRange.from ?? '(first deployment)'}..${v.commitRange.to}`);
     say(cli.io, `config:       ${v.configDigest}`);
+    const diff = [...v.configDiff.added.map((d) => `+ ${d.key}=${d.value}`), ...v.configDiff.removed.map((d) => `- ${d.key}`), ...v.configDiff.changed.map((d) => `~ ${d.key}: ${d.before} -> ${d.after}`)];
+    say(cli.io, `config diff:  ${diff.length === 0 ? '(none since the last deployment)' : diff.join('\n              ')}`);
     say(cli.io, `binding:      ${v.bindingDigest}`);
     if (v.finishedAt !== null) say(cli.io, `finished:     ${v.finishedAt}`);
     if (v.recordDigest !== null) say(cli.io, `record:       ${v.recordDigest}`);
