@@ -46,6 +46,7 @@ export const PRIVILEGED_ACTIONS = [
   'deployments.freeze',
   'deployments.approve',
   'breakglass.use',
+  'incidents.update',
   'agents.tokens.create',
   'agents.disable',
   'keys.rotate',

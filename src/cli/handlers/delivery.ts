@@ -122,6 +122,9 @@ export async function deploymentsShow(cli: Cli, command: Command, id: string): P
     say(cli.io, `binding:      ${v.bindingDigest}`);
     if (v.finishedAt !== null) say(cli.io, `finished:     ${v.finishedAt}`);
     if (v.recordDigest !== null) say(cli.io, `record:       ${v.recordDigest}`);
+    if (v.rollbackOf !== null) say(cli.io, `rollback of:  ${v.rollbackOf}`);
+    if (v.breakGlass) say(cli.io, 'break-glass:  yes (two people bypassed approvals or a freeze; see airlock incidents list)');
+    if (v.rulesChanged) say(cli.io, "rules:        changed since the last deployment: an owner under the previous rules must approve");
     say(cli.io, 'artifacts:');
     for (const line of table(['PATH', 'DIGEST'], v.artifacts.map((a) => [a.path, a.digest]))) say(cli.io, `  ${line}`);
     say(cli.io, `approvals:    ${v.approvals.satisfied ? 'satisfied' : `missing: ${v.approvals.missing}`}`);
