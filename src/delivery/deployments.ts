@@ -617,7 +617,7 @@ export class Deployments {
   }
 
   /** The environment's last successful deployment other than `dep` (finished before `before`, if given): what runs there now. */
-  private lastSucceeded(dep: { id: string; project_id: string; environment: string }, before?: string | undefined) {
+  private lastSucceeded(dep: { id: string; project_id: string; environment: string }, before?: string) {
     let q = this.deps.store.db
       .selectFrom('deployments')
       .select(['id', 'artifacts_json', 'config_json', 'config_digest'])
