@@ -387,8 +387,10 @@ export class Deployments {
     }
     await this.deps.store.transact(async (tx) => {
       await tx.db.insertInto('breakglass_requests').values(requestRow).execute();
+      await this.deps.audit.record(tx, { actor, action: 'deployments.breakglass', resource, outcome: 'allowed', context, details: { severity: 'high', stage: 'confirmed', environment: dep.environment, justification: justification.slice(0, 1000), participants: [...decision.participants] } });
     });
-    const all = [...earlier.map((r) => ({ person: r.person, justification: r.justification, at: r.created_at })), { person: actor.id, justification, at: now.toISOString() }].filter((r) => decision.participants.includes(r.person));
+    // The requests that count: the participants', still within the ttl.
+    const all = [...earlier.map((r) => ({ person: r.person, justification: r.justification, at: r.created_at })), { person: actor.id, justification, at: now.toISOString() }].filter((r) => decision.participants.includes(r.person) && now.getTime() - Date.parse(r.at) < ttlMs);
     let incident: string | undefined;
     const view = await this.execute(
       actor,

@@ -79,7 +79,7 @@ describe.each(ENGINES)('break-glass, incidents and rollback on %s', (engine) => 
     expect(incident.summary).toMatch(/carol and olga/);
     expect((await deployments.incidents.list({ open: true })).map((i) => i.id)).toContain(incident.id);
     const granted = await t.app.audit.search({ action: 'deployments.breakglass', outcome: 'allowed', limit: 10 });
-    expect(granted.map((e) => (e.event.details as { stage?: string }).stage)).toEqual(expect.arrayContaining(['requested', 'granted']));
+    expect(granted.map((e) => (e.event.details as { stage?: string }).stage)).toEqual(expect.arrayContaining(['requested', 'confirmed', 'granted']));
     expect(granted.every((e) => (e.event.details as { severity?: string }).severity === 'high')).toBe(true);
 
     // The signed record says who broke the glass, why, and what they bypassed.
