@@ -47,9 +47,12 @@ async function ensurePeople(app: App, dir: string): Promise<Record<'alice' | 'bo
     const password = `${username}-demo-${Math.random().toString(36).slice(2)}-passphrase`;
     const enrolment = await app.identity.users.beginSetup({ username, setupToken: made.setupToken, password });
     const secret = Buffer.from(Secret.fromBase32(enrolment.secret).bytes);
-    const now = app.clock();
-    await app.identity.users.confirmSetup({ username, setupToken: made.setupToken, code: totpAt(secret, now) });
-    return { username, password, totp: enrolment.secret, lastStep: Math.floor(now.getTime() / 30_000) };
+    // Enrol with the previous period's code (inside the verifier's one-step drift window), so the
+    // sign-in that follows can use the current one at once: a TOTP code is single-use, and
+    // otherwise a first run would wait up to 30 s for the next period.
+    const earlier = new Date(app.clock().getTime() - 30_000);
+    await app.identity.users.confirmSetup({ username, setupToken: made.setupToken, code: totpAt(secret, earlier) });
+    return { username, password, totp: enrolment.secret, lastStep: Math.floor(earlier.getTime() / 30_000) };
   };
   // alice may approve releases too (other people's): what stops her here is segregation of duties, not her role.
   const people = { alice: await make('alice', ['developer', 'release-manager'], 'alice@demo.airlock'), bob: await make('bob', ['release-manager'], 'bob@demo.airlock') };
