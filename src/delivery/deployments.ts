@@ -30,13 +30,11 @@ import { deployAllowed } from './windows.js';
 import type { DeployWindowDecision } from './windows.js';
 import type { DeployResult } from './deployer.js';
 import type { HealthCheck, HealthResult } from './health.js';
-import { RECORD_FILE_FORMAT, recordDigest as recordDigestOf, signRecord } from './record.js';
+import { APPROVAL_V1, RECORD_FILE_FORMAT, recordDigest as recordDigestOf, signRecord } from './record.js';
 import type { DeploymentRecord, RecordFile } from './record.js';
 
 type Actor = Parameters<AuditLog['append']>[0]['actor'];
 
-/** The predicate type of an approval attestation. */
-export const APPROVAL_V1 = 'https://airlock.dev/deployment-approval/v1';
 
 /** What the delivery domain needs to know about runs, projects, people and the repository. */
 export interface DeliveryFacts {
@@ -591,6 +589,7 @@ export class Deployments {
       ticket: dep.ticket ?? undefined,
       approvals: gate.approvals.counted.map((c) => ({ approver: c.approver, justification: c.justification, at: new Date(c.at).toISOString(), attestation: attestationOf(c.approver, c.at) })),
       commitRange: { from: dep.commit_from, to: dep.commit_to },
+      bindingDigest: dep.binding_digest,
       artifacts: artifacts.map((a) => ({ path: a.path, digest: a.digest, sbom: sboms.get(a.digest) })),
       config: { digest: dep.config_digest, previous: previous?.config_digest ?? null, diff: { added: diff.added.map((d) => `${d.key}=${d.value}`), removed: diff.removed.map((d) => d.key), changed: diff.changed.map((d) => `${d.key}: ${d.before} -> ${d.after}`) } },
       fingerprint: { deployer: 'local', ...(deployer.fingerprint?.(dep.environment) ?? {}) },
@@ -669,7 +668,11 @@ export class Deployments {
     if (proofs === undefined) throw new ConflictError('this server cannot prove deployment records (no audit proofs configured)');
     const [event, proof] = await Promise.all([proofs.entry(dep.record_seq), proofs.inclusion(dep.record_seq)]);
     const vsas = dep.vsa_envelope === null ? [] : (JSON.parse(dep.vsa_envelope) as Envelope[]);
-    return { format: RECORD_FILE_FORMAT, envelope: JSON.parse(dep.record_envelope) as Envelope, audit: { event, inclusion: proof.inclusion, checkpoint: proof.checkpoint }, ...(vsas.length === 0 ? {} : { verificationSummaries: vsas }) };
+    const envelope = JSON.parse(dep.record_envelope) as Envelope;
+    // The approvals the signed record counted, by the digests it names.
+    const named = new Set(recordApprovalDigests(envelope));
+    const approvals = (await this.deps.store.db.selectFrom('deployment_approvals').select('envelope').where('deployment_id', '=', deploymentId).execute()).map((r) => JSON.parse(r.envelope) as Envelope).filter((e) => named.has(recordDigestOf(e)));
+    return { format: RECORD_FILE_FORMAT, envelope, audit: { event, inclusion: proof.inclusion, checkpoint: proof.checkpoint }, ...(approvals.length === 0 ? {} : { approvals }), ...(vsas.length === 0 ? {} : { verificationSummaries: vsas }) };
   }
 
   async show(deploymentId: string): Promise<DeploymentView> {
@@ -782,5 +785,15 @@ export class Deployments {
       people: await this.deps.facts.people(),
       exceptions: (await this.deps.exceptions?.({ project: run.project, environment: dep.environment, requester: dep.requested_by, triggeredBy: run.triggeredBy, authors: commits.authors, committers: commits.committers, lastConfigEditor: env.lastConfigEditor, approvers: approvals.map((a) => ({ id: a.approver, roles: a.roles })) })) ?? [],
     });
+  }
+}
+
+/** The approval digests a signed record names (read from its own payload, as stored). */
+function recordApprovalDigests(envelope: Envelope): string[] {
+  try {
+    const stmt = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as { predicate?: { approvals?: { attestation?: string }[] } };
+    return (stmt.predicate?.approvals ?? []).flatMap((a) => (a.attestation === undefined ? [] : [a.attestation]));
+  } catch {
+    return [];
   }
 }

@@ -28,11 +28,11 @@ export { deployAllowed, isTimeZone, nextOccurrence, openOccurrence, scheduleIssu
 export type { ActiveFreeze, DeployWindowCode, DeployWindowDecision, DeployWindowInput, Interval, OneOffFreeze } from './windows.js';
 export { evaluateBreakGlass } from './breakglass.js';
 export type { BreakGlassCode, BreakGlassDecision, BreakGlassRequest, EvaluateBreakGlassInput, RefusedBreakGlass } from './breakglass.js';
-export { APPROVAL_V1, Deployments } from './deployments.js';
+export { Deployments } from './deployments.js';
 export { Incidents, MIN_POSTMORTEM_LENGTH } from './incidents.js';
 export type { IncidentView } from './incidents.js';
 export type { DeliveryFacts, DeploymentNotice, PolicyDecision, DeployerPort, DeploymentSummary, DeploymentView, DeploymentsDeps, EnvironmentFacts, RecordProofs } from './deployments.js';
-export { DEPLOYMENT_RECORD_V1, RECORD_FILE_FORMAT, recordDigest, signRecord, verifyRecordFile } from './record.js';
+export { APPROVAL_V1, DEPLOYMENT_RECORD_V1, RECORD_FILE_FORMAT, recordDigest, signRecord, verifyRecordFile } from './record.js';
 export type { DeploymentRecord, RecordCheck, RecordFile } from './record.js';
 export { LocalDeployer, assertEnvironmentName } from './deployer.js';
 export type { CurrentRelease, DeployArtifact, DeployInput, DeployResult, DeployStep, LocalDeployerDeps, RollbackTarget, StopResult, VerifyingObjects } from './deployer.js';

@@ -15,6 +15,8 @@ import type { AuditEvent, InclusionProofDocument, NoteVerifier } from '../audit/
 
 /** The predicate type of a deployment record (docs/delivery.md). */
 export const DEPLOYMENT_RECORD_V1 = 'https://airlock.dev/deployment-record/v1';
+/** The predicate type of an approval attestation. */
+export const APPROVAL_V1 = 'https://airlock.dev/deployment-approval/v1';
 /** The format name of an exported record file. */
 export const RECORD_FILE_FORMAT = 'airlock-deployment-record/v1';
 
@@ -31,6 +33,8 @@ export interface DeploymentRecord {
   readonly ticket?: string | undefined;
   readonly approvals: readonly { readonly approver: string; readonly justification: string; readonly at: string; readonly attestation?: string | undefined }[];
   readonly commitRange: { readonly from: string | null; readonly to: string };
+  /** The digest every approval signed: environment, digests, config digest, commit range, run. */
+  readonly bindingDigest?: string | undefined;
   readonly artifacts: readonly { readonly path: string; readonly digest: string; readonly sbom?: string | undefined }[];
   /** The effective config's digest, the previous deployment's, and what changed (values are non-secret: the config is credential-scanned). */
   readonly config: { readonly digest: string; readonly previous?: string | null | undefined; readonly diff: { readonly added: readonly string[]; readonly removed: readonly string[]; readonly changed: readonly string[] } };
@@ -61,6 +65,8 @@ export interface RecordFile {
     /** A signed checkpoint (C2SP note) of the tree the proof leads to. */
     readonly checkpoint: string;
   };
+  /** The signed approvals that counted; each must be named (by digest) in the signed record. */
+  readonly approvals?: readonly Envelope[] | undefined;
   /** The SLSA VSAs the promotion produced; each must be named (by digest) in the signed record. */
   readonly verificationSummaries?: readonly Envelope[] | undefined;
 }
@@ -125,19 +131,42 @@ export function verifyRecordFile(file: unknown, keys: { attestation: ReadonlyMap
   } catch (err) {
     add('inclusion', false, err instanceof Error ? err.message : 'the inclusion proof does not verify');
   }
+  // Each approval the record counts must travel with it, signed, for this binding, by that person.
+  const counted = (record?.approvals ?? []).filter((a) => a.attestation !== undefined);
+  if (counted.length > 0 || (f.approvals ?? []).length > 0) {
+    const byDigest = new Map((f.approvals ?? []).map((e) => [recordDigest(e), e]));
+    const problems: string[] = [];
+    for (const a of counted) {
+      const env = byDigest.get(a.attestation ?? '');
+      if (env === undefined) {
+        problems.push(`${a.approver}'s approval (${a.attestation ?? ''}) is not in the file`);
+        continue;
+      }
+      const checked = verifyStatement(env, keys.attestation, { predicateType: APPROVAL_V1 });
+      if (!checked.ok) {
+        problems.push(`${a.approver}'s approval: ${checked.reason}`);
+        continue;
+      }
+      const p = checked.statement.predicate as { approver?: unknown; decision?: unknown; bindingDigest?: unknown };
+      if (p.approver !== a.approver || p.decision !== 'approve') problems.push(`the approval named for ${a.approver} is ${String(p.decision)} by ${String(p.approver)}`);
+      if (p.bindingDigest !== record?.bindingDigest) problems.push(`${a.approver}'s approval is for binding ${String(p.bindingDigest)}, not this deployment's ${record?.bindingDigest ?? '(none)'}`);
+    }
+    if ((f.approvals ?? []).length !== counted.length) problems.push(`the record names ${counted.length} approval(s), the file carries ${(f.approvals ?? []).length}`);
+    add('approvals', problems.length === 0, problems.length === 0 ? `${counted.length} signed approval(s) of binding ${record?.bindingDigest ?? ''}` : problems.join('; '));
+  }
   // VSAs travel beside the record; the signed record names each, so none can be swapped in.
   const vsas = f.verificationSummaries ?? [];
   if (vsas.length > 0 || (record?.verificationSummaries ?? []).length > 0) {
-    const named = new Set(record?.verificationSummaries ?? []);
+    const vsaNames = new Set(record?.verificationSummaries ?? []);
     const problems: string[] = [];
     for (const [i, vsa] of vsas.entries()) {
       const d = recordDigest(vsa);
-      if (!named.has(d)) problems.push(`VSA ${i} (${d}) is not named by the record`);
+      if (!vsaNames.has(d)) problems.push(`VSA ${i} (${d}) is not named by the record`);
       const checked = verifyStatement(vsa, keys.attestation, { predicateType: VSA_V1 });
       if (!checked.ok) problems.push(`VSA ${i}: ${checked.reason}`);
       else if ((checked.statement.predicate as { verificationResult?: unknown }).verificationResult !== 'PASSED') problems.push(`VSA ${i} says ${String((checked.statement.predicate as { verificationResult?: unknown }).verificationResult)}`);
     }
-    if (vsas.length !== named.size) problems.push(`the record names ${named.size} VSA(s), the file carries ${vsas.length}`);
+    if (vsas.length !== vsaNames.size) problems.push(`the record names ${vsaNames.size} VSA(s), the file carries ${vsas.length}`);
     add('verification summaries', problems.length === 0, problems.length === 0 ? `${vsas.length} SLSA VSA(s) PASSED, signed and named by the record` : problems.join('; '));
   }
   return { ok: checks.every((c) => c.ok), checks, record };

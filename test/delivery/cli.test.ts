@@ -134,7 +134,7 @@ describe.each(ENGINES)('delivery commands on %s', (engine) => {
     const fetched = await airlock('dev', 'verify', 'deployment', 'record.json');
     expect(fetched.code, fetched.stdout + fetched.stderr).toBe(0);
     expect(fetched.stdout).toMatch(/^PASSED: record\.json \(deployment .* to production: succeeded\)/);
-    for (const check of ['signature', 'audit event', 'inclusion']) expect(fetched.stdout).toMatch(new RegExp(`ok +${check}: `));
+    for (const check of ['signature', 'audit event', 'inclusion', 'approvals']) expect(fetched.stdout).toMatch(new RegExp(`ok +${check}: `));
 
     // Offline: pinned keys, no server and no credential at all.
     const keys = (await d.server.inject({ method: 'GET', url: '/api/v1/keys' })).json<{ keys: { purpose: string; publicKeyPem: string }[] }>().keys;

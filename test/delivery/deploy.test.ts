@@ -60,7 +60,14 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
     const file = await exported(prod.id);
     const v = verifyRecordFile(JSON.parse(JSON.stringify(file)), keys);
     expect(v.checks.filter((c) => !c.ok)).toEqual([]);
-    expect(v.record).toMatchObject({ environment: 'production', outcome: 'succeeded', approvals: [{ approver: 'carol', justification: WHY }] });
+    expect(v.record).toMatchObject({ environment: 'production', outcome: 'succeeded', approvals: [{ approver: 'carol', justification: WHY }], bindingDigest: prod.bindingDigest });
+    // carol's signed approval travels with the record, for this binding; without it, or edited, the file fails.
+    expect(v.checks.find((c) => c.check === 'approvals')).toMatchObject({ ok: true, detail: `1 signed approval(s) of binding ${prod.bindingDigest}` });
+    const bare = verifyRecordFile(JSON.parse(JSON.stringify({ ...file, approvals: [] })), keys);
+    expect(bare.checks.find((c) => c.check === 'approvals')?.detail).toMatch(/carol's approval \(sha256:[0-9a-f]{64}\) is not in the file/);
+    const approval = file.approvals![0]!;
+    const other = { ...approval, payload: Buffer.from(Buffer.from(approval.payload, 'base64').toString('utf8').replace(prod.bindingDigest, `sha256:${'0'.repeat(64)}`)).toString('base64') };
+    expect(verifyRecordFile(JSON.parse(JSON.stringify({ ...file, approvals: [other] })), keys).ok).toBe(false);
     // A record edited in the database no longer matches the audit event that named it.
     await t.app.store.transact((tx) => tx.db.updateTable('deployments').set({ record_envelope: JSON.stringify({ ...file.envelope, payload: Buffer.from('{"edited":true}').toString('base64') }) }).where('id', '=', prod.id).execute());
     const edited = verifyRecordFile(JSON.parse(JSON.stringify(await exported(prod.id))), keys);

@@ -96,6 +96,14 @@ export async function openSampleHarness(engine: Engine, opts: { people: { id: st
       }
       return { ok: reasons.length === 0, reasons, vsas };
     },
+    // Exported files as `deployments export` writes them: a checkpoint signed for each.
+    proofs: {
+      entry: async (seq) => (await t.app.audit.entry(seq)).event,
+      inclusion: async (seq) => {
+        const checkpoint = await t.app.signCheckpoint({ kind: 'system', id: 'test' });
+        return { inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(seq, checkpoint.size)), checkpoint: checkpoint.note };
+      },
+    },
     ...opts.deps,
   });
 
@@ -122,18 +130,7 @@ export async function openSampleHarness(engine: Engine, opts: { people: { id: st
       const cur = await deployer.current(env);
       return (await fetch(`http://127.0.0.1:${cur!.port}/`)).text();
     },
-    exported: async (id) => {
-      const dep = await t.app.store.db.selectFrom('deployments').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-      const checkpoint = await t.app.signCheckpoint({ kind: 'system', id: 'test' });
-      const entry = await t.app.audit.entry(dep.record_seq!);
-      const vsas = dep.vsa_envelope === null ? [] : (JSON.parse(dep.vsa_envelope) as Envelope[]);
-      return {
-        format: 'airlock-deployment-record/v1',
-        envelope: JSON.parse(dep.record_envelope!) as RecordFile['envelope'],
-        audit: { event: entry.event, inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(dep.record_seq!, checkpoint.size)), checkpoint: checkpoint.note },
-        ...(vsas.length === 0 ? {} : { verificationSummaries: vsas }),
-      };
-    },
+    exported: (id) => deployments.recordFile(id),
     keys: async () => ({ attestation: new Map((await t.app.platformKeys.publicKeys()).map((k) => [k.kid, createPublicKey(k.publicKeyPem)])), log: t.app.verifiers() }),
     close: async () => {
       for (const env of Object.keys(environments)) await deployer.stop(env).catch(() => undefined);
