@@ -12,22 +12,10 @@ import type { AuditLog, Clock } from '../audit/index.js';
 import { AirlockError, ValidationError } from '../errors/index.js';
 import { sendWebhook } from './webhook.js';
 import type { SendWebhookOptions } from './webhook.js';
+import type { DeploymentNotice } from './deployments.js';
 
-/** What an approval webhook announces. */
-export interface ApprovalNotice {
-  readonly type: 'deployment.requested' | 'deployment.approved' | 'deployment.denied' | 'deployment.breakglass';
-  readonly deploymentId: string;
-  readonly project: string;
-  readonly environment: string;
-  readonly requestedBy: string;
-  readonly justification: string;
-  readonly ticket?: string | undefined;
-  readonly artifacts: readonly { readonly path: string; readonly digest: string }[];
-  readonly commitRange: { readonly from: string | null; readonly to: string };
-  readonly bindingDigest: string;
-  /** What the request still lacks (for example "1 more approval by release-manager"). */
-  readonly missing?: string | undefined;
-  /** Link to the deployment in the API. */
+/** What an approval webhook announces: the deployment's notice, with a link to it in the API. */
+export interface ApprovalNotice extends DeploymentNotice {
   readonly url?: string | undefined;
 }
 

@@ -240,9 +240,14 @@ export class PolicyEngine {
    * and no forbid does; a policy that fails to evaluate also refuses (fail closed).
    */
   authorize(req: AuthzRequest): Decision {
+    return this.guarded(() => this.call(req));
+  }
+
+  /** Build a call and decide it; a call that cannot be built (or is refused while built) is a deny. */
+  private guarded(build: () => StatefulAuthorizationCall | string): Decision {
     let call: StatefulAuthorizationCall;
     try {
-      const built = this.call(req);
+      const built = build();
       if (typeof built === 'string') return deny([built]);
       call = built;
     } catch {
@@ -256,14 +261,13 @@ export class PolicyEngine {
    * or erroring refuses, as for {@link authorize}.
    */
   authorizeRelease(req: ReleaseAuthzRequest): Decision {
-    let call: StatefulAuthorizationCall;
-    try {
+    return this.guarded((): StatefulAuthorizationCall => {
       const w = req.workload;
       const sec = req.secret;
       const c = req.context;
       const principal = { type: ENTITY_TYPES.Workload ?? '', id: w.id };
       const resource = { type: ENTITY_TYPES.Secret ?? '', id: sec.id };
-      call = {
+      return {
         principal,
         action: { type: ACTION_TYPE, id: 'secrets.release' },
         resource,
@@ -277,10 +281,7 @@ export class PolicyEngine {
         preparsedSchemaName: this.schemaName,
         validateRequest: true,
       };
-    } catch {
-      return deny(['malformed authorization request']);
-    }
-    return this.decide(call);
+    });
   }
 
   /**
@@ -290,14 +291,13 @@ export class PolicyEngine {
    * deciding policies: see sodExceptionsFor.
    */
   authorizeSodException(req: SodExceptionAuthzRequest): Decision {
-    let call: StatefulAuthorizationCall;
-    try {
+    return this.guarded((): StatefulAuthorizationCall => {
       const a = req.approver;
       const env = req.environment;
       const c = req.context;
       const principal = { type: ENTITY_TYPES.User ?? '', id: a.id };
       const resource = { type: ENTITY_TYPES.Environment ?? '', id: `${env.project}/${env.name}` };
-      call = {
+      return {
         principal,
         action: { type: ACTION_TYPE, id: SOD_EXCEPTION_ACTION },
         resource,
@@ -325,10 +325,7 @@ export class PolicyEngine {
         preparsedSchemaName: this.schemaName,
         validateRequest: true,
       };
-    } catch {
-      return deny(['malformed authorization request']);
-    }
-    return this.decide(call);
+    });
   }
 
   /**
