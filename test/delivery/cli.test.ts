@@ -9,16 +9,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { CommanderError } from 'commander';
-import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatVerifierKey } from '../../src/audit/index.js';
 import type { DeploymentSummary, DeploymentView, RecordFile } from '../../src/delivery/index.js';
-import { isAirlockError } from '../../src/errors/index.js';
-import { buildProgram, newCli } from '../../src/cli/index.js';
-import { UsageError } from '../../src/cli/cli.js';
-import { registerDeliveryCommands } from '../../src/cli/delivery-commands.js';
+import { runCliInProcess } from '../support/cli-in-process.js';
+import type { CliResult } from '../support/cli-in-process.js';
 import { ENGINES } from '../support/engines.js';
 import { nextCode } from '../server/support.js';
 import { openDeliveryServer } from './http-fixture.js';
@@ -26,11 +21,6 @@ import type { DeliveryServer } from './http-fixture.js';
 
 const WHY = 'checked the diff, tests and provenance';
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 describe.each(ENGINES)('delivery commands on %s', (engine) => {
   let d: DeliveryServer;
@@ -50,29 +40,8 @@ describe.each(ENGINES)('delivery commands on %s', (engine) => {
   });
 
   /** Run `airlock ...args` in process as `who` (AIRLOCK_TOKEN), or with no credential at all. */
-  async function airlock(who: string | undefined, ...args: string[]): Promise<Result> {
-    let stdout = '';
-    let stderr = '';
-    const out = new PassThrough().on('data', (c: Buffer) => (stdout += c.toString()));
-    const err = new PassThrough().on('data', (c: Buffer) => (stderr += c.toString()));
-    const stdin = new PassThrough();
-    stdin.end();
-    const env = { HOME: dir, AIRLOCK_HOME: join(dir, 'home'), ...(who === undefined ? {} : { AIRLOCK_SERVER: url, AIRLOCK_TOKEN: d.tokens[who] ?? '' }) };
-    const cli = newCli({ stdout: out, stderr: err, stdin, env, cwd: dir, stderrIsTTY: false });
-    const program = buildProgram(cli);
-    // Until program.ts registers them, register the delivery commands here the same way.
-    if (!program.commands.some((c) => c.name() === 'deploy')) registerDeliveryCommands(program, cli, (c: Command, json?: string) => c.option('--server <url>', 'server').option('--json', json ?? 'json'));
-    let code: number;
-    try {
-      await program.parseAsync(['node', 'airlock', ...args]);
-      code = cli.exitCode;
-    } catch (e) {
-      if (e instanceof CommanderError || e instanceof UsageError) code = 2;
-      else if (isAirlockError(e)) code = 1;
-      else throw e;
-      stderr += `airlock: ${e.message}${isAirlockError(e) ? ` (${e.code})` : ''}\n`;
-    }
-    return { code, stdout, stderr };
+  function airlock(who: string | undefined, ...args: string[]): Promise<CliResult> {
+    return runCliInProcess(args, { env: { HOME: dir, AIRLOCK_HOME: join(dir, 'home'), ...(who === undefined ? {} : { AIRLOCK_SERVER: url, AIRLOCK_TOKEN: d.tokens[who] ?? '' }) }, cwd: dir });
   }
   async function stepUp(who: string): Promise<void> {
     const res = await d.server.inject({ method: 'POST', url: '/api/v1/auth/step-up', headers: { authorization: `Bearer ${d.tokens[who] ?? ''}` }, payload: { code: nextCode(d.clock, d.users[who]!) } });

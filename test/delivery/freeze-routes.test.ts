@@ -3,26 +3,19 @@
  * one-off and recurring freezes, list them, lift one. Bad input is refused naming the field and
  * writes nothing; a developer may read but not freeze or lift (403, recorded); anonymous calls
  * are 401. The CLI's `freeze lift ID --reason R` must hand --reason to `lift`, not to `freeze`.
- *
- * Until the server registers these routes itself (delivery-routes.ts still owns the POST path),
- * they are mounted here under a prefix; the CLI is pointed at the same prefix.
  */
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Command, CommanderError } from 'commander';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Freezes, UNTIL_LIFTED } from '../../src/delivery/index.js';
+import { UNTIL_LIFTED } from '../../src/delivery/index.js';
 import type { FreezeInfo } from '../../src/delivery/index.js';
-import { isAirlockError } from '../../src/errors/index.js';
-import { newCli } from '../../src/cli/index.js';
-import { UsageError } from '../../src/cli/cli.js';
-import { parseDuration, registerFreezeCommands } from '../../src/cli/freeze-commands.js';
-import { freezeRoutes } from '../../src/server/freeze-routes.js';
+import { parseDuration } from '../../src/cli/freeze-commands.js';
 import { buildServer } from '../../src/server/index.js';
+import { runCliInProcess } from '../support/cli-in-process.js';
+import type { CliResult } from '../support/cli-in-process.js';
 import { ENGINES } from '../support/engines.js';
 import { TestClock, expectError, login, makeUser, openTestApp, recordOf, rid, silent } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
@@ -35,23 +28,16 @@ describe.each(ENGINES)('freeze routes and commands on %s', (engine) => {
   let server: FastifyInstance;
   const clock = new TestClock();
   const tokens: Record<string, string> = {};
-  let prefix = '';
   let url = '';
   let dir = '';
 
   beforeAll(async () => {
     t = await openTestApp(engine, { clock });
-    const freezes = new Freezes({ store: t.app.store, audit: t.app.audit, clock: t.app.clock });
     server = await buildServer(t.app, { logger: silent });
-    await server.after();
-    if (!server.hasRoute({ method: 'GET', url: '/api/v1/freezes' })) {
-      prefix = server.hasRoute({ method: 'POST', url: '/api/v1/environments/:environment/freezes' }) ? '/freeze-test' : '';
-      await server.register(freezeRoutes({ freezes }), { prefix });
-    }
     await server.ready();
     for (const [name, roles] of Object.entries(ROLES)) tokens[name] = await login(server, clock, await makeUser(t.app, clock, name, roles));
     await server.listen({ host: '127.0.0.1', port: 0 });
-    url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}${prefix}`;
+    url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`;
     dir = mkdtempSync(join(tmpdir(), 'airlock-freeze-cli-'));
   }, 60_000);
 
@@ -63,7 +49,7 @@ describe.each(ENGINES)('freeze routes and commands on %s', (engine) => {
 
   async function call(who: string | undefined, method: 'GET' | 'POST', path: string, payload?: object): Promise<LightMyRequestResponse & { requestId: string }> {
     const requestId = rid('freeze');
-    const res = await server.inject({ method, url: `${prefix}${path}`, headers: { 'x-request-id': requestId, ...(who === undefined ? {} : { authorization: `Bearer ${tokens[who] ?? ''}` }) }, ...(payload === undefined ? {} : { payload }) });
+    const res = await server.inject({ method, url: path, headers: { 'x-request-id': requestId, ...(who === undefined ? {} : { authorization: `Bearer ${tokens[who] ?? ''}` }) }, ...(payload === undefined ? {} : { payload }) });
     return Object.assign(res, { requestId });
   }
   const inHours = (h: number): string => new Date(clock.now().getTime() + h * HOUR).toISOString();
@@ -71,31 +57,12 @@ describe.each(ENGINES)('freeze routes and commands on %s', (engine) => {
   const paths = (err: { details?: unknown }): string[] => ((err.details as { issues?: { path: string }[] } | undefined)?.issues ?? []).map((i) => i.path).sort();
 
   /** Run `airlock ...args` in process as `who`. */
-  async function airlock(who: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  function airlock(who: string, ...args: string[]): Promise<CliResult> {
     return airlockWith(who, url, args);
   }
   /** The same, with AIRLOCK_SERVER set to `server`. */
-  async function airlockWith(who: string, envServer: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const out = new PassThrough().on('data', (c: Buffer) => (stdout += c.toString()));
-    const err = new PassThrough().on('data', (c: Buffer) => (stderr += c.toString()));
-    const stdin = new PassThrough();
-    stdin.end();
-    const cli = newCli({ stdout: out, stderr: err, stdin, env: { HOME: dir, AIRLOCK_HOME: join(dir, 'home'), AIRLOCK_SERVER: envServer, AIRLOCK_TOKEN: tokens[who] ?? '' }, cwd: dir, stderrIsTTY: false });
-    const program = new Command('airlock').exitOverride().configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-    registerFreezeCommands(program, cli, (c, json) => c.option('--server <url>', 'server').option('--json', json ?? 'json'));
-    let code: number;
-    try {
-      await program.parseAsync(['node', 'airlock', ...args]);
-      code = cli.exitCode;
-    } catch (e) {
-      if (e instanceof CommanderError || e instanceof UsageError) code = 2;
-      else if (isAirlockError(e)) code = 1;
-      else throw e;
-      stderr += `airlock: ${e.message}${isAirlockError(e) ? ` (${e.code})` : ''}\n`;
-    }
-    return { code, stdout, stderr };
+  function airlockWith(who: string, envServer: string, args: readonly string[]): Promise<CliResult> {
+    return runCliInProcess(args, { env: { HOME: dir, AIRLOCK_HOME: join(dir, 'home'), AIRLOCK_SERVER: envServer, AIRLOCK_TOKEN: tokens[who] ?? '' }, cwd: dir });
   }
 
   it('sets one-off and recurring freezes, records them, and lists them with what applies now', async () => {

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { App } from '../../src/app/index.js';
-import { encodeInclusionProof } from '../../src/audit/index.js';
+import { recordProofs } from './sample-harness.js';
 import { Deployments } from '../../src/delivery/index.js';
 import type { DeliveryFacts, DeployerPort, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
@@ -79,13 +79,7 @@ export async function openDeliveryServer(engine: Engine): Promise<DeliveryServer
     facts,
     signer: () => t.app.platformKeys.signer('attestation'),
     deployer,
-    proofs: {
-      entry: async (seq) => (await t.app.audit.entry(seq)).event,
-      inclusion: async (seq) => {
-        const checkpoint = await t.app.signCheckpoint({ kind: 'system', id: 'test' });
-        return { inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(seq, checkpoint.size)), checkpoint: checkpoint.note };
-      },
-    },
+    proofs: recordProofs(t),
   });
   // The routes run against this Deployments whether or not the composition root wires its own.
   const app = new Proxy(t.app, { get: (target, prop, receiver) => (prop === 'deployments' ? deployments : (Reflect.get(target, prop, receiver) as unknown)) }) as App & { deployments: Deployments };

@@ -12,7 +12,7 @@ import type { Envelope, Statement } from '../../src/attest/index.js';
 import { encodeInclusionProof } from '../../src/audit/index.js';
 import { deliveryFacts } from '../../src/app/index.js';
 import { Deployments, LocalDeployer, runHealthCheck } from '../../src/delivery/index.js';
-import type { DeliveryFacts, DeploymentsDeps, EnvironmentFacts, ProtectionRules, RecordFile } from '../../src/delivery/index.js';
+import type { DeliveryFacts, DeploymentsDeps, EnvironmentFacts, ProtectionRules, RecordFile, RecordProofs } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import type { Engine } from '../../src/storage/index.js';
 import { verifyArtifact, vsaFor } from '../../src/verify/index.js';
@@ -43,6 +43,17 @@ export interface SampleHarness {
 }
 
 export const as = (id: string) => ({ kind: 'user' as const, id });
+
+/** Exported record files as `deployments export` writes them: a checkpoint signed for each. */
+export function recordProofs(t: TestApp): RecordProofs {
+  return {
+    entry: async (seq) => (await t.app.audit.entry(seq)).event,
+    inclusion: async (seq) => {
+      const checkpoint = await t.app.signCheckpoint({ kind: 'system', id: 'test' });
+      return { inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(seq, checkpoint.size)), checkpoint: checkpoint.note };
+    },
+  };
+}
 
 /** The error a promise rejects with; fails the test if it resolves. */
 export async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
@@ -96,14 +107,7 @@ export async function openSampleHarness(engine: Engine, opts: { people: { id: st
       }
       return { ok: reasons.length === 0, reasons, vsas };
     },
-    // Exported files as `deployments export` writes them: a checkpoint signed for each.
-    proofs: {
-      entry: async (seq) => (await t.app.audit.entry(seq)).event,
-      inclusion: async (seq) => {
-        const checkpoint = await t.app.signCheckpoint({ kind: 'system', id: 'test' });
-        return { inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(seq, checkpoint.size)), checkpoint: checkpoint.note };
-      },
-    },
+    proofs: recordProofs(t),
     ...opts.deps,
   });
 
