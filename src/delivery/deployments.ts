@@ -102,6 +102,16 @@ interface BreakGlassGrant {
 
 type DeploymentRow = Selectable<Database['deployments']>;
 
+/** The gates a deployment must pass now, and why it may not. */
+export interface Gate {
+  readonly approvals: ApprovalEvaluation;
+  readonly window: DeployWindowDecision;
+  /** The environment's rules changed since its last deployment (an owner under the old ones must approve). */
+  readonly rulesChanged: boolean;
+  readonly allowed: boolean;
+  readonly reasons: string[];
+}
+
 /** A first break-glass request waits this long for a second person. */
 const DEFAULT_BREAKGLASS_TTL_MS = 3_600_000;
 
@@ -176,22 +186,7 @@ export interface DeploymentView {
 }
 
 /** One line of `deployments list`: no approval evaluation (that is per deployment, in show). */
-export interface DeploymentSummary {
-  readonly id: string;
-  readonly project: string;
-  readonly environment: string;
-  readonly runId: string;
-  readonly state: string;
-  readonly requestedBy: string;
-  readonly ticket: string | null;
-  readonly bindingDigest: string;
-  readonly createdAt: string;
-  readonly finishedAt: string | null;
-  readonly reason: string | null;
-  readonly recordDigest: string | null;
-  readonly rollbackOf: string | null;
-  readonly breakGlass: boolean;
-}
+export type DeploymentSummary = Pick<DeploymentView, 'id' | 'project' | 'environment' | 'runId' | 'state' | 'requestedBy' | 'ticket' | 'bindingDigest' | 'createdAt' | 'finishedAt' | 'reason' | 'recordDigest' | 'rollbackOf' | 'breakGlass'>;
 
 const ENV = /^[a-z][a-z0-9-]{0,62}$/;
 
@@ -301,7 +296,7 @@ export class Deployments {
     if (dep.state !== 'requested' && dep.state !== 'approved') throw new ConflictError(`deployment ${deploymentId} is ${dep.state}: it can no longer be approved or denied`, { state: dep.state });
     const now = this.deps.clock();
     const mine: Approval = { approver: actor.id, decision: input.decision, justification: input.justification.trim(), bindingDigest: dep.binding_digest, at: now.getTime(), roles: await this.deps.facts.roles(actor.id) };
-    const evaluation = await this.evaluate(dep, [...(await this.approvals(dep.id)), mine], now.getTime());
+    const { evaluation } = await this.evaluate(dep, [...(await this.approvals(dep.id)), mine], now.getTime());
     const refusal = evaluation.refused.find((r) => r.approver === actor.id && r.at === mine.at);
     if (refusal !== undefined) {
       await this.deps.audit.append({ actor, action: 'deployments.approve', resource: `deployments/${deploymentId}`, outcome: 'denied', reason: `${refusal.reason.code}: ${refusal.reason.message}`.slice(0, 1000), context, details: { decision: input.decision, code: refusal.reason.code } });
@@ -322,15 +317,18 @@ export class Deployments {
   }
 
   /** The gates a deployment must pass now: approvals (re-evaluated: they expire), change windows and freezes. */
-  async gate(deploymentId: string): Promise<{ approvals: ApprovalEvaluation; window: DeployWindowDecision; allowed: boolean; reasons: string[] }> {
-    const dep = await this.row(deploymentId);
+  async gate(deploymentId: string): Promise<Gate> {
+    return this.gateOf(await this.row(deploymentId));
+  }
+
+  private async gateOf(dep: DeploymentRow): Promise<Gate> {
     const now = this.deps.clock().getTime();
-    const approvals = await this.evaluate(dep, await this.approvals(dep.id), now);
+    const { evaluation: approvals, rulesChanged } = await this.evaluate(dep, await this.approvals(dep.id), now);
     const window = await this.window(dep, now);
     const reasons: string[] = [];
     if (!approvals.satisfied) reasons.push(approvals.missing || 'approvals are missing');
     if (!window.allowed) reasons.push(window.reason.message);
-    return { approvals, window, allowed: reasons.length === 0, reasons };
+    return { approvals, window, rulesChanged, allowed: reasons.length === 0, reasons };
   }
 
   /**
@@ -490,9 +488,8 @@ export class Deployments {
     const decisions: PolicyDecision[] = [];
     const blocked: string[] = [];
     const approvalsOk = gate.approvals.satisfied || bg !== undefined || rollbackFree;
-    const rulesChanged = (await this.previousRules(dep)) !== undefined;
     const approvalBasis = gate.approvals.satisfied
-      ? [`${gate.approvals.counted.length} of ${env.rules.required} distinct eligible approvers`, ...(rulesChanged ? ["the environment's rules changed: one of its previous owners approved"] : [])]
+      ? [`${gate.approvals.counted.length} of ${env.rules.required} distinct eligible approvers`, ...(gate.rulesChanged ? ["the environment's rules changed: one of its previous owners approved"] : [])]
       : bg !== undefined
         ? [`break-glass by ${bg.participants.join(' and ')}`]
         : rollbackFree
@@ -677,13 +674,8 @@ export class Deployments {
 
   async show(deploymentId: string): Promise<DeploymentView> {
     const dep = await this.row(deploymentId);
-    const now = this.deps.clock().getTime();
-    const approvals = await this.evaluate(dep, await this.approvals(dep.id), now);
-    const window = await this.window(dep, now);
-    const reasons: string[] = [];
-    if (dep.state !== 'requested' && dep.state !== 'approved') reasons.push(`the deployment is ${dep.state}`);
-    if (!approvals.satisfied) reasons.push(approvals.missing || 'approvals are missing');
-    if (!window.allowed) reasons.push(window.reason.message);
+    const { approvals, rulesChanged, reasons: gateReasons } = await this.gateOf(dep);
+    const reasons = [...(dep.state !== 'requested' && dep.state !== 'approved' ? [`the deployment is ${dep.state}`] : []), ...gateReasons];
     const project = await this.deps.store.db.selectFrom('projects').select('name').where('id', '=', dep.project_id).executeTakeFirstOrThrow();
     // A finished deployment's diff is against what ran before it, not against what ran since.
     const previous = await this.lastSucceeded(dep, dep.finished_at ?? undefined);
@@ -707,7 +699,7 @@ export class Deployments {
       recordDigest: dep.record_digest,
       rollbackOf: dep.rollback_of,
       breakGlass: dep.breakglass === 1,
-      rulesChanged: (await this.previousRules(dep)) !== undefined,
+      rulesChanged,
       approvals,
       gate: { allowed: reasons.length === 0, reasons },
     };
@@ -768,7 +760,7 @@ export class Deployments {
   }
 
   /** The core's verdict over stored facts: who asked, who triggered, who wrote the change. */
-  private async evaluate(dep: DeploymentRow, approvals: readonly Approval[], now: number): Promise<ApprovalEvaluation> {
+  private async evaluate(dep: DeploymentRow, approvals: readonly Approval[], now: number): Promise<{ evaluation: ApprovalEvaluation; rulesChanged: boolean }> {
     const run = await this.deps.facts.run(dep.run_id);
     const env = await this.deps.facts.environment(dep.run_id, dep.environment);
     if (env === undefined) throw new ConflictError(`environment ${dep.environment} is no longer declared by the run's pipeline`);
@@ -777,7 +769,7 @@ export class Deployments {
     const before = await this.previousRules(dep);
     const rules = before === undefined ? env.rules : { ...env.rules, ownersRequired: true, owners: [...before.owners] };
     const commits = await this.commits(dep.project_id, dep.commit_from ?? undefined, dep.commit_to);
-    return evaluateApprovals({
+    const evaluation = evaluateApprovals({
       request: { requester: dep.requested_by, triggeredBy: run.triggeredBy, authors: commits.authors, committers: commits.committers, ...(env.lastConfigEditor === undefined ? {} : { lastConfigEditor: env.lastConfigEditor }), bindingDigest: dep.binding_digest },
       rules,
       approvals,
@@ -785,6 +777,7 @@ export class Deployments {
       people: await this.deps.facts.people(),
       exceptions: (await this.deps.exceptions?.({ project: run.project, environment: dep.environment, requester: dep.requested_by, triggeredBy: run.triggeredBy, authors: commits.authors, committers: commits.committers, lastConfigEditor: env.lastConfigEditor, approvers: approvals.map((a) => ({ id: a.approver, roles: a.roles })) })) ?? [],
     });
+    return { evaluation, rulesChanged: before !== undefined };
   }
 }
 

@@ -11,7 +11,7 @@ import { Deployments } from '../../src/delivery/index.js';
 import type { DeliveryFacts, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
-import { commit, makeRepo } from '../runs/support.js';
+import { commit, makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
 
@@ -66,16 +66,7 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
     await t.cleanup();
   });
 
-  async function succeededRun(): Promise<string> {
-    const started = await t.app.runs.start({ kind: 'user', id: 'alice' }, { project: 'shop' });
-    for (let i = 0; i < 300; i++) {
-      const r = await t.app.runs.show(started.id);
-      if (r.state === 'succeeded') return r.id;
-      if (r.state !== 'queued' && r.state !== 'running') throw new Error(`run ${r.state}`);
-      await new Promise((res) => setTimeout(res, 20));
-    }
-    throw new Error('run did not finish');
-  }
+  const succeededRun = (): Promise<string> => runToSuccess(t.app, { kind: 'user', id: 'alice' }, 'shop');
 
   const as = (id: string) => ({ kind: 'user' as const, id });
   const refusal = async (p: Promise<unknown>) => {

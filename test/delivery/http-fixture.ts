@@ -14,7 +14,7 @@ import { GitCli } from '../../src/runs/index.js';
 import { deliveryRoutes } from '../../src/server/delivery-routes.js';
 import { buildServer } from '../../src/server/index.js';
 import type { Engine } from '../../src/storage/index.js';
-import { makeRepo } from '../runs/support.js';
+import { makeRepo, succeededRun } from '../runs/support.js';
 import { TestClock, login, makeUser, openTestApp, silent } from '../server/support.js';
 import type { TestApp, TestUser } from '../server/support.js';
 import { deliveryFacts } from '../../src/app/index.js';
@@ -93,13 +93,7 @@ export async function openDeliveryServer(engine: Engine): Promise<DeliveryServer
     users[name] = await makeUser(t.app, clock, name, roles);
     tokens[name] = await login(server, clock, users[name]);
   }
-  const started = await t.app.runs.start({ kind: 'user', id: 'dev' }, { project: 'shop' });
-  for (let i = 0; ; i++) {
-    const r = await t.app.runs.show(started.id);
-    if (r.state === 'succeeded') break;
-    if ((r.state !== 'queued' && r.state !== 'running') || i > 500) throw new Error(`run ${r.state}`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
+  const runId = await succeededRun(t.app, { kind: 'user', id: 'dev' }, 'shop');
   return {
     t,
     server,
@@ -107,7 +101,7 @@ export async function openDeliveryServer(engine: Engine): Promise<DeliveryServer
     users,
     tokens,
     deployed,
-    runId: started.id,
+    runId,
     close: async () => {
       await server.close();
       await t.cleanup();

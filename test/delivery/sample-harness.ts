@@ -16,7 +16,7 @@ import type { DeliveryFacts, DeploymentsDeps, EnvironmentFacts, ProtectionRules,
 import { GitCli } from '../../src/runs/index.js';
 import type { Engine } from '../../src/storage/index.js';
 import { verifyArtifact, vsaFor } from '../../src/verify/index.js';
-import { makeRepo } from '../runs/support.js';
+import { makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
 
@@ -111,16 +111,7 @@ export async function openSampleHarness(engine: Engine, opts: { people: { id: st
     ...opts.deps,
   });
 
-  async function succeededRun(): Promise<string> {
-    const started = await t.app.runs.start(as('alice'), { project: 'sample' });
-    for (let i = 0; i < 600; i++) {
-      const r = await t.app.runs.show(started.id);
-      if (r.state === 'succeeded') return r.id;
-      if (r.state !== 'queued' && r.state !== 'running') throw new Error(`run ${r.state}: ${JSON.stringify(r.stages)}`);
-      await new Promise((res) => setTimeout(res, 25));
-    }
-    throw new Error('run did not finish');
-  }
+  const succeededRun = (): Promise<string> => runToSuccess(t.app, as('alice'), 'sample');
 
   return {
     t,

@@ -14,7 +14,7 @@ import { Deployments } from '../../src/delivery/index.js';
 import { PolicyEngine, defaultPolicies, parsePolicyFiles, sodExceptionsFor } from '../../src/policy/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
-import { makeRepo } from '../runs/support.js';
+import { makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
 
@@ -57,16 +57,7 @@ describe.each(ENGINES)('the last editor of an environment configuration on %s', 
     throw new Error('expected a refusal');
   };
 
-  async function succeededRun(): Promise<string> {
-    const started = await t.app.runs.start(as('ada'), { project: 'shop' });
-    for (let i = 0; i < 300; i++) {
-      const r = await t.app.runs.show(started.id);
-      if (r.state === 'succeeded') return r.id;
-      if (r.state !== 'queued' && r.state !== 'running') throw new Error(`run ${r.state}`);
-      await new Promise((res) => setTimeout(res, 20));
-    }
-    throw new Error('run did not finish');
-  }
+  const succeededRun = (): Promise<string> => runToSuccess(t.app, as('ada'), 'shop');
 
   /** A deployment that already succeeded at `commit`: the next range starts after it. */
   async function shipped(environment: string, runId: string, commit: string): Promise<void> {

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { App } from '../../src/app/index.js';
 
 export const EXAMPLE = resolve(import.meta.dirname, '../../examples/hello-pipeline');
 
@@ -29,4 +30,16 @@ export function commit(dir: string, files: Record<string, string>, message = 'ch
   git(dir, 'add', '-A');
   git(dir, 'commit', '-q', '-m', message);
   return git(dir, 'rev-parse', 'HEAD');
+}
+
+/** Start a run of `project` as `actor` and wait (up to ~15 s) for it to succeed; its id. Any other end throws, naming its stages. */
+export async function succeededRun(app: App, actor: { kind: 'user'; id: string }, project: string): Promise<string> {
+  const started = await app.runs.start(actor, { project });
+  for (let i = 0; i < 600; i++) {
+    const r = await app.runs.show(started.id);
+    if (r.state === 'succeeded') return r.id;
+    if (r.state !== 'queued' && r.state !== 'running') throw new Error(`run ${r.state}: ${JSON.stringify(r.stages)}`);
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  throw new Error(`run ${started.id} did not finish`);
 }
