@@ -334,14 +334,7 @@ export interface ProvenanceInput {
 export interface ProvenancePredicate {
   readonly buildDefinition: {
     readonly buildType: string;
-    readonly externalParameters: {
-      readonly repository: string;
-      readonly ref: string;
-      readonly commit: string;
-      readonly pipelineFile: { readonly path: string; readonly digest: { readonly sha256: string } };
-      readonly parameters: Readonly<Record<string, JsonValue>>;
-      readonly trigger: Readonly<Record<string, JsonValue>>;
-    };
+    readonly externalParameters: Pick<ProvenanceInput, 'repository' | 'ref' | 'commit' | 'pipelineFile' | 'parameters' | 'trigger'>;
     readonly internalParameters: Readonly<Record<string, JsonValue>>;
     readonly resolvedDependencies: readonly ResourceDescriptor[];
   };

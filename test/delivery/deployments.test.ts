@@ -11,6 +11,7 @@ import { Deployments } from '../../src/delivery/index.js';
 import type { DeliveryFacts, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
+import { as, refusal } from './fixtures.js';
 import { commit, makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
@@ -68,15 +69,6 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
 
   const succeededRun = (): Promise<string> => runToSuccess(t.app, { kind: 'user', id: 'alice' }, 'shop');
 
-  const as = (id: string) => ({ kind: 'user' as const, id });
-  const refusal = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (err) {
-      return err as { code: string; message: string; details: { code?: string } };
-    }
-    throw new Error('expected a refusal');
-  };
 
   it('self-approval is refused and recorded; two distinct release managers approve', async () => {
     const dep = await deployments.request(as('bob'), { run: await succeededRun(), environment: 'production', justification: 'ship the checkout fix' });

@@ -61,3 +61,16 @@ export function approval(approver: string, over: Partial<Approval> = {}): Approv
     ...over,
   };
 }
+
+/** A person as an audit actor. */
+export const as = (id: string) => ({ kind: 'user' as const, id });
+
+/** The error a promise rejects with; fails the test if it resolves. */
+export async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string; details: { code?: string } }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as { code: string; message: string; details: { code?: string } };
+  }
+  throw new Error('expected a refusal');
+}

@@ -20,6 +20,9 @@ import { makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
 
+export { as, refusal } from './fixtures.js';
+import { as } from './fixtures.js';
+
 export const SAMPLE = resolve(import.meta.dirname, '../../examples/sample-service');
 export const OPEN: ProtectionRules = { required: 0, roles: [], ownersRequired: false, owners: [], validForMs: 3_600_000, justificationRequired: true, branches: [], windows: [], freezes: [] };
 export const GUARDED: ProtectionRules = { ...OPEN, required: 1, roles: ['release-manager'] };
@@ -42,7 +45,6 @@ export interface SampleHarness {
   close(): Promise<void>;
 }
 
-export const as = (id: string) => ({ kind: 'user' as const, id });
 
 /** Exported record files as `deployments export` writes them: a checkpoint signed for each. */
 export function recordProofs(t: TestApp): RecordProofs {
@@ -53,16 +55,6 @@ export function recordProofs(t: TestApp): RecordProofs {
       return { inclusion: encodeInclusionProof(await t.app.audit.inclusionProof(seq, checkpoint.size)), checkpoint: checkpoint.note };
     },
   };
-}
-
-/** The error a promise rejects with; fails the test if it resolves. */
-export async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as { code: string; message: string };
-  }
-  throw new Error('expected a refusal');
 }
 
 export async function openSampleHarness(engine: Engine, opts: { people: { id: string; identities: string[]; roles: string[] }[]; deps?: Partial<DeploymentsDeps> }): Promise<SampleHarness> {

@@ -14,6 +14,7 @@ import { Deployments } from '../../src/delivery/index.js';
 import { PolicyEngine, defaultPolicies, parsePolicyFiles, sodExceptionsFor } from '../../src/policy/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
+import { as, refusal } from './fixtures.js';
 import { makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
@@ -47,15 +48,6 @@ describe.each(ENGINES)('the last editor of an environment configuration on %s', 
   let facts: ReturnType<typeof deliveryFacts>;
   let run: string;
 
-  const as = (id: string) => ({ kind: 'user' as const, id });
-  const refusal = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (err) {
-      return err as { code: string; message: string; details: { code?: string } };
-    }
-    throw new Error('expected a refusal');
-  };
 
   const succeededRun = (): Promise<string> => runToSuccess(t.app, as('ada'), 'shop');
 
