@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import type { DeliveryFacts, EnvironmentFacts, HealthCheck, ProtectionRules } from '../delivery/index.js';
+import { boundedMemo } from '../delivery/index.js';
 import type { EnvironmentDefinition, PipelineDefinition } from '../pipeline/index.js';
 import { effectiveConfig } from '../pipeline/index.js';
 import type { GitPort, Runs } from '../runs/index.js';
@@ -41,23 +42,15 @@ function healthOf(env: Partial<EnvironmentDefinition>): HealthCheck | undefined 
 export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; reposDir: string; people: () => Promise<{ id: string; identities: string[] }[]>; roles: (username: string) => Promise<string[]> }): DeliveryFacts {
   const projectIdOf = async (name: string): Promise<string> => (await deps.store.db.selectFrom('projects').select('id').where('name', '=', name).executeTakeFirstOrThrow()).id;
   const mirror = (projectId: string): string => join(deps.reposDir, `${projectId}.git`);
-  // Who last edited files at a commit never changes; every show, decision and gate asks. Bounded.
-  const editors = new Map<string, Promise<string | undefined>>();
-  const lastConfigEditor = (projectId: string, sha: string, paths: readonly string[]): Promise<string | undefined> => {
-    const key = JSON.stringify([projectId, sha, paths]);
-    let found = editors.get(key);
-    if (found === undefined) {
-      if (editors.size >= 256) editors.delete(editors.keys().next().value ?? '');
-      // The author: the person who wrote the rule change. Its committer, when that is someone
-      // else, only applied it; if the commit is in the deployed range the core already excludes
-      // them as a committer.
-      found = deps.git.lastEditor(mirror(projectId), sha, paths).then((e) => (e === undefined || e.author === '' ? undefined : e.author));
-      // A failed read is not kept (and fails the evaluation closed): the next call asks again.
-      found.catch(() => editors.delete(key));
-      editors.set(key, found);
-    }
-    return found;
-  };
+  // Who last edited files at a commit never changes; every show, decision and gate asks.
+  const editors = boundedMemo(256, (key) => {
+    const [projectId = '', sha = '', ...paths] = JSON.parse(key) as string[];
+    // The author: the person who wrote the rule change. Its committer, when that is someone
+    // else, only applied it; if the commit is in the deployed range the core already excludes
+    // them as a committer. A failed read fails the evaluation closed.
+    return deps.git.lastEditor(mirror(projectId), sha, paths).then((e) => (e === undefined || e.author === '' ? undefined : e.author));
+  });
+  const lastConfigEditor = (projectId: string, sha: string, paths: readonly string[]): Promise<string | undefined> => editors(JSON.stringify([projectId, sha, ...paths]));
   return {
     run: async (ref) => {
       const r = await deps.runs.show(await deps.runs.resolveId(ref));

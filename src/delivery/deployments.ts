@@ -23,6 +23,7 @@ import type { ConfigDiff } from '../pipeline/index.js';
 import { evaluateBreakGlass } from './breakglass.js';
 import { Freezes } from './freezes.js';
 import { Incidents } from './incidents.js';
+import { boundedMemo } from './memo.js';
 import { isJustified } from './people.js';
 import type { Person } from './people.js';
 import type { ProtectionRules } from './rules.js';
@@ -193,9 +194,12 @@ const ENV = /^[a-z][a-z0-9-]{0,62}$/;
 export class Deployments {
   /**
    * Authors and committers by (project, from, to): a range of commit ids never changes, and
-   * every show, decision and gate needs it (one `git log` each otherwise). Bounded.
+   * every show, decision and gate needs it (one `git log` each otherwise).
    */
-  private readonly ranges = new Map<string, Promise<{ authors: string[]; committers: string[] }>>();
+  private readonly ranges = boundedMemo(256, (key) => {
+    const [projectId = '', from = '', to = ''] = JSON.parse(key) as string[];
+    return this.deps.facts.commits(projectId, from === '' ? undefined : from, to);
+  });
 
   /** Incidents opened by break-glass, closed by a postmortem. */
   readonly incidents: Incidents;
@@ -747,16 +751,7 @@ export class Deployments {
   }
 
   private commits(projectId: string, from: string | undefined, to: string): Promise<{ authors: string[]; committers: string[] }> {
-    const key = `${projectId} ${from ?? ''} ${to}`;
-    let found = this.ranges.get(key);
-    if (found === undefined) {
-      if (this.ranges.size >= 256) this.ranges.delete(this.ranges.keys().next().value ?? '');
-      found = this.deps.facts.commits(projectId, from, to);
-      // A failed read is not kept: the next call asks again.
-      found.catch(() => this.ranges.delete(key));
-      this.ranges.set(key, found);
-    }
-    return found;
+    return this.ranges(JSON.stringify([projectId, from ?? '', to]));
   }
 
   /** The core's verdict over stored facts: who asked, who triggered, who wrote the change. */

@@ -44,3 +44,4 @@ export { Freezes, MAX_FREEZE_DURATION_SECONDS, UNTIL_LIFTED } from './freezes.js
 export type { ActiveFreezes, FreezeInfo, FreezeInput, FreezesDeps } from './freezes.js';
 export { ApprovalNotifier, webhookTargetLabel } from './notifier.js';
 export type { ApprovalNotice, ApprovalNotifierDeps, NotifierLogger, SendWebhook, WebhookTarget } from './notifier.js';
+export { boundedMemo } from './memo.js';

@@ -1,0 +1,18 @@
+/**
+ * A bounded cache of promises for facts that never change once known (the commits in a range of
+ * commit ids, who last edited a file at a commit). The oldest entry goes first; a failed load is
+ * not kept, so the next call asks again instead of repeating a transient error.
+ */
+export function boundedMemo<T>(limit: number, load: (key: string) => Promise<T>): (key: string) => Promise<T> {
+  const entries = new Map<string, Promise<T>>();
+  return (key) => {
+    let found = entries.get(key);
+    if (found === undefined) {
+      if (entries.size >= limit) entries.delete(entries.keys().next().value ?? '');
+      found = load(key);
+      found.catch(() => entries.delete(key));
+      entries.set(key, found);
+    }
+    return found;
+  };
+}
