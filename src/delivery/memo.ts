@@ -9,9 +9,13 @@ export function boundedMemo<T>(limit: number, load: (key: string) => Promise<T>)
     let found = entries.get(key);
     if (found === undefined) {
       if (entries.size >= limit) entries.delete(entries.keys().next().value ?? '');
-      found = load(key);
-      found.catch(() => entries.delete(key));
-      entries.set(key, found);
+      const loading = load(key);
+      // Only this load's own entry: a newer one for the key (after an eviction) stays.
+      loading.catch(() => {
+        if (entries.get(key) === loading) entries.delete(key);
+      });
+      entries.set(key, loading);
+      found = loading;
     }
     return found;
   };
