@@ -379,11 +379,19 @@ export function provenancePredicate(input: ProvenanceInput): ProvenancePredicate
       byproducts: input.byproducts ?? [],
     },
   };
+  return checkedPredicate(c, 'provenance input', predicate, checkProvenance) as ProvenancePredicate;
+}
+
+/**
+ * A predicate as plain JSON, checked by its own validator: whatever an input carries that is not
+ * JSON (a function, a Date, a cycle) or breaks the predicate's rules throws, naming `label`.
+ */
+function checkedPredicate(c: Checker, label: string, predicate: object, check: (c: Checker, value: Record<string, unknown>) => void): unknown {
   const copied = plainJson(c, 'predicate', predicate) as Record<string, unknown> | undefined;
-  c.throwIfAny('provenance input');
-  if (copied !== undefined) checkProvenance(c, copied);
-  c.throwIfAny('provenance input');
-  return copied as unknown as ProvenancePredicate;
+  c.throwIfAny(label);
+  if (copied !== undefined) check(c, copied);
+  c.throwIfAny(label);
+  return copied;
 }
 
 /**
@@ -409,19 +417,14 @@ export interface TestResultPredicate {
 }
 
 export function testResultPredicate(input: TestResultPredicate): TestResultPredicate {
-  const c = new Checker();
-  const copied = plainJson(c, 'predicate', {
+  return checkedPredicate(new Checker(), 'test result', {
     result: input.result,
     configuration: input.configuration,
     ...(input.url === undefined ? {} : { url: input.url }),
     passedTests: input.passedTests,
     warnedTests: input.warnedTests,
     failedTests: input.failedTests,
-  }) as Record<string, unknown> | undefined;
-  c.throwIfAny('test result');
-  if (copied !== undefined) checkTestResult(c, copied);
-  c.throwIfAny('test result');
-  return copied as unknown as TestResultPredicate;
+  }, checkTestResult) as TestResultPredicate;
 }
 
 // --- verification summary ----------------------------------------------------------------
@@ -449,8 +452,7 @@ export interface VsaPredicate {
 }
 
 export function vsaPredicate(input: VsaInput): VsaPredicate {
-  const c = new Checker();
-  const copied = plainJson(c, 'predicate', {
+  return checkedPredicate(new Checker(), 'verification summary', {
     verifier: { id: input.verifierId },
     timeVerified: input.timeVerified,
     resourceUri: input.resourceUri,
@@ -459,9 +461,5 @@ export function vsaPredicate(input: VsaInput): VsaPredicate {
     verificationResult: input.verificationResult,
     verifiedLevels: input.verifiedLevels,
     slsaVersion: input.slsaVersion,
-  }) as Record<string, unknown> | undefined;
-  c.throwIfAny('verification summary');
-  if (copied !== undefined) checkVsa(c, copied);
-  c.throwIfAny('verification summary');
-  return copied as unknown as VsaPredicate;
+  }, checkVsa) as VsaPredicate;
 }
