@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -281,27 +281,33 @@ async function retrying<T>(log: Logger, what: string, fn: () => Promise<T>, atte
   }
 }
 
-/** Download the job's source tree and unpack it with tar into `dir`. */
+/**
+ * Download the job's source tree to a file, then unpack it with tar into `dir`. Spooling first
+ * (rather than piping into tar's stdin) avoids a race: tar may exit as soon as it has read the
+ * end-of-archive blocks, closing its stdin before the pipe has finished, which failed good
+ * downloads with "Premature close". It also means a truncated download is seen as a transfer
+ * error before anything is unpacked.
+ */
 async function fetchSource(ctx: JobContext, stepId: string, dir: string, signal: AbortSignal): Promise<void> {
   const res = await ctx.api.request('GET', jobPath(stepId, '/source'), { timeoutMs: 30 * 60_000, signal });
   if (!res.ok || res.body === null) throw await answerError(res, 'downloading the source');
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tar = spawn('tar', ['--extract', '--file=-', '--directory', dir, '--no-same-owner'], { stdio: ['pipe', 'ignore', 'pipe'] });
-  let stderr = '';
-  tar.stderr.on('data', (d: Buffer) => {
-    if (stderr.length < 1000) stderr += d.toString('utf8');
-  });
-  const exited = new Promise<number | null>((resolve, reject) => {
-    tar.once('error', reject);
-    tar.once('close', resolve);
-  });
-  const piped = pipeline(Readable.fromWeb(res.body), tar.stdin).then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  const [code, pipeError] = await Promise.all([exited, piped]);
-  if (code !== 0) throw new Error(`unpacking the source failed (tar exit ${String(code)}: ${stderr.trim().split('\n')[0] ?? ''})`);
-  if (pipeError !== undefined) throw pipeError instanceof Error ? pipeError : new Error('downloading the source failed');
+  const archive = `${dir}.tar`;
+  try {
+    await pipeline(Readable.fromWeb(res.body), createWriteStream(archive, { mode: 0o600 }));
+    const tar = spawn('tar', ['--extract', `--file=${archive}`, '--directory', dir, '--no-same-owner'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    tar.stderr.on('data', (d: Buffer) => {
+      if (stderr.length < 1000) stderr += d.toString('utf8');
+    });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      tar.once('error', reject);
+      tar.once('close', resolve);
+    });
+    if (code !== 0) throw new Error(`unpacking the source failed (tar exit ${String(code)}: ${stderr.trim().split('\n')[0] ?? ''})`);
+  } finally {
+    await rm(archive, { force: true });
+  }
 }
 
 /** Fetch each declared input into the local blob store, checking its digest. */
