@@ -5,11 +5,12 @@
  * mirror), and who is who (users with the addresses they commit with).
  */
 import { join } from 'node:path';
-import type { DeliveryFacts, EnvironmentFacts, HealthCheck, ProtectionRules } from '../delivery/index.js';
+import type { DeliveryFacts, DeploymentSecrets, EnvironmentFacts, HealthCheck, ProtectionRules } from '../delivery/index.js';
 import { boundedMemo } from '../delivery/index.js';
 import type { EnvironmentDefinition, PipelineDefinition } from '../pipeline/index.js';
 import { effectiveConfig } from '../pipeline/index.js';
 import type { GitPort, Runs } from '../runs/index.js';
+import type { Secrets } from '../secrets/index.js';
 import type { Store } from '../storage/index.js';
 
 const FOUR_HOURS_S = 4 * 3600;
@@ -81,6 +82,7 @@ export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; re
         configDigest: effective.digest,
         config: effective.config,
         requires: [...(env.evidence?.environments ?? [])],
+        secrets: [...(env.secrets ?? [])],
         ...(editor === undefined ? {} : { lastConfigEditor: editor }),
         ...(health === undefined ? {} : { health, healthBudgetMs: (env.health?.timeoutSeconds ?? 10) * 1000 }),
       };
@@ -91,5 +93,19 @@ export function deliveryFacts(deps: { store: Store; runs: Runs; git: GitPort; re
     },
     people: deps.people,
     roles: deps.roles,
+  };
+}
+
+/**
+ * A deployment's service secrets: the run says which project, pipeline, ref and commit, and
+ * whether the environment is protected; the secrets domain resolves, asks the release policy
+ * (with the gate passed) and records each read. `ready` opens the vault first.
+ */
+export function deploymentSecrets(deps: { runs: Pick<Runs, 'evidenceView'>; secrets: Pick<Secrets, 'releaseToDeployment'>; ready: () => Promise<unknown> }): DeploymentSecrets {
+  return async (req, context) => {
+    const view = await deps.runs.evidenceView(req.runId);
+    const env = Object.hasOwn(view.pipeline.environments, req.environment) ? view.pipeline.environments[req.environment] : undefined;
+    await deps.ready();
+    return deps.secrets.releaseToDeployment({ ...req, project: view.run.project, pipeline: view.run.pipeline, environmentProtected: env?.protected === true, ref: view.run.ref, commit: view.run.commit }, context);
   };
 }

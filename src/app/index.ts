@@ -30,11 +30,11 @@ import type { Envelope, Statement } from '../attest/index.js';
 import { Provenance } from '../provenance/index.js';
 import { ApprovalNotifier, Deployments, LocalDeployer, runHealthCheck } from '../delivery/index.js';
 import { envelopeDigest, verifyArtifact, vsaFor } from '../verify/index.js';
-import { deliveryFacts } from './delivery.js';
+import { deliveryFacts, deploymentSecrets } from './delivery.js';
 import type { InTotoRouteDeps } from '../intoto/index.js';
 
 export { PolicyHolder } from './policy-holder.js';
-export { deliveryFacts, rulesOf } from './delivery.js';
+export { deliveryFacts, deploymentSecrets, rulesOf } from './delivery.js';
 export { homeCheckpointVerifierKey } from './keys.js';
 export type { ActivePolicy } from './policy-holder.js';
 
@@ -286,6 +286,8 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
       },
       deployer: new LocalDeployer({ objects: blobs, root: join(config.home, 'environments'), ...(options.logger === undefined ? {} : { logger: options.logger }), clock }),
       health: runHealthCheck,
+      // The service's declared secrets, asked for only after every gate passed (policy sees approved: true).
+      secrets: deploymentSecrets({ runs, secrets, ready: vaultReady }),
       // Segregation-of-duties exceptions exist only as named Cedar permits (policies/sod-exceptions.cedar).
       exceptions: async (ctx) => sodExceptionsFor((await policy.current()).engine, ctx),
       notify: (n) => notifier.notify({ ...n, url: `${config.publicUrl}/api/v1/deployments/${n.deploymentId}` }),

@@ -6,6 +6,7 @@
  * quorum of distinct people, expiry, roles, owners, and segregation of duties over the whole
  * change (requester, whoever triggered the run, every author and committer in the range).
  */
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import type { AuditEvent, AuditLog, InclusionProofDocument, RequestContext } from '../audit/index.js';
@@ -64,7 +65,20 @@ export interface EnvironmentFacts {
   readonly health?: HealthCheck | undefined;
   /** How long the check may keep retrying before it counts as failed (default 10 s). */
   readonly healthBudgetMs?: number | undefined;
+  /** Secret names the deployed service receives as environment variables (`environments.<name>.secrets`). */
+  readonly secrets?: readonly string[] | undefined;
 }
+
+/** Why a deployment's gates passed: said with each secret released to it. */
+export type ReleaseBasis = 'approvals' | 'break-glass' | 'rollback';
+
+/**
+ * Releases an environment's declared secrets to a service being started (app: Secrets
+ * .releaseToDeployment, which resolves scope, asks the Cedar release policy with the gate
+ * passed, and records each read). Asked only after every gate passed. Values stay in memory:
+ * they go to the service's environment and nowhere else (not the record, not the health check).
+ */
+export type DeploymentSecrets = (req: { deploymentId: string; runId: string; environment: string; declared: readonly string[]; basis: ReleaseBasis }, context?: RequestContext) => Promise<readonly { name: string; value: Buffer; version: number }[]>;
 
 /** Puts releases in place and runs them (LocalDeployer). */
 export interface DeployerPort {
@@ -141,6 +155,7 @@ export interface DeploymentsDeps {
   readonly sbomRefs?: ((digests: readonly string[]) => Promise<ReadonlyMap<string, string>>) | undefined;
   /** How long a first break-glass request waits for a second person (default 1 hour). */
   readonly breakGlassTtlMs?: number | undefined;
+  readonly secrets?: DeploymentSecrets | undefined;
   /** Tells approvers (signed webhooks); must not throw. Awaited only by tests (see `notified`). */
   readonly notify?: ((notice: DeploymentNotice) => Promise<void>) | undefined;
   /** The audit log's proofs, for exported records: the event at a seq, its inclusion in a signed checkpoint. */
@@ -535,11 +550,13 @@ export class Deployments {
       }
     });
     const config = JSON.parse(dep.config_json) as Record<string, string>;
+    const basis: ReleaseBasis = gate.approvals.satisfied ? 'approvals' : bg !== undefined ? 'break-glass' : 'rollback';
     let outcome: DeploymentRecord['outcome'] = 'failed';
     let reason: string | null = null;
     let steps: DeploymentRecord['steps'] = [];
     try {
-      const result = await deployer.deploy({ deploymentId, environment: dep.environment, artifacts, env: config });
+      const secretEnv = await this.serviceSecrets({ deploymentId, runId: dep.run_id, environment: dep.environment, declared: env.secrets ?? [], basis, config }, decisions, context);
+      const result = await deployer.deploy({ deploymentId, environment: dep.environment, artifacts, env: { ...config, ...secretEnv } });
       steps = result.steps;
       outcome = 'succeeded';
       if (env.health !== undefined && this.deps.health !== undefined) {
@@ -553,7 +570,11 @@ export class Deployments {
           reason = `health check failed: ${health.detail}`.slice(0, 1000);
           const previous = await this.lastSucceeded(dep);
           if (previous !== undefined) {
-            const back = await deployer.rollback(dep.environment, { deploymentId: previous.id, artifacts: JSON.parse(previous.artifacts_json) as ArtifactDigest[], env: JSON.parse(previous.config_json) as Record<string, string> });
+            // The release being restored gets its own environment's secrets again, as declared by its run.
+            const previousConfig = JSON.parse(previous.config_json) as Record<string, string>;
+            const previousSecrets = (await this.deps.facts.environment(previous.run_id, dep.environment))?.secrets ?? [];
+            const previousEnv = await this.serviceSecrets({ deploymentId, runId: previous.run_id, environment: dep.environment, declared: previousSecrets, basis: 'rollback', config: previousConfig }, decisions, context);
+            const back = await deployer.rollback(dep.environment, { deploymentId: previous.id, artifacts: JSON.parse(previous.artifacts_json) as ArtifactDigest[], env: { ...previousConfig, ...previousEnv } });
             steps = [...steps, ...back.steps.map((s) => ({ ...s, name: `rollback:${s.name}` }))];
             // The restored release is checked like any other: a rollback that does not come up is a failure.
             const again = 'url' in env.health ? { ...env.health, url: env.health.url.replaceAll('{port}', String(back.port)) } : env.health;
@@ -618,11 +639,34 @@ export class Deployments {
     return this.show(deploymentId);
   }
 
+  /**
+   * The declared secrets for the service, as environment variables, with the release noted in
+   * the record's policy decisions (names and versions, never values). A secret that would
+   * replace a configuration value is refused: which one the service sees must not be a guess.
+   */
+  private async serviceSecrets(req: { deploymentId: string; runId: string; environment: string; declared: readonly string[]; basis: ReleaseBasis; config: Readonly<Record<string, string>> }, decisions: PolicyDecision[], context?: RequestContext): Promise<Record<string, string>> {
+    if (req.declared.length === 0) return {};
+    const clash = req.declared.filter((n) => Object.hasOwn(req.config, n));
+    if (clash.length > 0) throw new ConflictError(`environment ${req.environment} sets ${clash.join(', ')} both in its configuration and as secret(s): rename one`, { names: clash });
+    if (this.deps.secrets === undefined) throw new ConflictError(`environment ${req.environment} declares secrets, but this server cannot release secrets to deployments`);
+    try {
+      const released = await this.deps.secrets({ deploymentId: req.deploymentId, runId: req.runId, environment: req.environment, declared: req.declared, basis: req.basis }, context);
+      decisions.push({ action: 'secrets', allowed: true, policies: [`released to the service (${req.basis}): ${released.map((r) => `${r.name} v${r.version}`).join(', ')}`] });
+      // An environment variable is text without NUL; anything else would be cut or garbled silently.
+      const unfit = released.filter((r) => r.value.includes(0) || !isUtf8(r.value)).map((r) => r.name);
+      if (unfit.length > 0) throw new ConflictError(`secret(s) ${unfit.join(', ')} cannot be an environment variable: the value is not UTF-8 text without NUL bytes`, { names: unfit });
+      return Object.fromEntries(released.map((r) => [r.name, r.value.toString('utf8')]));
+    } catch (err) {
+      decisions.push({ action: 'secrets', allowed: false, policies: [err instanceof Error ? err.message.slice(0, 300) : 'refused'] });
+      throw err;
+    }
+  }
+
   /** The environment's last successful deployment other than `dep` (finished before `before`, if given): what runs there now. */
   private lastSucceeded(dep: { id: string; project_id: string; environment: string }, before?: string) {
     let q = this.deps.store.db
       .selectFrom('deployments')
-      .select(['id', 'artifacts_json', 'config_json', 'config_digest'])
+      .select(['id', 'run_id', 'artifacts_json', 'config_json', 'config_digest'])
       .where('project_id', '=', dep.project_id)
       .where('environment', '=', dep.environment)
       .where('state', '=', 'succeeded')

@@ -31,7 +31,7 @@ export type { BreakGlassCode, BreakGlassDecision, BreakGlassRequest, EvaluateBre
 export { Deployments } from './deployments.js';
 export { Incidents, MIN_POSTMORTEM_LENGTH } from './incidents.js';
 export type { IncidentView } from './incidents.js';
-export type { DeliveryFacts, DeploymentNotice, PolicyDecision, DeployerPort, DeploymentSummary, DeploymentView, DeploymentsDeps, EnvironmentFacts, RecordProofs } from './deployments.js';
+export type { DeliveryFacts, DeploymentNotice, DeploymentSecrets, PolicyDecision, DeployerPort, DeploymentSummary, DeploymentView, DeploymentsDeps, EnvironmentFacts, RecordProofs, ReleaseBasis } from './deployments.js';
 export { APPROVAL_V1, DEPLOYMENT_RECORD_V1, RECORD_FILE_FORMAT, recordDigest, signRecord, verifyRecordFile } from './record.js';
 export type { DeploymentRecord, RecordCheck, RecordFile } from './record.js';
 export { LocalDeployer, assertEnvironmentName } from './deployer.js';

@@ -70,7 +70,7 @@ export const DEFAULT_HEALTH_STATUS = 200;
 
 export const TOP_KEYS = ['version', 'pipeline', 'owners', 'environments', 'stages'] as const;
 export const TOP_REQUIRED = ['version', 'pipeline', 'owners', 'stages'] as const;
-export const ENVIRONMENT_KEYS = ['protected', 'owners', 'approvals', 'branches', 'windows', 'freezes', 'evidence', 'health', 'overrides'] as const;
+export const ENVIRONMENT_KEYS = ['protected', 'owners', 'approvals', 'branches', 'windows', 'freezes', 'evidence', 'health', 'overrides', 'secrets'] as const;
 export const APPROVAL_KEYS = ['required', 'roles', 'owners', 'validFor', 'justification', 'rollback'] as const;
 export const WINDOW_KEYS = ['cron', 'timezone', 'duration'] as const;
 export const WINDOW_REQUIRED = ['cron', 'timezone', 'duration'] as const;

@@ -153,6 +153,7 @@ function environment(): Schema {
       then: { required: ['url'] },
     },
     overrides: { type: 'string', pattern: `^(?=.*\\.ya?ml$)${PATH_PATTERN.slice(1)}`, description: 'repository path of a YAML file with this environment\'s values' },
+    secrets: strings({ type: 'string', pattern: VARIABLE_NOT_RESERVED_PATTERN }, 'secrets the deployed service receives as environment variables, released only to a deployment that passed its gates'),
   };
   const { reason: _reason, ...window } = freeze;
   return {

@@ -98,6 +98,12 @@ export interface EnvironmentDefinition {
   readonly health: HealthCheck | undefined;
   /** Repository path of the YAML file with this environment's configuration values. */
   readonly overrides: string | undefined;
+  /**
+   * Secrets the deployed service receives as environment variables, released when a deployment
+   * that passed every gate starts it (never to the health check). Absent in stored definitions
+   * older than the field: read it as empty.
+   */
+  readonly secrets: readonly string[];
 }
 
 /** A valid pipeline file. */

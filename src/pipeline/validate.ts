@@ -412,6 +412,7 @@ class Walker {
     let evidence: { tests: Located<string>[]; after: Located<string>[]; provenance: boolean } = { tests: [], after: [], provenance: true };
     let health: HealthCheck | undefined;
     let overrides: string | undefined;
+    let secrets: string[] = [];
     for (const s of settings) {
       switch (s.key.value) {
         case 'protected':
@@ -440,6 +441,9 @@ class Walker {
           break;
         case 'overrides':
           overrides = this.overrides(s);
+          break;
+        case 'secrets':
+          secrets = (this.list(s.value, s.key, s.path, (item, p) => this.variable(item, s.key, p, 'secret name'), { nonEmpty: 'name at least one secret, or remove `secrets`', unique: true }) ?? []).map((v) => v.value);
           break;
         default:
           break;
@@ -470,6 +474,7 @@ class Walker {
       evidence: Object.freeze({ tests: Object.freeze(evidence.tests.map((t) => t.value)), environments: Object.freeze(evidence.after.map((a) => a.value)), provenance: evidence.provenance }),
       health,
       overrides,
+      secrets: Object.freeze(secrets),
     });
     return { name, keyNode: env.key, path: env.path, definition, tests: evidence.tests, after: evidence.after };
   }

@@ -70,6 +70,42 @@ export interface StepRelease {
   readonly declared: readonly string[];
 }
 
+/** A deployment starting its service, after every gate of its environment passed. */
+export interface DeploymentRelease {
+  readonly deploymentId: string;
+  readonly runId: string;
+  readonly project: string;
+  readonly pipeline: string;
+  readonly environment: string;
+  readonly environmentProtected: boolean;
+  readonly ref: string;
+  readonly commit: string;
+  /** Why the gates passed, recorded with each release. */
+  readonly basis: 'approvals' | 'break-glass' | 'rollback';
+  /** The secret names the environment declares (`environments.<name>.secrets`). */
+  readonly declared: readonly string[];
+}
+
+/** One released secret: its value exists only in memory, on its way to the step or service. */
+export interface Released {
+  readonly name: string;
+  readonly value: Buffer;
+  readonly version: number;
+}
+
+/** Who a release is for: its audit actor and details, its scope, and its policy request. */
+interface Releasee {
+  readonly actor: Actor;
+  readonly where: Record<string, unknown>;
+  readonly context: RequestContext | undefined;
+  readonly project: string;
+  readonly environment: string | undefined;
+  readonly declared: readonly string[];
+  /** How refusals name the receiver. */
+  readonly describe: string;
+  readonly policy: (secret: ReleaseAuthzRequest['secret']) => ReleaseAuthzRequest;
+}
+
 export interface SecretsDeps {
   readonly store: Store;
   readonly audit: AuditLog;
@@ -232,39 +268,20 @@ export class Secrets {
    * state). Any refusal refuses the whole release: every refused name is recorded as denied
    * and nothing is decrypted.
    */
-  async releaseToStep(step: StepRelease, requested?: readonly string[], requestRecord?: AuditEventInput): Promise<{ name: string; value: Buffer; version: number }[]> {
-    const names = requested ?? step.declared;
-    if (names.length === 0) return [];
+  releaseToStep(step: StepRelease, requested?: readonly string[], requestRecord?: AuditEventInput): Promise<Released[]> {
     const actor: Actor = { kind: 'workload', id: `run:${step.runId}:step:${step.stepId}` };
-    const where = { stage: step.stage, step: step.step, runner: step.runner };
-    const trace = { traceId: step.traceId };
-    const outcome = await this.deps.store.transact(async (tx) => {
-      const project = await tx.db.selectFrom('projects').select('id').where('name', '=', step.project).executeTakeFirst();
-      const keys = ['global', ...(project === undefined ? [] : [`project:${project.id}`, ...(step.environment === undefined ? [] : [`project:${project.id}/env:${step.environment}`])])];
-      const refusals: { name: string; resource: string; reason: string; policies?: readonly string[] }[] = [];
-      const chosen: { name: string; row: Selectable<Database['secrets']> }[] = [];
-      const now = this.deps.clock();
-      const wanted = [...new Set(names)];
-      const declaredWanted = wanted.filter((n) => step.declared.includes(n));
-      // One query for every candidate of every name (a fetch is on each step's start path).
-      const rows = declaredWanted.length === 0 ? [] : await tx.db.selectFrom('secrets').selectAll().where('name', 'in', declaredWanted).where('scope_key', 'in', keys).where('deleted_at', 'is', null).execute();
-      for (const name of wanted) {
-        if (!step.declared.includes(name)) {
-          refusals.push({ name, resource: `secrets/${NAME.test(name) ? name : 'invalid-name'}`, reason: `the step did not declare secret ${NAME.test(name) ? name : '(an invalid name)'}` });
-          continue;
-        }
-        const row = rows.filter((r) => r.name === name).sort((a, b) => keys.indexOf(b.scope_key) - keys.indexOf(a.scope_key))[0];
-        if (row === undefined || row.current_version === 0) {
-          refusals.push({ name, resource: `secrets/${name}`, reason: `no secret ${name} in scope of project ${step.project}${step.environment === undefined ? '' : `, environment ${step.environment}`} (set it with airlock secret set)` });
-          continue;
-        }
-        if (row.expires_at !== null && Date.parse(row.expires_at) <= now.getTime()) {
-          refusals.push({ name, resource: `secrets/${row.id}`, reason: `secret ${name} expired at ${row.expires_at}` });
-          continue;
-        }
-        const decision = await this.deps.releasePolicy.decide({
+    return this.release(
+      {
+        actor,
+        where: { stage: step.stage, step: step.step, runner: step.runner },
+        context: { traceId: step.traceId },
+        project: step.project,
+        environment: step.environment,
+        declared: step.declared,
+        describe: `${step.stage}/${step.step}`,
+        policy: (secret) => ({
           workload: { id: actor.id, pipeline: step.pipeline, run: step.runId, step: step.step },
-          secret: { id: row.id, name, project: row.project_id === null ? '' : step.project, environment: row.environment ?? '' },
+          secret,
           context: {
             sourceAddress: step.sourceAddress,
             project: step.project,
@@ -278,7 +295,80 @@ export class Secrets {
             trigger: step.trigger,
             approved: step.approved,
           },
-        });
+        }),
+      },
+      requested ?? step.declared,
+      requestRecord,
+    );
+  }
+
+  /**
+   * Release the secrets an environment declares to the service a deployment starts. The caller
+   * (delivery) asks only after every gate passed, so the policy sees `approved: true`; the basis
+   * (approvals, break-glass, a rollback to an approved release) is recorded with each release.
+   * Resolution, policy and refusal are as for a step: all or nothing, each read recorded.
+   */
+  releaseToDeployment(d: DeploymentRelease, context?: RequestContext): Promise<Released[]> {
+    const actor: Actor = { kind: 'workload', id: `deployment:${d.deploymentId}` };
+    return this.release(
+      {
+        actor,
+        where: { deployment: d.deploymentId, environment: d.environment, basis: d.basis },
+        context,
+        project: d.project,
+        environment: d.environment,
+        declared: d.declared,
+        describe: `deployment ${d.deploymentId} (${d.environment})`,
+        policy: (secret) => ({
+          workload: { id: actor.id, pipeline: d.pipeline, run: d.runId, step: '' },
+          secret,
+          context: {
+            sourceAddress: 'deployer',
+            project: d.project,
+            pipeline: d.pipeline,
+            stage: '',
+            step: '',
+            environment: d.environment,
+            environmentProtected: d.environmentProtected,
+            branch: d.ref.replace(/^refs\/heads\//, ''),
+            commit: d.commit,
+            trigger: 'deployment',
+            approved: true,
+          },
+        }),
+      },
+      d.declared,
+    );
+  }
+
+  private async release(who: Releasee, names: readonly string[], requestRecord?: AuditEventInput): Promise<Released[]> {
+    if (names.length === 0) return [];
+    const { actor, where, context: trace } = who;
+    const outcome = await this.deps.store.transact(async (tx) => {
+      const project = await tx.db.selectFrom('projects').select('id').where('name', '=', who.project).executeTakeFirst();
+      const keys = ['global', ...(project === undefined ? [] : [`project:${project.id}`, ...(who.environment === undefined ? [] : [`project:${project.id}/env:${who.environment}`])])];
+      const refusals: { name: string; resource: string; reason: string; policies?: readonly string[] }[] = [];
+      const chosen: { name: string; row: Selectable<Database['secrets']> }[] = [];
+      const now = this.deps.clock();
+      const wanted = [...new Set(names)];
+      const declaredWanted = wanted.filter((n) => who.declared.includes(n));
+      // One query for every candidate of every name (a fetch is on each step's start path).
+      const rows = declaredWanted.length === 0 ? [] : await tx.db.selectFrom('secrets').selectAll().where('name', 'in', declaredWanted).where('scope_key', 'in', keys).where('deleted_at', 'is', null).execute();
+      for (const name of wanted) {
+        if (!who.declared.includes(name)) {
+          refusals.push({ name, resource: `secrets/${NAME.test(name) ? name : 'invalid-name'}`, reason: `the step did not declare secret ${NAME.test(name) ? name : '(an invalid name)'}` });
+          continue;
+        }
+        const row = rows.filter((r) => r.name === name).sort((a, b) => keys.indexOf(b.scope_key) - keys.indexOf(a.scope_key))[0];
+        if (row === undefined || row.current_version === 0) {
+          refusals.push({ name, resource: `secrets/${name}`, reason: `no secret ${name} in scope of project ${who.project}${who.environment === undefined ? '' : `, environment ${who.environment}`} (set it with airlock secret set)` });
+          continue;
+        }
+        if (row.expires_at !== null && Date.parse(row.expires_at) <= now.getTime()) {
+          refusals.push({ name, resource: `secrets/${row.id}`, reason: `secret ${name} expired at ${row.expires_at}` });
+          continue;
+        }
+        const decision = await this.deps.releasePolicy.decide(who.policy({ id: row.id, name, project: row.project_id === null ? '' : who.project, environment: row.environment ?? '' }));
         if (!decision.allowed) {
           const by = decision.policies.length > 0 ? `policy ${decision.policies.join(', ')}` : 'no policy permits it';
           refusals.push({ name, resource: `secrets/${row.id}`, reason: `policy refused secret ${name}: ${by}`, policies: decision.policies });
@@ -292,7 +382,7 @@ export class Secrets {
         }
         return { released: [], refused: refusals };
       }
-      const released: { name: string; value: Buffer; version: number }[] = [];
+      const released: Released[] = [];
       const ids = chosen.map((c) => c.row.id);
       const versions = ids.length === 0 ? [] : await tx.db.selectFrom('secret_versions').innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'secret_versions.secret_id').onRef('secrets.current_version', '=', 'secret_versions.version')).selectAll('secret_versions').where('secrets.id', 'in', ids).execute();
       if (ids.length > 0) await tx.db.updateTable('secrets').set({ last_read_at: now.toISOString() }).where('id', 'in', ids).execute();
@@ -310,7 +400,7 @@ export class Secrets {
     if (outcome.refused !== undefined) {
       const first = outcome.refused[0];
       const others = outcome.refused.length > 1 ? ` (and ${outcome.refused.length - 1} more refused)` : '';
-      throw new ForbiddenError(`secrets cannot be released to ${step.stage}/${step.step}: ${first?.reason ?? 'refused'}${others}`, { secrets: outcome.refused.map((r) => r.name), reasons: outcome.refused.map((r) => r.reason) });
+      throw new ForbiddenError(`secrets cannot be released to ${who.describe}: ${first?.reason ?? 'refused'}${others}`, { secrets: outcome.refused.map((r) => r.name), reasons: outcome.refused.map((r) => r.reason) });
     }
     return outcome.released;
   }

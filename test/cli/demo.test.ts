@@ -31,6 +31,7 @@ describe('airlock demo (sqlite)', () => {
         at = i;
       }
       expect(out).toMatch(/approved by bob \("reviewed: same digests as staging, tests passed"\); succeeded/);
+      expect(out).toContain(`secrets: released to the service (approvals): SERVICE_TOKEN v1 (the value is in the service's environment only)`);
       expect(out).not.toContain('UNEXPECTED');
     }
   }, 200_000);

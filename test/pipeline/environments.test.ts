@@ -73,6 +73,7 @@ describe('environment rules: the parsed form', () => {
       evidence: { tests: [], environments: [], provenance: true },
       health: undefined,
       overrides: undefined,
+      secrets: [],
     });
     expect(def.environments.prod?.approvals.required).toBe(1);
     expect(def.environments.prod?.owners).toEqual(['bob']);
@@ -102,6 +103,7 @@ describe('environment rules: the parsed form', () => {
         '    evidence: { tests: [test], environments: [staging], provenance: false }',
         '    health: { url: "https://app.example.com/healthz", status: 204, timeout: 30s }',
         '    overrides: deploy/prod.yml',
+        '    secrets: [DB_PASSWORD, TLS_KEY]',
       ),
     );
     expect(def.environments.prod).toEqual({
@@ -115,6 +117,7 @@ describe('environment rules: the parsed form', () => {
       evidence: { tests: ['test'], environments: ['staging'], provenance: false },
       health: { kind: 'http', url: 'https://app.example.com/healthz', status: 204, timeoutSeconds: 30 },
       overrides: 'deploy/prod.yml',
+      secrets: ['DB_PASSWORD', 'TLS_KEY'],
     });
     expect(Object.isFrozen(def.environments.prod?.freezes[0])).toBe(true);
     expect(Object.isFrozen(def.environments.prod?.approvals.roles)).toBe(true);
@@ -273,6 +276,13 @@ describe('environment rules: problems', () => {
     expectProblem(envs('  prod:', '    overrides: ./deploy/prod.yaml'), { code: 'invalid_path', line: 14, col: 16, path: 'environments.prod.overrides', hint: /deploy\/prod\.yaml/ });
     expectProblem(envs('  prod:', '    overrides: ../shared/prod.yaml'), { code: 'invalid_path', line: 14, col: 16 });
     expectProblem(envs('  prod:', '    overrides: deploy/prod.env'), { code: 'invalid_path', line: 14, col: 16, message: /not a \.yaml or \.yml file/ });
+  });
+
+  it('secrets: variable names, each once, not AIRLOCK_*, not an empty list', () => {
+    expectProblem(envs('  prod:', '    secrets: [DB_PASSWORD, db_host]'), { code: 'invalid_name', line: 14, col: 28, path: 'environments.prod.secrets[1]' });
+    expectProblem(envs('  prod:', '    secrets: [DB_PASSWORD, DB_PASSWORD]'), { code: 'duplicate_entry', line: 14, col: 28 });
+    expectProblem(envs('  prod:', '    secrets: [AIRLOCK_TOKEN]'), { code: 'reserved_name', line: 14, col: 15, path: 'environments.prod.secrets[0]' });
+    expectProblem(envs('  prod:', '    secrets: []'), { code: 'empty', line: 14, col: 14, path: 'environments.prod.secrets' });
   });
 
   it('a stage must deploy to a declared environment', () => {

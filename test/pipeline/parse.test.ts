@@ -38,6 +38,7 @@ const environment = (over: Record<string, unknown> = {}): Record<string, unknown
   evidence: { tests: [], environments: [], provenance: true },
   health: undefined,
   overrides: undefined,
+  secrets: [],
   ...over,
 });
 

@@ -197,7 +197,7 @@ describe('the pipeline JSON Schema', () => {
     }
     expect(Object.keys(schema.properties as object).sort()).toEqual(['environments', 'owners', 'pipeline', 'stages', 'version']);
     const envKeys = Object.keys(defs.environment!.properties);
-    expect(envKeys.sort()).toEqual(['approvals', 'branches', 'evidence', 'freezes', 'health', 'overrides', 'owners', 'protected', 'windows']);
+    expect(envKeys.sort()).toEqual(['approvals', 'branches', 'evidence', 'freezes', 'health', 'overrides', 'owners', 'protected', 'secrets', 'windows']);
     for (const key of envKeys) {
       const text = `${base}environments:\n  prod:\n    ${key}: null\n`;
       expect(lintPipeline(text).map((p) => p.code)).not.toContain('unknown_key');

@@ -8,7 +8,7 @@
  * Re-runnable: people and the sample repository are kept in `$AIRLOCK_HOME/demo`.
  */
 import { execFileSync } from 'node:child_process';
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,8 @@ import { say } from '../io.js';
 
 const SAMPLE = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../examples/sample-service');
 const PROJECT = 'sample-service';
+/** The secret production's service receives (examples/sample-service/airlock.yaml). */
+const SERVICE_SECRET = 'SERVICE_TOKEN';
 
 interface DemoPerson {
   readonly username: string;
@@ -105,6 +107,11 @@ export async function demo(cli: Cli, command: Command): Promise<number> {
     if ((await app.store.db.selectFrom('projects').select('id').where('name', '=', PROJECT).executeTakeFirst()) === undefined) {
       await app.projects.add({ kind: 'system', id: 'demo' }, { name: PROJECT, repo });
     }
+    // Production's credential (examples/sample-service/airlock.yaml), random and never printed.
+    const stored = await app.store.db.selectFrom('secrets').innerJoin('projects', 'projects.id', 'secrets.project_id').select('secrets.id').where('projects.name', '=', PROJECT).where('secrets.name', '=', SERVICE_SECRET).where('secrets.environment', '=', 'production').where('secrets.deleted_at', 'is', null).executeTakeFirst();
+    if (stored === undefined) {
+      await app.secrets.set({ kind: 'system', id: 'demo' }, { name: SERVICE_SECRET, scope: { project: PROJECT, environment: 'production' }, value: Buffer.from(randomBytes(24).toString('base64url')), description: 'the sample service\'s production credential' });
+    }
     out(`Airlock demo on ${server.url} (home ${config.home})`);
     out('people: alice (developer and release manager, the author), bob (release manager); both sign in with a password and TOTP');
 
@@ -158,6 +165,8 @@ export async function demo(cli: Cli, command: Command): Promise<number> {
     if (record !== undefined) {
       out(`      deployment ${record.deploymentId} of ${record.artifacts.map((a) => `${a.path} ${a.digest.slice(0, 19)}…`).join(', ')}`);
       out(`      to ${record.environment} by ${record.initiator}; approved by ${record.approvals.map((a) => `${a.approver} ("${a.justification}")`).join(', ')}; ${record.outcome}`);
+      const released = record.policyDecisions.find((d) => d.action === 'secrets');
+      if (released !== undefined) out(`      secrets: ${released.policies.join('; ')} (the value is in the service's environment only)`);
     }
     for (const c of checked.checks) out(`      ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}: ${c.detail}`);
     out(`      record written to ${join(dir, 'production-record.json')} (check it with: airlock verify deployment FILE)`);
