@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyRecordFile } from '../../src/delivery/index.js';
 import type { Deployments } from '../../src/delivery/index.js';
 import { ENGINES } from '../support/engines.js';
+import { commit } from '../runs/support.js';
 import type { TestApp } from '../server/support.js';
 import { GUARDED, HEALTHZ, OPEN, as, openSampleHarness, refusal } from './sample-harness.js';
 import type { SampleHarness } from './sample-harness.js';
@@ -93,6 +94,27 @@ describe.each(ENGINES)('secrets for the deployed service on %s', (engine) => {
     expect((await serviceEnv(h, 'production')).SERVICE_TOKEN).toBe(PRODUCTION_VALUE);
     expect((await serviceEnv(h, 'staging')).SERVICE_TOKEN).toBe(PROJECT_VALUE);
   });
+
+  it('an automatic rollback releases the restored release its secrets again; the health check never sees them', async () => {
+    commit(h.repo.dir, { VERSION: '1.0.9\n' }, 'an unhealthy release');
+    const run = await h.succeededRun();
+    // Fails for 1.0.9 only, and for any release if the check itself were given the secret.
+    const check = { command: `test -z "\${SERVICE_TOKEN:-}" && ! grep -q 1.0.9 app/VERSION && ${process.execPath} -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"` };
+    h.environments.staging = () => ({ rules: OPEN, configDigest: `sha256:${'1'.repeat(64)}`, config: { GREETING: 'staging' }, health: check, healthBudgetMs: 3000, secrets: ['SERVICE_TOKEN'] });
+    try {
+      const staging = await deployments.request(as('alice'), { run, environment: 'staging', justification: 'a release whose health check fails' });
+      expect((await deployments.deploy(as('alice'), staging.id)).state).toBe('rolled_back');
+      expect(await h.version('staging')).toContain('1.0.0');
+      expect((await serviceEnv(h, 'staging')).SERVICE_TOKEN).toBe(PROJECT_VALUE);
+      const reads = await t.app.audit.search({ action: 'secrets.release', actorId: `deployment:${staging.id}`, limit: 5, order: 'asc' });
+      expect(reads.map((e) => [e.event.outcome, e.event.details.basis])).toEqual([
+        ['allowed', 'approvals'],
+        ['allowed', 'rollback'],
+      ]);
+    } finally {
+      h.environments.staging = () => ({ rules: OPEN, configDigest: `sha256:${'1'.repeat(64)}`, config: { GREETING: 'staging' }, health: HEALTHZ, healthBudgetMs: 3000, secrets: ['SERVICE_TOKEN'] });
+    }
+  }, 60_000);
 
   it('fails a deployment whose secret would replace a configuration value, releasing nothing', async () => {
     h.environments.staging = () => ({ rules: OPEN, configDigest: `sha256:${'3'.repeat(64)}`, config: { SERVICE_TOKEN: 'from-config' }, health: HEALTHZ, healthBudgetMs: 3000, secrets: ['SERVICE_TOKEN'] });
