@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/index.js';
-import type { AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, RequestContext, SignedCheckpoint } from '../audit/index.js';
+import type { AnchoredDocument, AuditEventInput, AuditLog as AuditLogType, CheckpointKey, Checkpointer as CheckpointerType, NoteVerifier, RequestContext, SignedCheckpoint } from '../audit/index.js';
 import { AirlockError, ForbiddenError, NotFoundError, describeError } from '../errors/index.js';
 import { AuditLog, Checkpointer, checkpointKeyFrom, encodeInclusionProof, parseVerifierKey } from '../audit/index.js';
 import { MIGRATION_NAMES, openStore } from '../storage/index.js';
@@ -28,7 +28,7 @@ import { Secrets } from '../secrets/index.js';
 import { CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE, PlatformKeys, signEnvelope, statementBytes } from '../attest/index.js';
 import type { Envelope, Statement } from '../attest/index.js';
 import { Provenance } from '../provenance/index.js';
-import { ApprovalNotifier, Deployments, LocalDeployer, runHealthCheck } from '../delivery/index.js';
+import { ApprovalNotifier, Deployments, LocalDeployer, deploymentRecordAnchors, runHealthCheck } from '../delivery/index.js';
 import { envelopeDigest, verifyArtifact, vsaFor } from '../verify/index.js';
 import { deliveryFacts, deploymentSecrets } from './delivery.js';
 import type { InTotoRouteDeps } from '../intoto/index.js';
@@ -517,6 +517,14 @@ export async function openReader(config: Config): Promise<Reader> {
     await store.close();
     throw err;
   }
+}
+
+/**
+ * The documents other domains keep outside the audit log but name in it by digest, for
+ * `audit verify` (one list, so a new kind of anchored record is checked everywhere at once).
+ */
+export async function auditAnchors(db: Store['db']): Promise<AnchoredDocument[]> {
+  return deploymentRecordAnchors(db);
 }
 
 /**

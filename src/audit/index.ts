@@ -6,7 +6,7 @@ export type { ActorKind, AuditEvent, AuditEventInput, JsonValue, Outcome, Reques
 export { Checkpointer } from './checkpointer.js';
 export type { CheckpointerOptions, SignedCheckpoint } from './checkpointer.js';
 export { verifyLog } from './verify.js';
-export type { FaultKind, Finding, VerifyOptions, VerifyReport } from './verify.js';
+export type { AnchoredDocument, FaultKind, Finding, VerifyOptions, VerifyReport } from './verify.js';
 export {
   formatCheckpoint,
   formatVerifierKey,

@@ -28,7 +28,8 @@ export type FaultKind =
   | 'log_truncated'
   | 'checkpoint_invalid'
   | 'checkpoint_root_mismatch'
-  | 'fork';
+  | 'fork'
+  | 'document_modified';
 
 /** One fault. `seq` is the first sequence number it concerns, when it concerns one. */
 export interface Finding {
@@ -52,6 +53,23 @@ export interface VerifyReport {
   readonly findings: readonly Finding[];
 }
 
+/**
+ * A document kept in its own table (a signed deployment record) whose digest an audit event
+ * names: the entry at `seq` must be `action` on `resource` with `details[field] === digest`.
+ * Editing such a document leaves the log itself intact; checking it against the event that
+ * named it is how the log's verifier still sees the edit.
+ */
+export interface AnchoredDocument {
+  readonly seq: number;
+  readonly action: string;
+  readonly resource: string;
+  readonly field: string;
+  /** The digest of the document as stored now. */
+  readonly digest: string;
+  /** How findings name it ("deployment record <id>"). */
+  readonly what: string;
+}
+
 /** Inputs of {@link verifyLog}. */
 export interface VerifyOptions {
   readonly db: Kysely<Database>;
@@ -63,6 +81,8 @@ export interface VerifyOptions {
   /** Called after each chunk, for progress output. */
   readonly onProgress?: ((checked: number, total: number) => void) | undefined;
   readonly maxFindings?: number | undefined;
+  /** Documents stored outside the log that audit events name by digest (app: auditAnchors). */
+  readonly anchored?: (() => Promise<readonly AnchoredDocument[]>) | undefined;
 }
 
 // 2^11 entries (~1 MiB of rows) per chunk keeps each chunk in V8's young generation: larger
@@ -258,6 +278,8 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
   const storedRoot = stored.root();
   if (!storedRoot.equals(head.root)) add('head_mismatch', null, 'the tree head root does not match the stored tree');
 
+  for (const f of await checkAnchored(db, (await options.anchored?.()) ?? [])) add('document_modified', f.seq, f.message);
+
   // An auditor's older checkpoint: also prove consistency the way an outside verifier would.
   if (external !== undefined && external.size <= n) {
     try {
@@ -285,6 +307,29 @@ export async function verifyLog(options: VerifyOptions): Promise<VerifyReport> {
     firstBadSeq: badSeqs.length === 0 ? null : Math.min(...badSeqs),
     findings,
   };
+}
+
+/** Each anchored document against the event that named it (the events themselves were checked above). */
+async function checkAnchored(db: Kysely<Database>, docs: readonly AnchoredDocument[]): Promise<{ seq: number; message: string }[]> {
+  const out: { seq: number; message: string }[] = [];
+  for (let i = 0; i < docs.length; i += 500) {
+    const batch = docs.slice(i, i + 500);
+    const rows = await db.selectFrom('audit_events').select(['seq', 'event']).where('seq', 'in', batch.map((d) => d.seq)).execute();
+    const bySeq = new Map(rows.map((r) => [r.seq, r.event]));
+    for (const d of batch) {
+      const text = bySeq.get(d.seq);
+      let named: unknown;
+      let matches = false;
+      if (text !== undefined) {
+        const event = JSON.parse(text) as { action?: unknown; resource?: unknown; details?: Record<string, unknown> };
+        named = event.details?.[d.field];
+        matches = event.action === d.action && event.resource === d.resource;
+      }
+      if (!matches) out.push({ seq: d.seq, message: `${d.what} names audit entry ${d.seq}, which is not its ${d.action} event` });
+      else if (named !== d.digest) out.push({ seq: d.seq, message: `${d.what} was modified: it hashes to ${d.digest}, but audit entry ${d.seq} recorded ${typeof named === 'string' ? named : 'no digest'}` });
+    }
+  }
+  return out;
 }
 
 function describe(kind: FaultKind, s: number): string {

@@ -28,7 +28,7 @@ export { deployAllowed, isTimeZone, nextOccurrence, openOccurrence, scheduleIssu
 export type { ActiveFreeze, DeployWindowCode, DeployWindowDecision, DeployWindowInput, Interval, OneOffFreeze } from './windows.js';
 export { evaluateBreakGlass } from './breakglass.js';
 export type { BreakGlassCode, BreakGlassDecision, BreakGlassRequest, EvaluateBreakGlassInput, RefusedBreakGlass } from './breakglass.js';
-export { Deployments } from './deployments.js';
+export { Deployments, deploymentRecordAnchors } from './deployments.js';
 export { Incidents, MIN_POSTMORTEM_LENGTH } from './incidents.js';
 export type { IncidentView } from './incidents.js';
 export type { DeliveryFacts, DeploymentNotice, DeploymentSecrets, PolicyDecision, DeployerPort, DeploymentSummary, DeploymentView, DeploymentsDeps, EnvironmentFacts, RecordProofs, ReleaseBasis } from './deployments.js';

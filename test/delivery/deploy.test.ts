@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyRecordFile } from '../../src/delivery/index.js';
 import type { Deployments } from '../../src/delivery/index.js';
 import { ENGINES } from '../support/engines.js';
+import { runCliInProcess } from '../support/cli-in-process.js';
 import { commit } from '../runs/support.js';
 import type { TestApp } from '../server/support.js';
 import { HEALTHZ, OPEN, SAMPLE, as, openSampleHarness, refusal } from './sample-harness.js';
@@ -73,6 +74,14 @@ describe.each(ENGINES)('deploying the sample service on %s', (engine) => {
     const edited = verifyRecordFile(JSON.parse(JSON.stringify(await exported(prod.id))), keys);
     expect(edited.ok).toBe(false);
     expect(edited.checks.filter((c) => !c.ok).map((c) => c.check)).toEqual(expect.arrayContaining(['signature', 'audit event']));
+    // `airlock audit verify` on the same database: the log is intact, the record it named is not.
+    const config = t.app.config;
+    const cliEnv = { HOME: config.home, AIRLOCK_HOME: config.home, ...(config.database.kind === 'postgres' ? { AIRLOCK_DATABASE_URL: config.database.url, AIRLOCK_DATABASE_SCHEMA: config.database.schema ?? '', AIRLOCK_MASTER_KEY: process.env.AIRLOCK_MASTER_KEY ?? '' } : {}) };
+    const audit = await runCliInProcess(['audit', 'verify'], { env: cliEnv, cwd: config.home });
+    expect(audit.code, audit.stdout + audit.stderr).toBe(1);
+    const recordSeq = (await t.app.store.db.selectFrom('deployments').select('record_seq').where('id', '=', prod.id).executeTakeFirstOrThrow()).record_seq;
+    expect(audit.stdout).toContain(`FAIL: document_modified at seq ${String(recordSeq)}: deployment record ${prod.id} was modified`);
+    expect(audit.stdout).toMatch(/1 finding\(s\)/);
   });
 
   it('refuses to promote digests that production\'s lower environment never ran', async () => {

@@ -1,6 +1,6 @@
 /** `airlock audit key|verify|checkpoint|tail|search` (proofs and exports are in their own files). */
 import type { Command } from 'commander';
-import { localActor, openApp } from '../../app/index.js';
+import { auditAnchors, localActor, openApp } from '../../app/index.js';
 import { ACTOR_KINDS, latestCheckpoint, verifyLog } from '../../audit/index.js';
 import type { AuditEntry, AuditQuery, Finding, SignedCheckpoint, VerifyReport } from '../../audit/index.js';
 import { NotFoundError } from '../../errors/index.js';
@@ -64,6 +64,8 @@ export async function verify(cli: Cli, command: Command): Promise<number> {
       verifiers,
       origin: config.auditOrigin,
       externalCheckpoint: external,
+      // Signed records kept beside the log (deployments) must still match the digests it recorded.
+      anchored: () => auditAnchors(reader.store.db),
       onProgress: (done, total) => {
         bar.update(done, total);
       },

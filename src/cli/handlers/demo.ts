@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { Secret } from 'otpauth';
-import { openApp } from '../../app/index.js';
+import { auditAnchors, openApp } from '../../app/index.js';
 import type { App } from '../../app/index.js';
 import { verifyLog } from '../../audit/index.js';
 import { LocalDeployer, verifyRecordFile } from '../../delivery/index.js';
@@ -171,7 +171,7 @@ export async function demo(cli: Cli, command: Command): Promise<number> {
     for (const c of checked.checks) out(`      ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}: ${c.detail}`);
     out(`      record written to ${join(dir, 'production-record.json')} (check it with: airlock verify deployment FILE)`);
     await app.signCheckpoint({ kind: 'system', id: 'demo' });
-    const report = await verifyLog({ db: app.store.db, verifiers: app.verifiers(), origin: config.auditOrigin });
+    const report = await verifyLog({ db: app.store.db, verifiers: app.verifiers(), origin: config.auditOrigin, anchored: () => auditAnchors(app.store.db) });
     out(`      airlock audit verify: ${report.ok ? 'OK' : 'FAILED'}: ${report.entriesChecked} entries and ${report.checkpointsChecked} signed checkpoints checked${report.findings.length > 0 ? `, ${report.findings.length} finding(s)` : ''}`);
     ok &&= checked.ok && report.ok;
     out(`\ndone in ${((Date.now() - t0) / 1000).toFixed(1)} s. ${opts.exit === true ? 'Stopping (--exit).' : `The server keeps running at ${server.url}.`} alice's and bob's credentials are in ${join(dir, 'people.json')}.`);
