@@ -261,6 +261,21 @@ export class Secrets {
   }
 
   /**
+   * Record a rotation that produced no value (its command failed or printed nothing): the
+   * current version stays, and the failure is on the secret's record for `usage` and for
+   * whoever watches rotations. The reason is the caller's account of the command, never output.
+   */
+  async rotationFailed(actor: Actor, name: string, scope: SecretScope, reason: string, context?: RequestContext): Promise<{ currentVersion: number }> {
+    const why = reason.trim();
+    if (why.length === 0 || why.length > 300) throw new ValidationError('reason must be 1 to 300 characters', [{ path: 'reason', message: 'required, at most 300 characters' }]);
+    return this.deps.store.transact(async (tx) => {
+      const row = await this.find(tx.db, name, scope);
+      await this.deps.audit.record(tx, { actor, action: 'secrets.rotate', resource: `secrets/${row.id}`, outcome: 'failed', reason: `rotation failed, version ${row.current_version} stays current: ${why}`, context, details: { name, version: row.current_version } });
+      return { currentVersion: row.current_version };
+    });
+  }
+
+  /**
    * Release secrets to a step attempt at the moment it starts. `requested` defaults to what the
    * step declared; a name it did not declare is refused. Each name resolves to the most
    * specific scope (project + environment, then project, then global) and is then put to the

@@ -25,6 +25,7 @@ const nameParams = z.object({ name: z.string().min(1).max(128) }).strict();
 const scopeQuery = z.object(scopeFields).strict();
 const revealBody = z.object({ justification: z.string().min(1).max(1000), version: z.number().int().min(1).optional(), ...scopeFields }).strict();
 const hashBody = z.object({ valueBase64: z.string().min(1).max(200_000) }).strict();
+const rotationFailureBody = z.object({ reason: z.string().min(1).max(300), ...scopeFields }).strict();
 const fetchBody = z.object({ names: z.array(z.string().min(1).max(128)).min(1).max(100).optional() }).strict();
 
 function ctx(request: FastifyRequest) {
@@ -89,6 +90,15 @@ export function secretRoutes(app: App): (server: FastifyInstance) => Promise<voi
       const { name } = parseInput(nameParams, request.params, 'path');
       await app.secrets.delete(actorOf(principalOf(request)), name, q, ctx(request));
       return reply.code(204).send();
+    });
+
+    // `airlock secret rotate` runs the rotation command where the operator is; when it yields no
+    // value the failure is still recorded here (the current version stays).
+    server.post('/api/v1/secrets/:name/rotation-failures', { config: { action: 'secrets.write', resource: 'secrets' } }, async (request, reply) => {
+      const body = parseInput(rotationFailureBody, request.body, 'body');
+      const { name } = parseInput(nameParams, request.params, 'path');
+      const kept = await app.secrets.rotationFailed(actorOf(principalOf(request)), name, { project: body.project, environment: body.environment }, body.reason, ctx(request));
+      return reply.code(201).send(kept);
     });
 
     server.post('/api/v1/secrets/audit-hash', { config: { action: 'secrets.read', resource: 'secrets' } }, (request, reply) => {

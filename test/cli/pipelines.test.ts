@@ -116,11 +116,16 @@ describe('pipelines from the CLI (sqlite)', () => {
 
   it('rotates a secret with a command, keeps the old version when the command fails or prints nothing, and reports usage', async () => {
     const failing = await cli('secret', 'rotate', 'DB_PASSWORD', '--project', 'secret-demo', '--command', 'echo provider down >&2; exit 3');
-    expect(failing.code).not.toBe(0);
-    expect(failing.stderr).toMatch(/exited 3; nothing was changed/);
+    expect(failing.code).toBe(1);
+    expect(failing.stderr).toMatch(/exited 3; nothing was changed .*the failure is recorded.*\(ROTATION_FAILED\)/);
     const silent = await cli('secret', 'rotate', 'DB_PASSWORD', '--project', 'secret-demo', '--command', 'true');
-    expect(silent.code).not.toBe(0);
+    expect(silent.code).toBe(1);
     expect(silent.stderr).toMatch(/printed nothing/);
+    const failures = json<{ usage: { action: string; outcome: string; reason: string; version: unknown }[] }>(await cli('secret', 'usage', 'DB_PASSWORD', '--project', 'secret-demo', '--json')).usage.filter((u) => u.action === 'secrets.rotate');
+    expect(failures.map((u) => [u.outcome, u.version, u.reason])).toEqual([
+      ['failed', 1, 'rotation failed, version 1 stays current: the rotation command printed nothing'],
+      ['failed', 1, 'rotation failed, version 1 stays current: the rotation command exited 3'],
+    ]);
     const ok = await cli('secret', 'rotate', 'DB_PASSWORD', '--project', 'secret-demo', '--command', 'echo rotated-Value-0042', '--json');
     expectOk(ok, 'rotate');
     expect(json<{ currentVersion: number }>(ok).currentVersion).toBe(2);

@@ -113,6 +113,21 @@ describe.each(ENGINES)('secrets on %s', (engine) => {
     expect(denied.join(' ')).toMatch(/no secret DB_PASSWORD in scope of project other/);
   });
 
+  it('records a rotation that yielded no value, keeping the current version; bad input and unknown secrets write nothing', async () => {
+    const before = (await t.app.audit.search({ action: 'secrets.rotate', limit: 10 })).length;
+    expectError(await call('POST', '/api/v1/secrets/DB_PASSWORD/rotation-failures', { project: 'app', reason: '' }), 400, 'VALIDATION_FAILED');
+    expectError(await call('POST', '/api/v1/secrets/DB_PASSWORD/rotation-failures', { project: 'app', reason: 'x'.repeat(301) }), 400, 'VALIDATION_FAILED');
+    expectError(await call('POST', '/api/v1/secrets/NO_SUCH/rotation-failures', { project: 'app', reason: 'the rotation command exited 1' }), 404, 'NOT_FOUND');
+    expectError(await call('POST', '/api/v1/secrets/DB_PASSWORD/rotation-failures', { project: 'nope', reason: 'the rotation command exited 1' }), 400, 'VALIDATION_FAILED');
+    expect((await t.app.audit.search({ action: 'secrets.rotate', limit: 10 })).length).toBe(before);
+    const ok = await call('POST', '/api/v1/secrets/DB_PASSWORD/rotation-failures', { project: 'app', reason: 'the rotation command exited 3' });
+    expect(ok.statusCode, ok.body).toBe(201);
+    expect(ok.json()).toEqual({ currentVersion: 1 });
+    const [rec] = await t.app.audit.search({ action: 'secrets.rotate', limit: 1, order: 'desc' });
+    expect(rec?.event).toMatchObject({ outcome: 'failed', reason: 'rotation failed, version 1 stays current: the rotation command exited 3', actor: { id: 'alice' }, details: { name: 'DB_PASSWORD', version: 1 } });
+    expect((await call('GET', '/api/v1/secrets/DB_PASSWORD/versions?project=app')).json<{ versions: unknown[] }>().versions).toHaveLength(1);
+  });
+
   it('flags overdue rotations, expired and unused secrets in the scheduled check, one audit event each', async () => {
     const ask = (name: string, extra: Record<string, unknown>) => call('POST', '/api/v1/secrets', { name, valueBase64: Buffer.from(`${name}-value-0001`).toString('base64'), ...extra });
     expect((await ask('ROTATE_ME', { rotationIntervalDays: 30 })).statusCode).toBe(201);

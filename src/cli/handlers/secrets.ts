@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 // The API answers with the domain's shapes: typed from the domain, erased at run time.
+import { AirlockError } from '../../errors/index.js';
 import type { SecretInfo } from '../../secrets/index.js';
 import type { Cli } from '../cli.js';
 import { EXIT_OK, UsageError } from '../cli.js';
@@ -127,19 +128,24 @@ export async function secretUsage(cli: Cli, command: Command, name: string): Pro
 export async function secretRotate(cli: Cli, command: Command, name: string): Promise<number> {
   const opts = command.opts<ScopeOptions & { command: string }>();
   const { spawn } = await import('node:child_process');
-  const value = await new Promise<Buffer>((done, fail) => {
+  const result = await new Promise<{ code: number | null; value: Buffer }>((done, fail) => {
     const child = spawn('/bin/sh', ['-c', opts.command], { stdio: ['ignore', 'pipe', 'inherit'], env: cli.io.env });
     const chunks: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.on('error', fail);
     child.on('close', (code) => {
-      if (code !== 0) fail(new UsageError(`the rotation command exited ${String(code)}; nothing was changed (the current version stays)`));
-      else done(Buffer.concat(chunks));
+      done({ code, value: Buffer.concat(chunks) });
     });
   });
+  const { value } = result;
   const trimmed = value.length > 0 && value[value.length - 1] === 0x0a ? value.subarray(0, -1) : value;
-  if (trimmed.length === 0) throw new UsageError('the rotation command printed nothing; nothing was changed (the current version stays)');
+  const failure = result.code !== 0 ? `the rotation command exited ${String(result.code)}` : trimmed.length === 0 ? 'the rotation command printed nothing' : undefined;
   return withSession(cli, command, async (s) => {
+    if (failure !== undefined) {
+      // Recorded on the server (the secret's usage shows it), then reported; nothing else changes.
+      await s.call((c) => c.post(`/api/v1/secrets/${seg(name)}/rotation-failures`, { reason: failure, ...scopeOf(opts) }));
+      throw new AirlockError('ROTATION_FAILED', `${failure}; nothing was changed (the current version stays; the failure is recorded)`);
+    }
     const info = await s.call((c) => c.post<SecretInfo>('/api/v1/secrets', { name, valueBase64: trimmed.toString('base64'), ...scopeOf(opts) }));
     if (opts.json === true) printJson(cli.io, info);
     else say(cli.io, `rotated ${info.name}: version ${info.currentVersion} is current`);
