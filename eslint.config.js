@@ -6,7 +6,7 @@ import importX from 'eslint-plugin-import-x';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.airlock/**', 'bin/**', 'eslint.config.js', 'examples/**/*.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.airlock/**', 'bin/**', 'eslint.config.js', 'examples/**/*.js', 'examples/**/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

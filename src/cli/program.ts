@@ -587,6 +587,16 @@ export function buildProgram(cli: Cli): Command {
   )
     .addHelpText('after', '\nExamples:\n  $ airlock verify dist/app.tgz --policy verify-policy.yaml --vsa app.vsa.json\n  $ airlock verify sha256:0d1f… --attestations evidence.json --key airlock-attestation.pub\n  $ airlock verify deployment record.json --key airlock-attestation.pub --log-key "$(cat audit.vkey)"')
     .action(act(cli, async (command, args) => (await import('./handlers/verify.js')).verify(cli, command, args[0] ?? '', args[1])));
+  remote(
+    program
+      .command('attestations')
+      .description("write an artifact's signed evidence as files for other tools: a Sigstore bundle v0.3 and a DSSE envelope per attestation, the API answer (for verify --attestations), and the published attestation keys (keys/<kid>.pem)")
+      .argument('<digest>', "the artifact's sha256:<64 hex> digest")
+      .requiredOption('--out <dir>', 'directory to write into (created if missing)'),
+    'print {"digest","dir","files"}',
+  )
+    .addHelpText('after', '\nExample:\n  $ airlock attestations sha256:0d1f… --out ./evidence\n  $ node examples/sigstore-verify/verify.mjs --bundle evidence/provenance.sigstore.json --key evidence/keys/<kid>.pem --artifact dist/app.tgz')
+    .action(act(cli, async (command, args) => (await import('./handlers/verify.js')).attestationsExport(cli, command, args[0] ?? '')));
   const keys = program.command('keys').description('the platform signing keys: attestations (provenance, tests, SBOM) and in-toto layouts');
   remote(keys.command('list').description('the published public keys with their ids (no login needed)'), 'print {"keys":[...]}').action(
     act(cli, async (command) => (await import('./handlers/verify.js')).keysList(cli, command)),

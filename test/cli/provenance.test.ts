@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -152,6 +152,56 @@ describe('verifying the sample pipeline from the CLI (sqlite)', () => {
     const b = attestations[0]!.bundle as { dsseEnvelope: { payload: string } };
     const tampered = { ...b, dsseEnvelope: { ...b.dsseEnvelope, payload: Buffer.from('{"_type":"forged"}').toString('base64') } };
     expect(verifySigstoreBundle(tampered, keys)).toMatchObject({ ok: false });
+  });
+
+  it('airlock attestations writes bundles and keys that a plain @sigstore/verify script checks as a new user would; tampering is refused', async () => {
+    const dir = join(scratch, 'evidence');
+    const r = await cli('attestations', digest, '--out', dir, '--json');
+    expectOk(r, 'attestations');
+    const files = json<{ files: string[] }>(r).files;
+    expect(files).toEqual(expect.arrayContaining(['provenance.sigstore.json', 'provenance.dsse.json', 'test-result.sigstore.json', 'sbom.sigstore.json', 'attestations.json']));
+    const pems = files.filter((f) => f.startsWith('keys/'));
+    expect(pems.length).toBeGreaterThan(0);
+    const artifact = join(scratch, 'hello.tar');
+    if (!existsSync(artifact)) expectOk(await cli('artifact', 'get', digest, '-o', artifact), 'artifact get');
+    // The script imports nothing of Airlock's: the Sigstore libraries and node:crypto only.
+    const script = 'examples/sigstore-verify/verify.mjs';
+    expect(readFileSync(script, 'utf8')).not.toMatch(/from '\.\.?\//);
+    const check = (bundle: string, key: string, extra: string[] = []) => spawnSync(process.execPath, [script, '--bundle', bundle, '--key', key, ...extra], { encoding: 'utf8' });
+    const signer = pems.map((p) => join(dir, p)).find((p) => check(join(dir, 'provenance.sigstore.json'), p).status === 0);
+    expect(signer, 'one published key verifies the provenance bundle').toBeDefined();
+    for (const kind of ['provenance', 'test-result', 'sbom']) {
+      const ok = check(join(dir, `${kind}.sigstore.json`), signer!, ['--artifact', artifact]);
+      expect(ok.status, `${kind}: ${ok.stdout}${ok.stderr}`).toBe(0);
+      expect(ok.stdout).toMatch(/^OK: https:\/\/\S+ signed by [0-9a-f]{64} for /);
+    }
+    // The same evidence file feeds `airlock verify` offline.
+    expectOk(await cli('verify', artifact, '--attestations', join(dir, 'attestations.json'), '--key', signer!), 'verify --attestations');
+    const bundle = JSON.parse(readFileSync(join(dir, 'provenance.sigstore.json'), 'utf8')) as { dsseEnvelope: { payload: string; payloadType: string } };
+    const write = (name: string, b: unknown) => {
+      writeFileSync(join(scratch, name), JSON.stringify(b));
+      return join(scratch, name);
+    };
+    const payload = JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString('utf8')) as { subject: { digest: { sha256: string } }[] };
+    payload.subject[0]!.digest.sha256 = '0'.repeat(64);
+    const cases: [string, string, RegExp][] = [
+      ['a payload changed after signing', write('tampered.json', { ...bundle, dsseEnvelope: { ...bundle.dsseEnvelope, payload: Buffer.from(JSON.stringify(payload)).toString('base64') } }), /FAIL: signature/],
+      ['another payload type', write('type.json', { ...bundle, dsseEnvelope: { ...bundle.dsseEnvelope, payloadType: 'text/plain' } }), /FAIL: signature/],
+    ];
+    for (const [what, file, reason] of cases) {
+      const bad = check(file, signer!);
+      expect(bad.status, what).toBe(1);
+      expect(bad.stderr, what).toMatch(reason);
+    }
+    const other = join(scratch, 'not-the-signer.pem');
+    writeFileSync(other, createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.alloc(32, 9)]), format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }));
+    const wrongKey = check(join(dir, 'provenance.sigstore.json'), other);
+    expect(wrongKey.status).toBe(1);
+    expect(wrongKey.stderr).toMatch(/FAIL: signature: .*not the given key/);
+    const otherFile = write('other-artifact.bin', { not: 'the artifact' });
+    const wrongSubject = check(join(dir, 'provenance.sigstore.json'), signer!, ['--artifact', otherFile]);
+    expect(wrongSubject.status).toBe(1);
+    expect(wrongSubject.stderr).toMatch(/does not name/);
   });
 
   it('in-toto-verify accepts the exported run, and refuses it once a link names another artifact', async () => {

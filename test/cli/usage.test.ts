@@ -164,6 +164,7 @@ describe('airlock CLI: usage, help and exit codes', () => {
       'export',
       'export in-toto',
       'verify',
+      'attestations',
       'keys',
       'keys list',
       'keys rotate',

@@ -11,6 +11,7 @@ import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { CYCLONEDX_BOM, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VSA_V1 } from '../../attest/index.js';
 import { linkKeyId } from '../../runner/index.js';
 import { verifyArtifact, vsaFor } from '../../verify/index.js';
 import type { TrustedKey, Verdict, VerifyPolicy } from '../../verify/index.js';
@@ -186,6 +187,55 @@ export async function keysRotate(cli: Cli, command: Command): Promise<number> {
     const answer = await s.call((c) => c.post<{ kid: string; retired: string | null }>('/api/v1/keys/rotate', { purpose: opts.purpose, ...(opts.project === undefined ? {} : { project: opts.project }) }));
     if (opts.json === true) printJson(cli.io, answer);
     else say(cli.io, `new ${opts.purpose} key ${answer.kid}; ${answer.retired === null ? 'no key was retired' : `${answer.retired} is now verify-only`}`);
+    return EXIT_OK;
+  });
+}
+
+/** Short file-name stems for the predicate types the control plane signs. */
+const PREDICATE_STEMS: Readonly<Record<string, string>> = {
+  [SLSA_PROVENANCE_V1]: 'provenance',
+  [TEST_RESULT_V01]: 'test-result',
+  [CYCLONEDX_BOM]: 'sbom',
+  [VSA_V1]: 'vsa',
+};
+
+/**
+ * `airlock attestations DIGEST --out DIR`: the artifact's signed evidence as files other tools
+ * read: one Sigstore bundle v0.3 and one DSSE envelope per attestation, the API's answer (for
+ * `airlock verify --attestations`), and the published attestation keys as PEM files named by
+ * kid. Nothing here is trusted by Airlock itself; it is what an outside verifier starts from.
+ */
+export async function attestationsExport(cli: Cli, command: Command, digest: string): Promise<number> {
+  const opts = command.opts<RemoteOptions & { out: string }>();
+  if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new UsageError(`${digest}: give the artifact's digest as sha256:<64 lower-case hex> (see airlock artifact list)`);
+  const out = resolve(cli.io.cwd, opts.out);
+  return withSession(cli, command, async (s) => {
+    const answer = await s.call((c) => c.get<{ attestations: { predicateType: string; kid: string; envelope: unknown; bundle: unknown }[] }>(`/api/v1/attestations?subject=${encodeURIComponent(digest)}`));
+    if (answer.attestations.length === 0) throw new UsageError(`no attestations name ${digest}: was it built by a run that succeeded?`);
+    const { keys } = await s.call((c) => c.get<{ keys: PublishedKey[] }>('/api/v1/keys'));
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(resolve(out, 'keys'), { recursive: true });
+    const files: string[] = [];
+    const write = async (name: string, body: string): Promise<void> => {
+      await writeFile(resolve(out, name), body);
+      files.push(name);
+    };
+    const seen = new Map<string, number>();
+    for (const a of answer.attestations) {
+      const stem = PREDICATE_STEMS[a.predicateType] ?? 'attestation';
+      const n = (seen.get(stem) ?? 0) + 1;
+      seen.set(stem, n);
+      const base = n === 1 ? stem : `${stem}-${n}`;
+      await write(`${base}.sigstore.json`, `${JSON.stringify(a.bundle, null, 2)}\n`);
+      await write(`${base}.dsse.json`, `${JSON.stringify(a.envelope, null, 2)}\n`);
+    }
+    await write('attestations.json', `${JSON.stringify(answer, null, 2)}\n`);
+    for (const k of keys.filter((x) => x.purpose === 'attestation')) await write(`keys/${k.kid}.pem`, k.publicKeyPem.endsWith('\n') ? k.publicKeyPem : `${k.publicKeyPem}\n`);
+    if (opts.json === true) printJson(cli.io, { digest, dir: out, files });
+    else {
+      for (const f of files) say(cli.io, resolve(out, f));
+      note(cli.io, `wrote ${files.length} file(s); check a bundle without Airlock: node examples/sigstore-verify/verify.mjs --bundle ${resolve(out, 'provenance.sigstore.json')} --key ${resolve(out, 'keys')}/<kid>.pem --artifact FILE`);
+    }
     return EXIT_OK;
   });
 }
