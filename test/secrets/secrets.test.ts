@@ -4,7 +4,8 @@
  * found in plaintext (plain, base64, hex) in the database, its WAL, logs, API answers or the
  * audit log.
  */
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +165,11 @@ describe.each(ENGINES)('secrets on %s', (engine) => {
         haystacks.push([table_name, rows.rows.map((r) => r.row).join('\n')]);
       }
     }
+    // Every file under the home: the artifact store (the steps' stored logs, masked before they
+    // were hashed), keys, workspaces left behind, and on SQLite the database files again.
+    const files = readdirSync(t.app.config.home, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+    expect(files.some((f) => join(f.parentPath, f.name).includes(`${sep}artifacts${sep}`))).toBe(true);
+    for (const f of files) haystacks.push([join(f.parentPath, f.name), readFileSync(join(f.parentPath, f.name)).toString('latin1')]);
     expect(haystacks.length).toBeGreaterThan(3);
     for (const [where, text] of haystacks) {
       for (const form of FORMS) expect(text.includes(form), `${form} in ${where}`).toBe(false);
