@@ -464,6 +464,7 @@ export function buildProgram(cli: Cli): Command {
         .argument('<name>', 'upper-case name, as the step sees it (e.g. DB_PASSWORD)')
         .option('--from-file <file>', 'read the value from this file instead of stdin')
         .option('--description <text>', 'what it is for')
+        .option('--owner <name>', 'who answers for it: a user, service account or role (default: you, on first set)')
         .option('--rotate-every-days <n>', 'rotation interval in days (overdue rotations are flagged)', positiveInt(3650))
         .option('--expires <iso-time>', 'the value expires at this time (a step asking for it after then is refused)'),
     ),

@@ -41,6 +41,7 @@ export interface SecretInfo {
 
 export const MAX_SECRET_BYTES = 64 * 1024;
 const NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
+const OWNER = /^[a-z][a-z0-9._-]{1,63}$/;
 
 /** The policy decision for one secret release (policies/secrets-release.cedar). */
 export interface ReleasePolicy {
@@ -151,13 +152,15 @@ export class Secrets {
   }
 
   /** Store a new version (creating the secret on first use). The value never leaves this call. */
-  async set(actor: Actor, input: { name: string; scope: SecretScope; value: Buffer; description?: string | undefined; rotationIntervalDays?: number | undefined; expiresAt?: string | undefined }, context?: RequestContext): Promise<SecretInfo> {
+  async set(actor: Actor, input: { name: string; scope: SecretScope; value: Buffer; description?: string | undefined; owner?: string | undefined; rotationIntervalDays?: number | undefined; expiresAt?: string | undefined }, context?: RequestContext): Promise<SecretInfo> {
     const name = checkName(input.name);
     if (input.value.length === 0) throw new ValidationError('the value is empty', [{ path: 'value', message: 'empty' }]);
     if (input.value.length > MAX_SECRET_BYTES) throw new ValidationError(`the value is ${input.value.length} bytes; at most ${MAX_SECRET_BYTES} are allowed`, [{ path: 'value', message: 'too large' }]);
     const days = input.rotationIntervalDays;
     if (days !== undefined && (!Number.isInteger(days) || days < 1 || days > 3650)) throw new ValidationError('rotationIntervalDays must be 1-3650', [{ path: 'rotationIntervalDays', message: 'out of range' }]);
     if (input.expiresAt !== undefined && Number.isNaN(Date.parse(input.expiresAt))) throw new ValidationError('expiresAt must be an ISO 8601 time', [{ path: 'expiresAt', message: 'invalid' }]);
+    // The same rule as owners in airlock.yaml: a user, service account or role name.
+    if (input.owner !== undefined && !OWNER.test(input.owner)) throw new ValidationError('owner must be a user, service account or role name: a lower-case letter, then lower-case letters, digits, ".", "_" or "-" (2 to 64 characters)', [{ path: 'owner', message: 'must match ^[a-z][a-z0-9._-]{1,63}$' }]);
     const id = await this.deps.store.transact(async (tx) => {
       const scope = await this.scopeOf(tx.db, input.scope);
       const now = this.deps.clock().toISOString();
@@ -173,7 +176,7 @@ export class Secrets {
             project_id: scope.projectId,
             environment: scope.environment,
             scope_key: scope.key,
-            owner: `${actor.kind}:${actor.id}`,
+            owner: input.owner ?? `${actor.kind}:${actor.id}`,
             description: input.description ?? '',
             rotation_interval_s: days === undefined ? null : days * 86_400,
             last_rotated_at: null,
@@ -194,7 +197,7 @@ export class Secrets {
       await tx.db.insertInto('secret_versions').values({ secret_id: row.id, version, ...sealed, value_size: input.value.length, created_at: now, created_by: actor.id }).execute();
       await tx.db
         .updateTable('secrets')
-        .set({ current_version: version, last_rotated_at: version > 1 ? now : row.last_rotated_at, updated_at: now, ...(input.description === undefined ? {} : { description: input.description }), ...(days === undefined ? {} : { rotation_interval_s: days * 86_400 }), ...(input.expiresAt === undefined ? {} : { expires_at: input.expiresAt }) })
+        .set({ current_version: version, last_rotated_at: version > 1 ? now : row.last_rotated_at, updated_at: now, ...(input.owner === undefined ? {} : { owner: input.owner }), ...(input.description === undefined ? {} : { description: input.description }), ...(days === undefined ? {} : { rotation_interval_s: days * 86_400 }), ...(input.expiresAt === undefined ? {} : { expires_at: input.expiresAt }) })
         .where('id', '=', row.id)
         .execute();
       await this.deps.audit.record(tx, {
@@ -203,7 +206,7 @@ export class Secrets {
         resource: `secrets/${row.id}`,
         outcome: 'allowed',
         context,
-        details: { name, scope: scope.label, version, valueHmac: this.deps.cipher.auditHash(input.value), size: input.value.length },
+        details: { name, scope: scope.label, version, ...(input.owner === undefined ? {} : { owner: input.owner }), valueHmac: this.deps.cipher.auditHash(input.value), size: input.value.length },
       });
       return row.id;
     });

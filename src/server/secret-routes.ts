@@ -16,6 +16,7 @@ const setBody = z
     /** The value, base64: JSON cannot carry arbitrary bytes, and base64 is never mistaken for a display string. */
     valueBase64: z.string().min(1).max(120_000),
     description: z.string().max(500).optional(),
+    owner: z.string().max(64).optional(),
     rotationIntervalDays: z.number().int().optional(),
     expiresAt: z.string().max(40).optional(),
     ...scopeFields,
@@ -43,7 +44,7 @@ export function secretRoutes(app: App): (server: FastifyInstance) => Promise<voi
     server.post('/api/v1/secrets', { bodyLimit: 128 * 1024, config: { action: 'secrets.write', resource: 'secrets' } }, async (request, reply) => {
       const body = parseInput(setBody, request.body, 'body');
       const value = Buffer.from(body.valueBase64, 'base64');
-      const info = await app.secrets.set(actorOf(principalOf(request)), { name: body.name, scope: { project: body.project, environment: body.environment }, value, description: body.description, rotationIntervalDays: body.rotationIntervalDays, expiresAt: body.expiresAt }, ctx(request));
+      const info = await app.secrets.set(actorOf(principalOf(request)), { name: body.name, scope: { project: body.project, environment: body.environment }, value, description: body.description, owner: body.owner, rotationIntervalDays: body.rotationIntervalDays, expiresAt: body.expiresAt }, ctx(request));
       return reply.code(201).send(info);
     });
 

@@ -103,6 +103,28 @@ describe.each(ENGINES)('secrets on %s', (engine) => {
     expect(release.map((e) => e.event.outcome)).toEqual(['allowed']);
   });
 
+  it('keeps the metadata: owner (the creator unless named), description, rotation, expiry and last read', async () => {
+    const listed = () => call('GET', '/api/v1/secrets').then((r) => r.json<{ secrets: { name: string; owner: string; description: string; lastReadAt: string | null; rotationIntervalDays: number | null; expiresAt: string | null; currentVersion: number }[] }>().secrets);
+    const db = (await listed()).find((x) => x.name === 'DB_PASSWORD')!;
+    // Created by alice, read by the migrate step in the run above.
+    expect(db).toMatchObject({ owner: 'user:alice', description: 'database', currentVersion: 1 });
+    expect(Date.parse(db.lastReadAt ?? '')).not.toBeNaN();
+    const expires = new Date(clock.now().getTime() + 400 * 86_400_000).toISOString();
+    const made = await call('POST', '/api/v1/secrets', { name: 'PAYMENTS_KEY', project: 'app', owner: 'payments-team', description: 'card processor', rotationIntervalDays: 90, expiresAt: expires, valueBase64: Buffer.from('pk-live-0001-unique').toString('base64') });
+    expect(made.statusCode, made.body).toBe(201);
+    expect(made.json()).toMatchObject({ owner: 'payments-team', description: 'card processor', rotationIntervalDays: 90, expiresAt: expires, lastReadAt: null, lastRotatedAt: null });
+    // A new version may hand the secret to another owner; the change is on the record.
+    const handed = await call('POST', '/api/v1/secrets', { name: 'PAYMENTS_KEY', project: 'app', owner: 'release-managers', valueBase64: Buffer.from('pk-live-0002-unique').toString('base64') });
+    expect(handed.json()).toMatchObject({ owner: 'release-managers', currentVersion: 2, description: 'card processor' });
+    expect(Date.parse(handed.json<{ lastRotatedAt: string }>().lastRotatedAt)).not.toBeNaN();
+    const write = (await t.app.audit.search({ action: 'secrets.write', outcome: 'allowed', limit: 10, order: 'desc' })).find((e) => e.event.details.method === undefined);
+    expect(write?.event.details).toMatchObject({ name: 'PAYMENTS_KEY', version: 2, owner: 'release-managers' });
+    const bad = await call('POST', '/api/v1/secrets', { name: 'PAYMENTS_KEY', project: 'app', owner: 'Payments Team', valueBase64: Buffer.from('pk-live-0003-unique').toString('base64') });
+    expectError(bad, 400, 'VALIDATION_FAILED');
+    expect(bad.body).toContain('owner');
+    expect((await listed()).find((x) => x.name === 'PAYMENTS_KEY')).toMatchObject({ owner: 'release-managers', currentVersion: 2 });
+  });
+
   it('refuses a step that declares a secret that does not exist in its scope, and records the denial', async () => {
     const repo = makeRepo({ 'airlock.yaml': 'version: 1\npipeline: other\nowners: [alice]\nstages:\n  s:\n    steps:\n      - { name: wants, run: "true", secrets: [DB_PASSWORD] }\n' });
     await call('POST', '/api/v1/projects', { name: 'other', repo: repo.dir });

@@ -33,7 +33,7 @@ async function readValue(cli: Cli, fromFile: string | undefined): Promise<Buffer
 }
 
 export async function secretSet(cli: Cli, command: Command, name: string): Promise<number> {
-  const opts = command.opts<ScopeOptions & { fromFile?: string; description?: string; rotateEveryDays?: number; expires?: string }>();
+  const opts = command.opts<ScopeOptions & { fromFile?: string; description?: string; owner?: string; rotateEveryDays?: number; expires?: string }>();
   const value = await readValue(cli, opts.fromFile);
   if (value.length === 0) throw new UsageError('no value: pipe it on stdin (printf %s "$VALUE" | airlock secret set NAME) or pass --from-file FILE');
   return withSession(cli, command, async (s) => {
@@ -42,6 +42,7 @@ export async function secretSet(cli: Cli, command: Command, name: string): Promi
       valueBase64: value.toString('base64'),
       ...scopeOf(opts),
       ...(opts.description === undefined ? {} : { description: opts.description }),
+      ...(opts.owner === undefined ? {} : { owner: opts.owner }),
       ...(opts.rotateEveryDays === undefined ? {} : { rotationIntervalDays: opts.rotateEveryDays }),
       ...(opts.expires === undefined ? {} : { expiresAt: opts.expires }),
     };
