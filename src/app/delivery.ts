@@ -11,6 +11,9 @@ import type { EnvironmentDefinition, PipelineDefinition } from '../pipeline/inde
 import { effectiveConfig } from '../pipeline/index.js';
 import type { GitPort, Runs } from '../runs/index.js';
 import type { Secrets } from '../secrets/index.js';
+import { CYCLONEDX_BOM } from '../attest/index.js';
+import type { Provenance } from '../provenance/index.js';
+import { envelopeDigest } from '../verify/index.js';
 import type { Store } from '../storage/index.js';
 
 const FOUR_HOURS_S = 4 * 3600;
@@ -107,5 +110,17 @@ export function deploymentSecrets(deps: { runs: Pick<Runs, 'evidenceView'>; secr
     const env = Object.hasOwn(view.pipeline.environments, req.environment) ? view.pipeline.environments[req.environment] : undefined;
     await deps.ready();
     return deps.secrets.releaseToDeployment({ ...req, project: view.run.project, pipeline: view.run.pipeline, environmentProtected: env?.protected === true, ref: view.run.ref, commit: view.run.commit }, context);
+  };
+}
+
+/** Per artifact digest, the digest of its signed SBOM attestation: what the deployment record names. */
+export function sbomRefs(provenance: Pick<Provenance, 'list'>): (digests: readonly string[]) => Promise<ReadonlyMap<string, string>> {
+  return async (digests) => {
+    const refs = new Map<string, string>();
+    for (const d of digests) {
+      const sbom = (await provenance.list({ subject: d })).find((x) => x.predicateType === CYCLONEDX_BOM);
+      if (sbom !== undefined) refs.set(d, envelopeDigest(sbom.envelope));
+    }
+    return refs;
   };
 }

@@ -25,16 +25,16 @@ import { loadOrCreateRunnerKey } from './runner-key.js';
 import { legacyKeyFiles, logSealedKeyEvent, pendingKeys } from './keys.js';
 import { Vault, loadRootKey } from '../vault/index.js';
 import { Secrets } from '../secrets/index.js';
-import { CYCLONEDX_BOM, IN_TOTO_PAYLOAD_TYPE, PlatformKeys, signEnvelope, statementBytes } from '../attest/index.js';
+import { IN_TOTO_PAYLOAD_TYPE, PlatformKeys, signEnvelope, statementBytes } from '../attest/index.js';
 import type { Envelope, Statement } from '../attest/index.js';
 import { Provenance } from '../provenance/index.js';
 import { ApprovalNotifier, Deployments, LocalDeployer, deploymentRecordAnchors, runHealthCheck } from '../delivery/index.js';
-import { envelopeDigest, verifyArtifact, vsaFor } from '../verify/index.js';
-import { deliveryFacts, deploymentSecrets } from './delivery.js';
+import { verifyArtifact, vsaFor } from '../verify/index.js';
+import { deliveryFacts, deploymentSecrets, sbomRefs } from './delivery.js';
 import type { InTotoRouteDeps } from '../intoto/index.js';
 
 export { PolicyHolder } from './policy-holder.js';
-export { deliveryFacts, deploymentSecrets, rulesOf } from './delivery.js';
+export { deliveryFacts, deploymentSecrets, rulesOf, sbomRefs } from './delivery.js';
 export { homeCheckpointVerifierKey } from './keys.js';
 export type { ActivePolicy } from './policy-holder.js';
 
@@ -305,14 +305,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         }
         return { ok: reasons.length === 0, reasons, vsas };
       },
-      sbomRefs: async (digests) => {
-        const refs = new Map<string, string>();
-        for (const d of digests) {
-          const sbom = (await provenance.list({ subject: d })).find((x) => x.predicateType === CYCLONEDX_BOM);
-          if (sbom !== undefined) refs.set(d, envelopeDigest(sbom.envelope));
-        }
-        return refs;
-      },
+      sbomRefs: sbomRefs(provenance),
     });
     // A succeeded run is attested by the control plane in the transaction that ends it.
     runs.onSucceeded({ prepare: () => provenance.prepare(), attest: (tx, runId) => provenance.attestInTx(tx, runId) });

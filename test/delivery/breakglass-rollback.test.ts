@@ -7,7 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyRecordFile } from '../../src/delivery/index.js';
+import { recordDigest, verifyRecordFile } from '../../src/delivery/index.js';
 import type { DeploymentRecord, Deployments } from '../../src/delivery/index.js';
 import { ENGINES } from '../support/engines.js';
 import { commit } from '../runs/support.js';
@@ -169,6 +169,23 @@ describe.each(ENGINES)('break-glass, incidents and rollback on %s', (engine) => 
     const record = v.record as DeploymentRecord;
     expect(record.config.diff).toEqual({ added: [], removed: [], changed: ['GREETING: hello -> hello, world'] });
     expect(record.fingerprint).toMatchObject({ deployer: 'local', host: hostname(), runtime: `node ${process.version}` });
+    // Each artifact names its signed SBOM attestation by digest; the range ends at the run's commit.
+    const tarball = record.artifacts.find((a) => a.path === 'dist/service.tar')!;
+    const sbom = (await t.app.provenance.list({ subject: tarball.digest })).find((x) => x.predicateType === 'https://cyclonedx.org/bom');
+    expect(sbom).toBeDefined();
+    expect(tarball.sbom).toBe(recordDigest(sbom!.envelope));
+    expect(record.commitRange.to).toBe((await t.app.runs.show(run)).commit);
+    expect(record.commitRange.from).toMatch(/^[0-9a-f]{40}$/);
+    // The steps the deployer took, each timed, with its exit code and the digests it handled.
+    expect(record.steps.length).toBeGreaterThan(1);
+    for (const step of record.steps) {
+      expect(Date.parse(step.finishedAt)).toBeGreaterThanOrEqual(Date.parse(step.startedAt));
+      // null: a step that ran no process (fetch, extract); a process that ran exited 0.
+      expect([0, null]).toContain(step.exitCode);
+    }
+    expect(record.steps.find((st) => st.name === 'health')?.exitCode).toBe(0);
+    expect(record.steps.flatMap((st) => st.digests)).toEqual(expect.arrayContaining([tarball.digest]));
+    expect(record.steps.map((st) => st.name)).toContain('health');
     expect(file.verificationSummaries).toHaveLength(record.artifacts.length);
     expect(record.verificationSummaries).toHaveLength(record.artifacts.length);
     // A VSA swapped for another one (here: from an earlier deployment) is caught.
@@ -197,6 +214,29 @@ describe.each(ENGINES)('break-glass, incidents and rollback on %s', (engine) => 
       productionOwners = ['carol'];
     }
   }, 60_000);
+
+  it('break-glass by two people deploys through a freeze, and the record says the freeze was bypassed', async () => {
+    const run = await inStaging();
+    const freeze = await deployments.freezes.add(as('olga'), { environment: 'production', until: new Date(t.app.clock().getTime() + 3_600_000).toISOString(), reason: 'quarter-end freeze' });
+    try {
+      const prod = await deployments.request(as('alice'), { run, environment: 'production', justification: 'security fix during the freeze' });
+      await deployments.decide(as('carol'), prod.id, { decision: 'approve', justification: WHY });
+      // Approved, but frozen: the approval alone does not ship it.
+      const frozen = await refusal(deployments.deploy(as('alice'), prod.id));
+      expect(frozen).toMatchObject({ code: 'FORBIDDEN' });
+      expect(frozen.message).toMatch(/quarter-end freeze/);
+      expect((await deployments.breakGlass(as('carol'), prod.id, { justification: URGENT })).granted).toBe(false);
+      const second = await deployments.breakGlass(as('olga'), prod.id, { justification: 'the fix closes an exploited hole' });
+      expect(second).toMatchObject({ granted: true, deployment: { state: 'succeeded', breakGlass: true } });
+      const v = verifyRecordFile(JSON.parse(JSON.stringify(await h.exported(prod.id))), await h.keys());
+      expect(v.ok).toBe(true);
+      expect(v.record?.policyDecisions.find((d) => d.action === 'window')).toMatchObject({ allowed: true, policies: [expect.stringMatching(/quarter-end freeze.*\(bypassed by break-glass\)/) as string] });
+      expect(v.record?.breakGlass?.bypassed.join(' ')).toMatch(/freeze/);
+      expect(second.incident).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      await deployments.freezes.lift(as('olga'), freeze.id, 'the test is over, thaw production');
+    }
+  }, 90_000);
 
   it('a recurring freeze set at run time refuses a deploy inside an occurrence', async () => {
     const run = await h.succeededRun();

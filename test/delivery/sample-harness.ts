@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { IN_TOTO_PAYLOAD_TYPE, signEnvelope, statementBytes } from '../../src/attest/index.js';
 import type { Envelope, Statement } from '../../src/attest/index.js';
 import { encodeInclusionProof } from '../../src/audit/index.js';
-import { deliveryFacts, deploymentSecrets } from '../../src/app/index.js';
+import { deliveryFacts, deploymentSecrets, sbomRefs } from '../../src/app/index.js';
 import { Deployments, LocalDeployer, runHealthCheck } from '../../src/delivery/index.js';
 import type { DeliveryFacts, DeploymentsDeps, EnvironmentFacts, ProtectionRules, RecordFile, RecordProofs } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
@@ -102,6 +102,7 @@ export async function openSampleHarness(engine: Engine, opts: { people: { id: st
     proofs: recordProofs(t),
     // As the app wires it: the environment's declared secrets, released after the gates pass.
     secrets: deploymentSecrets({ runs: t.app.runs, secrets: t.app.secrets, ready: () => Promise.resolve() }),
+    sbomRefs: sbomRefs(t.app.provenance),
     ...opts.deps,
   });
 
