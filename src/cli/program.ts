@@ -579,7 +579,7 @@ export function buildProgram(cli: Cli): Command {
       .description('verify an artifact (a file or sha256:<hex>) from its signed evidence: digest, signatures, provenance (builder, repository, commit, pipeline), test results; or, as `verify deployment FILE`, an exported deployment record offline; exit 1 with reasons on failure')
       .argument('<digest-or-file>', 'the artifact file, or its sha256:<64 hex> digest; or the word deployment')
       .argument('[record-file]', 'with deployment: the record file from `airlock deployments export`')
-      .option('--policy <file>', 'YAML/JSON expectations: builderId, repositories (allowed), requireTests (default true), requireSbom (default false)')
+      .option('--policy <file>', 'YAML/JSON expectations: builderId, repositories, commits, pipelineDigests (each a list of allowed values), requireTests (default true), requireSbom (default false)')
       .option('--key <file>', 'trust only this Ed25519 public key (PEM; repeatable); default: the keys the server publishes', collect)
       .option('--log-key <vkey>', 'with deployment: trust this audit-log verifier key (`airlock audit key` form; repeatable); default: the server\'s', collect)
       .option('--attestations <file>', 'offline: read the attestations (DSSE envelopes, Sigstore bundles, or a saved GET /api/v1/attestations answer) from this file; needs --key')

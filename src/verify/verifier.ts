@@ -18,6 +18,10 @@ export interface VerifyPolicy {
   readonly builderId?: string | undefined;
   /** Allowed source repositories (exact match of externalParameters.repository). */
   readonly repositories?: readonly string[] | undefined;
+  /** Allowed source commits (full hex SHA, lower case): the exact change that was reviewed. */
+  readonly commits?: readonly string[] | undefined;
+  /** Allowed pipeline file digests (64 hex, the sha256 of airlock.yaml): the reviewed build definition. */
+  readonly pipelineDigests?: readonly string[] | undefined;
   /** Default true: a PASSED test-result attestation is required. */
   readonly requireTests?: boolean | undefined;
   /** Default false. */
@@ -134,8 +138,12 @@ export function verifyArtifact(digest: string, envelopes: readonly unknown[], ke
     if (repository === undefined) add('repository', false, 'the provenance names no source repository');
     else if (policy.repositories !== undefined && !policy.repositories.includes(repository)) add('repository', false, `source repository ${repository} is not allowed (allowed: ${policy.repositories.join(', ')})`);
     else add('repository', true, repository);
-    add('commit', commit !== undefined && /^[0-9a-f]{40,64}$/.test(commit), commit === undefined ? 'the provenance names no commit' : `commit ${commit}`);
-    add('pipeline', pipelineDigest !== undefined && HEX64.test(pipelineDigest), pipelineDigest === undefined ? 'the provenance names no pipeline file digest' : `pipeline file sha256:${pipelineDigest}`);
+    if (commit === undefined || !/^[0-9a-f]{40,64}$/.test(commit)) add('commit', false, commit === undefined ? 'the provenance names no commit' : `the provenance names a malformed commit ${commit.slice(0, 80)}`);
+    else if (policy.commits !== undefined && !policy.commits.includes(commit)) add('commit', false, `commit ${commit} is not one the policy allows (allowed: ${policy.commits.join(', ')})`);
+    else add('commit', true, `commit ${commit}`);
+    if (pipelineDigest === undefined || !HEX64.test(pipelineDigest)) add('pipeline', false, pipelineDigest === undefined ? 'the provenance names no pipeline file digest' : 'the provenance names a malformed pipeline file digest');
+    else if (policy.pipelineDigests !== undefined && !policy.pipelineDigests.includes(pipelineDigest)) add('pipeline', false, `pipeline file sha256:${pipelineDigest} is not one the policy allows`);
+    else add('pipeline', true, `pipeline file sha256:${pipelineDigest}`);
   }
 
   if (policy.requireTests ?? true) {

@@ -90,6 +90,21 @@ describe('verifying the sample pipeline from the CLI (sqlite)', () => {
     expect(vsa.predicateType).toBe('https://slsa.dev/verification_summary/v1');
     expect(vsa.predicate.verificationResult).toBe('PASSED');
     expect(vsa.predicate.inputAttestations).toHaveLength(3);
+    // The policy may pin the reviewed commit and pipeline file: the provenance must name exactly those.
+    const ext = (JSON.parse(Buffer.from(prov.envelope.payload, 'base64').toString()) as { predicate: { buildDefinition: { externalParameters: { commit: string; pipelineFile: { digest: { sha256: string } } } } } }).predicate.buildDefinition.externalParameters;
+    writeFileSync(policy, `commits: [${ext.commit}]\npipelineDigests: ["sha256:${ext.pipelineFile.digest.sha256}"]\n`);
+    const pinned = await cli('verify', join(scratch, 'hello.tar'), '--policy', policy);
+    expectOk(pinned, 'verify with the commit and pipeline pinned');
+    expect(pinned.stdout).toContain(`ok   commit: commit ${ext.commit}`);
+    writeFileSync(policy, `commits: [${'a'.repeat(40)}]\npipelineDigests: ["${'b'.repeat(64)}"]\n`);
+    const other = await cli('verify', join(scratch, 'hello.tar'), '--policy', policy);
+    expect(other.code).toBe(1);
+    expect(other.stdout).toMatch(/FAIL commit: commit [0-9a-f]{40} is not one the policy allows/);
+    expect(other.stdout).toMatch(/FAIL pipeline: pipeline file sha256:[0-9a-f]{64} is not one the policy allows/);
+    writeFileSync(policy, 'commits: [main]\n');
+    const bad = await cli('verify', join(scratch, 'hello.tar'), '--policy', policy);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--policy .*commits\.0: a full commit SHA/);
   });
 
   it('refuses tampered evidence offline (payload, payload type, missing signature, unknown key, another artifact) with reasons and exit 1', async () => {

@@ -48,6 +48,8 @@ const policySchema = z
   .object({
     builderId: z.string().min(1).optional(),
     repositories: z.array(z.string().min(1)).min(1).optional(),
+    commits: z.array(z.string().regex(/^[0-9a-f]{40,64}$/, 'a full commit SHA in lower-case hex')).min(1).optional(),
+    pipelineDigests: z.array(z.string().regex(/^(sha256:)?[0-9a-f]{64}$/, 'sha256 of airlock.yaml: 64 lower-case hex').transform((d) => d.replace(/^sha256:/, ''))).min(1).optional(),
     requireTests: z.boolean().optional(),
     requireSbom: z.boolean().optional(),
   })
@@ -65,7 +67,7 @@ async function readPolicy(cli: Cli, file: string): Promise<{ policy: VerifyPolic
   const parsed = policySchema.safeParse(raw ?? {});
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    throw new UsageError(`--policy ${file}: ${first === undefined ? 'invalid' : `${first.path.join('.') || '(top level)'}: ${first.message}`} (fields: builderId, repositories, requireTests, requireSbom)`);
+    throw new UsageError(`--policy ${file}: ${first === undefined ? 'invalid' : `${first.path.join('.') || '(top level)'}: ${first.message}`} (fields: builderId, repositories, commits, pipelineDigests, requireTests, requireSbom)`);
   }
   return { policy: parsed.data, digest: createHash('sha256').update(text).digest('hex'), uri: `file://${path}` };
 }
