@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliveryFacts } from '../../src/app/index.js';
 import { Deployments } from '../../src/delivery/index.js';
-import type { DeliveryFacts, ProtectionRules } from '../../src/delivery/index.js';
+import type { DeliveryFacts, DeploymentNotice, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
 import { as, refusal } from './fixtures.js';
@@ -60,13 +60,24 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
         ]),
       roles: (username) => Promise.resolve(ROLES[username] ?? []),
     };
-    deployments = new Deployments({ store: t.app.store, audit: t.app.audit, clock: t.app.clock, facts, signer: () => t.app.platformKeys.signer('attestation') });
+    deployments = new Deployments({
+      store: t.app.store,
+      audit: t.app.audit,
+      clock: t.app.clock,
+      facts,
+      signer: () => t.app.platformKeys.signer('attestation'),
+      notify: (n) => {
+        notices.push(n);
+        return Promise.resolve();
+      },
+    });
   }, 60_000);
 
   afterAll(async () => {
     await t.cleanup();
   });
 
+  const notices: DeploymentNotice[] = [];
   const succeededRun = (): Promise<string> => runToSuccess(t.app, { kind: 'user', id: 'alice' }, 'shop');
 
 
@@ -88,6 +99,11 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
     const rows = await t.app.store.db.selectFrom('deployment_approvals').select('envelope').where('deployment_id', '=', dep.id).execute();
     expect(rows).toHaveLength(2);
     for (const r of rows) expect(JSON.parse(Buffer.from((JSON.parse(r.envelope) as { payload: string }).payload, 'base64').toString())).toMatchObject({ predicateType: 'https://airlock.dev/deployment-approval/v1', predicate: { bindingDigest: dep.bindingDigest } });
+    // Approvers were told: the request (what ships, what is missing), then each accepted decision; a refused one tells nobody.
+    await deployments.notified();
+    const told = notices.filter((n) => n.deploymentId === dep.id);
+    expect(told.map((n) => n.type)).toEqual(['deployment.requested', 'deployment.approved', 'deployment.approved']);
+    expect(told[0]).toMatchObject({ requestedBy: 'bob', environment: 'production', justification: 'ship the checkout fix', bindingDigest: dep.bindingDigest, artifacts: dep.artifacts, missing: expect.stringMatching(/0 of 2/) as string });
   });
 
   it('one person approving twice does not make a quorum of two', async () => {
