@@ -48,7 +48,7 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
       ...real,
       environment: (_runId, environment) =>
         Promise.resolve(
-          environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : environment === 'canary' ? { rules: { ...RULES, branches: ['release/*'] }, configDigest: `sha256:${'f'.repeat(64)}` } : undefined,
+          environment === 'production' ? { rules: RULES, configDigest: `sha256:${'e'.repeat(64)}` } : environment === 'windowed' ? { rules: { ...RULES, windows: [windowIn2h] }, configDigest: `sha256:${'d'.repeat(64)}` } : environment === 'canary' ? { rules: { ...RULES, branches: ['release/*'] }, configDigest: `sha256:${'f'.repeat(64)}` } : undefined,
         ),
       people: () =>
         Promise.resolve([
@@ -78,6 +78,8 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
   });
 
   const notices: DeploymentNotice[] = [];
+  // The 'windowed' environment's daily 30-minute change window (UTC); its test sets the time.
+  let windowIn2h = { cron: '0 0 * * *', timezone: 'UTC', durationMs: 30 * 60_000 };
   const succeededRun = (): Promise<string> => runToSuccess(t.app, { kind: 'user', id: 'alice' }, 'shop');
 
 
@@ -180,5 +182,22 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
     expect(await refusal(deployments.request(as('alice'), { run, environment: 'production', justification: 'short' }))).toMatchObject({ code: 'VALIDATION_FAILED' });
     expect(await refusal(deployments.request(as('alice'), { run, environment: 'Prod!', justification: 'a fine justification' }))).toMatchObject({ code: 'VALIDATION_FAILED' });
     expect(await count()).toBe(before);
+  });
+
+  it('a change window keeps an approved deployment closed until it opens, and closes it again after', async () => {
+    const run = await succeededRun();
+    const opensAt = new Date(clock.now().getTime() + 2 * 3_600_000);
+    windowIn2h = { ...windowIn2h, cron: `${opensAt.getUTCMinutes()} ${opensAt.getUTCHours()} * * *` };
+    const dep = await deployments.request(as('alice'), { run, environment: 'windowed', justification: 'ship inside the change window' });
+    await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: WHY });
+    const approved = await deployments.decide(as('dave'), dep.id, { decision: 'approve', justification: WHY });
+    expect(approved.approvals.satisfied).toBe(true);
+    expect(approved.gate.allowed).toBe(false);
+    expect(approved.gate.reasons.join(' ')).toMatch(/outside every change window; the next opens at /);
+    clock.advance(2 * 3_600_000 + 60_000);
+    const open = await deployments.show(dep.id);
+    expect(open.gate, open.gate.reasons.join('; ')).toMatchObject({ allowed: true });
+    clock.advance(45 * 60_000);
+    expect((await deployments.show(dep.id)).gate.allowed).toBe(false);
   });
 });
