@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CliEnv } from './helpers.js';
-import { cliEnv, requireBuilt, run } from './helpers.js';
+import { cliEnv, finished, requireBuilt, run, start } from './helpers.js';
 
 describe('airlock demo (sqlite)', () => {
   let ctx: CliEnv;
@@ -35,4 +35,31 @@ describe('airlock demo (sqlite)', () => {
       expect(out).not.toContain('UNEXPECTED');
     }
   }, 200_000);
+
+  it('without --exit, leaves the server running at the URL it prints, and stops cleanly on Ctrl-C', async () => {
+    // A home of its own: a first run signs in at once (a re-run waits for the next TOTP period).
+    const fresh = await cliEnv('sqlite');
+    try {
+      const child = start(['demo', '--listen', '127.0.0.1:0'], { env: fresh.env });
+      const done = finished(child, 90_000);
+      let seen = '';
+      const url = await new Promise<string>((ok, fail) => {
+        child.stdout.on('data', (d: Buffer | string) => {
+          seen += d.toString();
+          const m = /The server keeps running at (http:\/\/127\.0\.0\.1:\d+)\./.exec(seen);
+          if (m !== null && seen.includes('Ctrl-C to stop.')) ok(m[1]!);
+        });
+        child.once('exit', (code) => fail(new Error(`the demo exited (${String(code)}) instead of serving:\n${seen}`)));
+      });
+      // The printed URL answers while the demo waits; Ctrl-C stops the server and the deployed services.
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      expect(seen).toContain('production: succeeded');
+      child.kill('SIGINT');
+      const r = await done;
+      expect(r.code, r.stderr.slice(-2000)).toBe(0);
+      await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+    } finally {
+      await fresh.drop();
+    }
+  }, 120_000);
 });
