@@ -9,6 +9,7 @@ import { createPublicKey } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifySigstoreBundle } from '../../src/attest/index.js';
 import { linkKeyId } from '../../src/runner/index.js';
@@ -167,6 +168,30 @@ describe('verifying the sample pipeline from the CLI (sqlite)', () => {
     const b = attestations[0]!.bundle as { dsseEnvelope: { payload: string } };
     const tampered = { ...b, dsseEnvelope: { ...b.dsseEnvelope, payload: Buffer.from('{"_type":"forged"}').toString('base64') } };
     expect(verifySigstoreBundle(tampered, keys)).toMatchObject({ ok: false });
+  });
+
+  it('online, a provenance altered in the server\'s database is refused with its reason, exit 1, and the verdict recorded', async () => {
+    const db = new SqliteDatabase(join(ctx.env.AIRLOCK_HOME!, 'airlock.db'));
+    const row = db.prepare("SELECT id, envelope FROM attestations WHERE subject_digest = ? AND predicate_type = 'https://slsa.dev/provenance/v1'").get(digest) as { id: string; envelope: string };
+    const envelope = JSON.parse(row.envelope) as { payload: string };
+    // Someone with database access points the provenance at another repository.
+    const forged = Buffer.from(Buffer.from(envelope.payload, 'base64').toString('utf8').replace(/"repository":"[^"]*"/, '"repository":"https://git.example.com/evil.git"')).toString('base64');
+    expect(forged).not.toBe(envelope.payload);
+    try {
+      db.prepare('UPDATE attestations SET envelope = ? WHERE id = ?').run(JSON.stringify({ ...envelope, payload: forged }), row.id);
+      const r = await cli('verify', digest);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(/^FAILED: /m);
+      expect(r.stdout).toMatch(/FAIL signature: /);
+      const search = await cli('audit', 'search', '--action', 'artifacts.verify', '--json');
+      const events = json<{ entries: { event: { resource: string; outcome: string; details: { reasons?: string[] } } }[] }>(search).entries;
+      const last = events.filter((e) => e.event.resource === `artifacts/${digest}` && e.event.outcome === 'failed').at(-1);
+      expect(last?.event.details.reasons?.join(' ')).toMatch(/signature/);
+    } finally {
+      db.prepare('UPDATE attestations SET envelope = ? WHERE id = ?').run(row.envelope, row.id);
+      db.close();
+    }
+    expectOk(await cli('verify', digest), 'verify after the row is restored');
   });
 
   it('airlock attestations writes bundles and keys that a plain @sigstore/verify script checks as a new user would; tampering is refused', async () => {
