@@ -83,13 +83,17 @@ function reportCycles(envs: readonly DraftEnvironment[], problems: Problems): vo
 }
 
 /**
- * `airlock lint` only: a protected environment without owners. Someone must answer for who may
- * deploy there and approve changes to its rules; the file stays valid so existing pipelines run.
+ * `airlock lint` only: every environment without owners. Someone must answer for each
+ * environment (for a protected one, also approve changes to its rules); the file stays valid so
+ * existing pipelines keep running.
  */
 export function ownerProblems(draft: Draft, problems: Problems): void {
   for (const env of draft.environmentDrafts) {
-    if (env.definition.protected && env.definition.owners.length === 0) {
+    if (env.definition.owners.length > 0) continue;
+    if (env.definition.protected) {
       problems.at(env.keyNode, env.path, 'no_owner', `protected environment ${env.name} has no owners`, `add \`owners: [...]\` to environment ${env.name}: the users or roles who answer for it and approve changes to its rules`);
+    } else {
+      problems.at(env.keyNode, env.path, 'no_owner', `environment ${env.name} has no owners`, `add \`owners: [...]\` to environment ${env.name}: the users or roles who answer for it`);
     }
   }
 }

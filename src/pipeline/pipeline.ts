@@ -62,7 +62,7 @@ export function parsePipeline(text: string | Buffer, file = 'airlock.yaml'): Pip
   return definition;
 }
 
-/** Everything parsePipeline checks plus the hard-coded credential scan and ownership (a protected environment without owners); [] when the file is clean. */
+/** Everything parsePipeline checks plus the hard-coded credential scan and ownership (an environment without owners); [] when the file is clean. */
 export function lintPipeline(text: string | Buffer, file = 'airlock.yaml'): PipelineProblem[] {
   return lintPipelineWithDefinition(text, file).problems;
 }

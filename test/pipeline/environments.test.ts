@@ -38,6 +38,11 @@ const HEAD = [
   'environments:',
 ];
 const envs = (...body: string[]): string => [...HEAD, ...body, ''].join('\n');
+/**
+ * `airlock lint` flags every environment without owners, so a fixture about another rule gives its
+ * environment this line last (or `owners: [ops]` inline): the lines asserted before it stay put.
+ */
+const OWNERS = '    owners: [ops]';
 
 function problems(text: string): PipelineProblem[] {
   return lintPipeline(text, 'airlock.yaml');
@@ -139,10 +144,27 @@ describe('environment rules: the parsed form', () => {
 
 describe('airlock lint: components without an owner', () => {
   it('flags a protected environment without owners, at its key, in lint only', () => {
-    const text = envs('  staging:', '  production: { protected: true }');
-    expectLintOnly(text, { code: 'no_owner', line: 14, col: 3, path: 'environments.production' });
-    // With owners it is clean; an unprotected environment needs none.
-    expect(problems(envs('  staging:', '  production: { protected: true, owners: [bob] }'))).toEqual([]);
+    const text = envs('  staging: { owners: [ops] }', '  production: { protected: true }');
+    const p = expectLintOnly(text, { code: 'no_owner', line: 14, col: 3, path: 'environments.production' });
+    expect(p.message).toBe('protected environment production has no owners');
+    expect(p.hint).toMatch(/add `owners: \[\.\.\.\]` to environment production: .* approve changes to its rules/);
+    // With owners it is clean.
+    expect(problems(envs('  staging: { owners: [ops] }', '  production: { protected: true, owners: [bob] }'))).toEqual([]);
+  });
+
+  it('flags an unprotected environment without owners too, at its key, in lint only', () => {
+    const text = envs('  staging:', '  production: { protected: true, owners: [bob] }');
+    const p = expectLintOnly(text, { code: 'no_owner', line: 13, col: 3, path: 'environments.staging' });
+    expect(p.message).toBe('environment staging has no owners');
+    expect(p.hint).toBe('add `owners: [...]` to environment staging: the users or roles who answer for it');
+    // Every form of an environment without owners: empty, `{}`, and rules without `owners`.
+    const several = envs('  dev: {}', '  staging:', '  qa:', '    branches: [main]');
+    expect(problems(several).map((q) => [q.code, q.message, q.line, q.col])).toEqual([
+      ['no_owner', 'environment dev has no owners', 13, 3],
+      ['no_owner', 'environment staging has no owners', 14, 3],
+      ['no_owner', 'environment qa has no owners', 15, 3],
+    ]);
+    expect(Object.keys(parsePipeline(several).environments)).toEqual(['dev', 'staging', 'qa']);
   });
 
   it('refuses a pipeline whose owners list is empty or missing', () => {
@@ -153,54 +175,77 @@ describe('airlock lint: components without an owner', () => {
   });
 
   it('refuses approvals.owners: true in an environment without owners (an approval nobody could give)', () => {
-    expectProblem(envs('  prod:', '    approvals: { owners: true }'), { code: 'no_owner', line: 14, col: 26, path: 'environments.prod.approvals.owners', hint: /add `owners: \[\.\.\.\]`/ });
+    const text = envs('  prod:', '    approvals: { owners: true }');
+    // parsePipeline refuses the approval rule; lint also flags the environment itself at its key.
+    expect(problems(text).map((p) => [p.code, p.line, p.col, p.path])).toEqual([
+      ['no_owner', 13, 3, 'environments.prod'],
+      ['no_owner', 14, 26, 'environments.prod.approvals.owners'],
+    ]);
+    let caught: unknown;
+    try {
+      parsePipeline(text);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(PipelineInvalidError);
+    const refused = (caught as PipelineInvalidError).problems;
+    expect(refused.map((p) => [p.code, p.line, p.col, p.path])).toEqual([['no_owner', 14, 26, 'environments.prod.approvals.owners']]);
+    expect(refused[0]?.hint).toMatch(/add `owners: \[\.\.\.\]`/);
+    expect(problems(envs('  prod:', '    approvals: { owners: true }', OWNERS))).toEqual([]);
   });
 });
 
-function expectLintOnly(text: string, expected: { code: string; line: number; col: number; path: string }): void {
+function expectLintOnly(text: string, expected: { code: string; line: number; col: number; path: string }): PipelineProblem {
   const p = only(text);
   expect({ code: p.code, line: p.line, col: p.col, path: p.path }).toEqual(expected);
   expect(() => parsePipeline(text)).not.toThrow();
+  return p;
 }
 
 describe('environment rules: problems', () => {
   it('unknown_key suggests the closest key, or where it belongs', () => {
-    expectProblem(envs('  prod:', '    aprovals: { required: 1 }'), { code: 'unknown_key', line: 14, col: 5, path: 'environments.prod.aprovals', hint: /did you mean `approvals`\?/ });
-    expectProblem(envs('  prod:', '    approvals: { validfor: 1h }'), { code: 'unknown_key', line: 14, col: 18, hint: /did you mean `validFor`\?/ });
-    expectProblem(envs('  prod:', '    windows: [{ cron: "0 9 * * *", timezone: UTC, duration: 1h, reason: x }]'), { code: 'unknown_key', line: 14, col: 65, hint: /`reason` belongs in a freeze, not a change window/ });
-    expectProblem(envs('  prod:', '    timeout: 10m'), { code: 'unknown_key', line: 14, col: 5, hint: /belongs in a step/ });
+    expectProblem(envs('  prod:', '    aprovals: { required: 1 }', OWNERS), { code: 'unknown_key', line: 14, col: 5, path: 'environments.prod.aprovals', hint: /did you mean `approvals`\?/ });
+    expectProblem(envs('  prod:', '    approvals: { validfor: 1h }', OWNERS), { code: 'unknown_key', line: 14, col: 18, hint: /did you mean `validFor`\?/ });
+    expectProblem(envs('  prod:', '    windows: [{ cron: "0 9 * * *", timezone: UTC, duration: 1h, reason: x }]', OWNERS), { code: 'unknown_key', line: 14, col: 65, hint: /`reason` belongs in a freeze, not a change window/ });
+    expectProblem(envs('  prod:', '    timeout: 10m', OWNERS), { code: 'unknown_key', line: 14, col: 5, hint: /belongs in a step/ });
   });
 
   it('out_of_range: approvals.required outside 0-10, or 0 in a protected environment', () => {
-    expectProblem(envs('  prod:', '    approvals:', '      required: 11'), { code: 'out_of_range', line: 15, col: 17, path: 'environments.prod.approvals.required', hint: /0 to 10/ });
+    expectProblem(envs('  prod:', '    approvals:', '      required: 11', OWNERS), { code: 'out_of_range', line: 15, col: 17, path: 'environments.prod.approvals.required', hint: /0 to 10/ });
     expectProblem(envs('  prod:', '    protected: true', '    owners: [bob]', '    approvals: { required: 0 }'), { code: 'out_of_range', line: 16, col: 28, message: /protected environment needs at least 1 approval/ });
-    expectProblem(envs('  prod:', '    approvals: { required: "2" }'), { code: 'wrong_type', line: 14, col: 28, hint: /without quotes/ });
+    expectProblem(envs('  prod:', '    approvals: { required: "2" }', OWNERS), { code: 'wrong_type', line: 14, col: 28, hint: /without quotes/ });
   });
 
   it('invalid_duration: validFor outside 1m-7d, or not a duration', () => {
-    expectProblem(envs('  prod:', '    approvals: { validFor: 8d }'), { code: 'invalid_duration', line: 14, col: 28, path: 'environments.prod.approvals.validFor', message: /longer than 7d/, hint: /from 1m to 7d/ });
-    expectProblem(envs('  prod:', '    approvals: { validFor: 30s }'), { code: 'invalid_duration', line: 14, col: 28, message: /shorter than 1m/ });
-    expectProblem(envs('  prod:', '    approvals: { validFor: 4 hours }'), { code: 'invalid_duration', line: 14, col: 28, message: /"4 hours" is not a duration/ });
-    expectProblem(envs('  prod:', '    approvals: { validFor: 4 }'), { code: 'wrong_type', line: 14, col: 28, hint: /add a unit/ });
+    expectProblem(envs('  prod:', '    approvals: { validFor: 8d }', OWNERS), { code: 'invalid_duration', line: 14, col: 28, path: 'environments.prod.approvals.validFor', message: /longer than 7d/, hint: /from 1m to 7d/ });
+    expectProblem(envs('  prod:', '    approvals: { validFor: 30s }', OWNERS), { code: 'invalid_duration', line: 14, col: 28, message: /shorter than 1m/ });
+    expectProblem(envs('  prod:', '    approvals: { validFor: 4 hours }', OWNERS), { code: 'invalid_duration', line: 14, col: 28, message: /"4 hours" is not a duration/ });
+    expectProblem(envs('  prod:', '    approvals: { validFor: 4 }', OWNERS), { code: 'wrong_type', line: 14, col: 28, hint: /add a unit/ });
   });
 
   it('invalid_name for roles and environment owners; empty lists are refused', () => {
-    expectProblem(envs('  prod:', '    approvals: { roles: [Admin] }'), { code: 'invalid_name', line: 14, col: 26, path: 'environments.prod.approvals.roles[0]' });
-    expectProblem(envs('  prod:', '    approvals: { roles: [] }'), { code: 'empty', line: 14, col: 25 });
+    expectProblem(envs('  prod:', '    approvals: { roles: [Admin] }', OWNERS), { code: 'invalid_name', line: 14, col: 26, path: 'environments.prod.approvals.roles[0]' });
+    expectProblem(envs('  prod:', '    approvals: { roles: [] }', OWNERS), { code: 'empty', line: 14, col: 25 });
     expectProblem(envs('  prod:', '    owners: [bob, x]'), { code: 'invalid_name', line: 14, col: 19, path: 'environments.prod.owners[1]' });
     expectProblem(envs('  prod:', '    owners: [bob, bob]'), { code: 'duplicate_entry', line: 14, col: 19 });
-    expectProblem(envs('  prod:', '    owners: []'), { code: 'empty', line: 14, col: 13 });
+    // An empty list leaves the environment without owners: refused, and flagged by lint at its key too.
+    const empty = envs('  prod:', '    owners: []');
+    expect(problems(empty).map((p) => [p.code, p.line, p.col, p.path])).toEqual([
+      ['no_owner', 13, 3, 'environments.prod'],
+      ['empty', 14, 13, 'environments.prod.owners'],
+    ]);
+    expect(() => parsePipeline(empty)).toThrow(PipelineInvalidError);
   });
 
   it('invalid_branch, with a hint for refs/heads/; an empty list is refused', () => {
-    expectProblem(envs('  prod:', '    branches: [refs/heads/main]'), { code: 'invalid_branch', line: 14, col: 16, path: 'environments.prod.branches[0]', hint: /without refs\/heads\/: main/ });
-    expectProblem(envs('  prod:', '    branches: [main, "feature/../x"]'), { code: 'invalid_branch', line: 14, col: 22 });
-    expectProblem(envs('  prod:', '    branches: [main, "a b"]'), { code: 'invalid_branch', line: 14, col: 22 });
-    expectProblem(envs('  prod:', '    branches: []'), { code: 'empty', line: 14, col: 15, hint: /remove `branches`/ });
-    expectProblem(envs('  prod:', '    branches: main'), { code: 'wrong_type', line: 14, col: 15, hint: /write a list: \[main\]/ });
+    expectProblem(envs('  prod:', '    branches: [refs/heads/main]', OWNERS), { code: 'invalid_branch', line: 14, col: 16, path: 'environments.prod.branches[0]', hint: /without refs\/heads\/: main/ });
+    expectProblem(envs('  prod:', '    branches: [main, "feature/../x"]', OWNERS), { code: 'invalid_branch', line: 14, col: 22 });
+    expectProblem(envs('  prod:', '    branches: [main, "a b"]', OWNERS), { code: 'invalid_branch', line: 14, col: 22 });
+    expectProblem(envs('  prod:', '    branches: []', OWNERS), { code: 'empty', line: 14, col: 15, hint: /remove `branches`/ });
+    expectProblem(envs('  prod:', '    branches: main', OWNERS), { code: 'wrong_type', line: 14, col: 15, hint: /write a list: \[main\]/ });
   });
 
-  const window = (cron: string, extra = 'timezone: Europe/Berlin, duration: 1h'): string => envs('  prod:', '    windows:', `      - { cron: ${cron}, ${extra} }`);
+  const window = (cron: string, extra = 'timezone: Europe/Berlin, duration: 1h'): string => envs('  prod:', '    windows:', `      - { cron: ${cron}, ${extra} }`, OWNERS);
   // `      - { cron: ` is 16 characters: the cron value starts at column 17 of line 15.
   it.each([
     ['"0 9 * * 1-5 *"', /has 6 field\(s\); write 5/],
@@ -229,69 +274,69 @@ describe('environment rules: problems', () => {
   it('schedules: durations, required keys and a freeze reason', () => {
     expectProblem(window('"0 9 * * *"', 'timezone: UTC, duration: 32d'), { code: 'invalid_duration', line: 15, col: 55, message: /longer than 31d/ });
     expectProblem(window('"0 9 * * *"', 'timezone: UTC'), { code: 'missing_key', line: 15, col: 9, path: 'environments.prod.windows[0].duration', message: /a change window is missing `duration`/ });
-    expectProblem(envs('  prod:', '    freezes:', '      - { cron: "0 0 * * 5", timezone: UTC, duration: 2d }'), { code: 'missing_key', line: 15, col: 9, path: 'environments.prod.freezes[0].reason' });
-    expectProblem(envs('  prod:', '    freezes:', '      - { cron: "0 0 * * 5", timezone: UTC, duration: 2d, reason: " " }'), { code: 'empty', line: 15, col: 67 });
-    expectProblem(envs('  prod:', '    windows: ["0 9 * * *"]'), { code: 'wrong_type', line: 14, col: 15, hint: /cron: / });
+    expectProblem(envs('  prod:', '    freezes:', '      - { cron: "0 0 * * 5", timezone: UTC, duration: 2d }', OWNERS), { code: 'missing_key', line: 15, col: 9, path: 'environments.prod.freezes[0].reason' });
+    expectProblem(envs('  prod:', '    freezes:', '      - { cron: "0 0 * * 5", timezone: UTC, duration: 2d, reason: " " }', OWNERS), { code: 'empty', line: 15, col: 67 });
+    expectProblem(envs('  prod:', '    windows: ["0 9 * * *"]', OWNERS), { code: 'wrong_type', line: 14, col: 15, hint: /cron: / });
   });
 
   it('evidence.tests: the stage must exist and produce test evidence', () => {
-    expectProblem(envs('  prod:', '    evidence: { tests: [tset] }'), { code: 'unknown_stage', line: 14, col: 25, path: 'environments.prod.evidence.tests[0]', hint: /did you mean `test`\?/ });
-    expectProblem(envs('  prod:', '    evidence: { tests: [build] }'), { code: 'no_test_evidence', line: 14, col: 25, message: /stage build has no step with `evidence: test`/ });
+    expectProblem(envs('  prod:', '    evidence: { tests: [tset] }', OWNERS), { code: 'unknown_stage', line: 14, col: 25, path: 'environments.prod.evidence.tests[0]', hint: /did you mean `test`\?/ });
+    expectProblem(envs('  prod:', '    evidence: { tests: [build] }', OWNERS), { code: 'no_test_evidence', line: 14, col: 25, message: /stage build has no step with `evidence: test`/ });
   });
 
   it('evidence.environments: declared, not itself, no cycle', () => {
-    expectProblem(envs('  prod:', '    evidence: { environments: [stagign] }', '  staging:'), { code: 'unknown_environment', line: 14, col: 32, hint: /did you mean `staging`\?/ });
-    expectProblem(envs('  prod:', '    evidence: { environments: [prod] }'), { code: 'environment_cycle', line: 14, col: 32, message: /requires a deployment to itself/ });
+    expectProblem(envs('  prod:', '    evidence: { environments: [stagign] }', OWNERS, '  staging: { owners: [ops] }'), { code: 'unknown_environment', line: 14, col: 32, hint: /did you mean `staging`\?/ });
+    expectProblem(envs('  prod:', '    evidence: { environments: [prod] }', OWNERS), { code: 'environment_cycle', line: 14, col: 32, message: /requires a deployment to itself/ });
     // a -> b -> c -> a, reported once, at a's entry.
     expectProblem(
-      envs('  a:', '    evidence: { environments: [b] }', '  b:', '    evidence: { environments: [c] }', '  c:', '    evidence: { environments: [a] }'),
+      envs('  a:', '    evidence: { environments: [b] }', OWNERS, '  b:', '    evidence: { environments: [c] }', OWNERS, '  c:', '    evidence: { environments: [a] }', OWNERS),
       { code: 'environment_cycle', line: 14, col: 32, path: 'environments.a.evidence.environments[0]', message: /a -> b -> c -> a/ },
     );
-    expect(problems(envs('  dev:', '  staging:', '    evidence: { environments: [dev] }', '  prod:', '    evidence: { environments: [staging, dev] }'))).toEqual([]);
+    expect(problems(envs('  dev: { owners: [ops] }', '  staging:', '    evidence: { environments: [dev] }', OWNERS, '  prod:', '    evidence: { environments: [staging, dev] }', OWNERS))).toEqual([]);
   });
 
   it('health: exactly one of command and url; url rules; status and timeout ranges', () => {
-    expectProblem(envs('  prod:', '    health: { command: ./x, url: "http://a/" }'), { code: 'conflicting_keys', line: 14, col: 29, path: 'environments.prod.health.url' });
-    expectProblem(envs('  prod:', '    health: { timeout: 5s }'), { code: 'missing_key', line: 14, col: 13, message: /`command` or `url`/ });
-    expectProblem(envs('  prod:', '    health:'), { code: 'missing_key', line: 14, col: 5 });
-    expectProblem(envs('  prod:', '    health: { command: ./x, status: 200 }'), { code: 'conflicting_keys', line: 14, col: 29, hint: /exits 0/ });
-    expectProblem(envs('  prod:', '    health: { command: "  " }'), { code: 'empty', line: 14, col: 24 });
-    expectProblem(envs('  prod:', '    health: { url: "ftp://a/" }'), { code: 'invalid_url', line: 14, col: 20, message: /not an absolute http/ });
-    expectProblem(envs('  prod:', '    health: { url: "http://a/", status: 700 }'), { code: 'out_of_range', line: 14, col: 41 });
-    expectProblem(envs('  prod:', '    health: { url: "http://a/", timeout: 11m }'), { code: 'invalid_duration', line: 14, col: 42, message: /longer than 10m/ });
+    expectProblem(envs('  prod:', '    health: { command: ./x, url: "http://a/" }', OWNERS), { code: 'conflicting_keys', line: 14, col: 29, path: 'environments.prod.health.url' });
+    expectProblem(envs('  prod:', '    health: { timeout: 5s }', OWNERS), { code: 'missing_key', line: 14, col: 13, message: /`command` or `url`/ });
+    expectProblem(envs('  prod:', '    health:', OWNERS), { code: 'missing_key', line: 14, col: 5 });
+    expectProblem(envs('  prod:', '    health: { command: ./x, status: 200 }', OWNERS), { code: 'conflicting_keys', line: 14, col: 29, hint: /exits 0/ });
+    expectProblem(envs('  prod:', '    health: { command: "  " }', OWNERS), { code: 'empty', line: 14, col: 24 });
+    expectProblem(envs('  prod:', '    health: { url: "ftp://a/" }', OWNERS), { code: 'invalid_url', line: 14, col: 20, message: /not an absolute http/ });
+    expectProblem(envs('  prod:', '    health: { url: "http://a/", status: 700 }', OWNERS), { code: 'out_of_range', line: 14, col: 41 });
+    expectProblem(envs('  prod:', '    health: { url: "http://a/", timeout: 11m }', OWNERS), { code: 'invalid_duration', line: 14, col: 42, message: /longer than 10m/ });
   });
 
   it('health: a URL with a password is refused without repeating it', () => {
-    const p = expectProblem(envs('  prod:', '    health: { url: "https://ops:S3cretPassw0rd@app.example.com/health" }'), { code: 'invalid_url', line: 14, col: 20, message: /user name or password/ });
+    const p = expectProblem(envs('  prod:', '    health: { url: "https://ops:S3cretPassw0rd@app.example.com/health" }', OWNERS), { code: 'invalid_url', line: 14, col: 20, message: /user name or password/ });
     expect(JSON.stringify(p)).not.toContain('S3cretPassw0rd');
   });
 
   it('health: the command is scanned for hard-coded credentials like `run`', () => {
-    const found = problems(envs('  prod:', '    health: { command: "curl -u ops:Winter2024x https://x.example.com/health" }'));
+    const found = problems(envs('  prod:', '    health: { command: "curl -u ops:Winter2024x https://x.example.com/health" }', OWNERS));
     expect(found.map((p) => [p.code, p.kind, p.path])).toEqual([['hardcoded_credential', 'generic_secret', 'environments.prod.health.command']]);
     expect(JSON.stringify(found)).not.toContain('Winter2024x');
   });
 
   it('overrides: a normal repository path to a YAML file', () => {
-    expectProblem(envs('  prod:', '    overrides: ./deploy/prod.yaml'), { code: 'invalid_path', line: 14, col: 16, path: 'environments.prod.overrides', hint: /deploy\/prod\.yaml/ });
-    expectProblem(envs('  prod:', '    overrides: ../shared/prod.yaml'), { code: 'invalid_path', line: 14, col: 16 });
-    expectProblem(envs('  prod:', '    overrides: deploy/prod.env'), { code: 'invalid_path', line: 14, col: 16, message: /not a \.yaml or \.yml file/ });
+    expectProblem(envs('  prod:', '    overrides: ./deploy/prod.yaml', OWNERS), { code: 'invalid_path', line: 14, col: 16, path: 'environments.prod.overrides', hint: /deploy\/prod\.yaml/ });
+    expectProblem(envs('  prod:', '    overrides: ../shared/prod.yaml', OWNERS), { code: 'invalid_path', line: 14, col: 16 });
+    expectProblem(envs('  prod:', '    overrides: deploy/prod.env', OWNERS), { code: 'invalid_path', line: 14, col: 16, message: /not a \.yaml or \.yml file/ });
   });
 
   it('secrets: variable names, each once, not AIRLOCK_*, not an empty list', () => {
-    expectProblem(envs('  prod:', '    secrets: [DB_PASSWORD, db_host]'), { code: 'invalid_name', line: 14, col: 28, path: 'environments.prod.secrets[1]' });
-    expectProblem(envs('  prod:', '    secrets: [DB_PASSWORD, DB_PASSWORD]'), { code: 'duplicate_entry', line: 14, col: 28 });
-    expectProblem(envs('  prod:', '    secrets: [AIRLOCK_TOKEN]'), { code: 'reserved_name', line: 14, col: 15, path: 'environments.prod.secrets[0]' });
-    expectProblem(envs('  prod:', '    secrets: []'), { code: 'empty', line: 14, col: 14, path: 'environments.prod.secrets' });
+    expectProblem(envs('  prod:', '    secrets: [DB_PASSWORD, db_host]', OWNERS), { code: 'invalid_name', line: 14, col: 28, path: 'environments.prod.secrets[1]' });
+    expectProblem(envs('  prod:', '    secrets: [DB_PASSWORD, DB_PASSWORD]', OWNERS), { code: 'duplicate_entry', line: 14, col: 28 });
+    expectProblem(envs('  prod:', '    secrets: [AIRLOCK_TOKEN]', OWNERS), { code: 'reserved_name', line: 14, col: 15, path: 'environments.prod.secrets[0]' });
+    expectProblem(envs('  prod:', '    secrets: []', OWNERS), { code: 'empty', line: 14, col: 14, path: 'environments.prod.secrets' });
   });
 
   it('a stage must deploy to a declared environment', () => {
-    const text = [...HEAD.slice(0, 8), '    environment: prd', ...HEAD.slice(8), '  prod:', ''].join('\n');
+    const text = [...HEAD.slice(0, 8), '    environment: prd', ...HEAD.slice(8), '  prod: { owners: [ops] }', ''].join('\n');
     expectProblem(text, { code: 'unknown_environment', line: 9, col: 18, path: 'stages.test.environment', hint: /did you mean `prod`\?/ });
   });
 
   it('reports every problem at once', () => {
-    const found = problems(envs('  prod:', '    approvals: { required: 11, validFor: 9d }', '    branches: ["a b"]', '    evidence: { tests: [nope] }'));
+    const found = problems(envs('  prod:', '    approvals: { required: 11, validFor: 9d }', '    branches: ["a b"]', '    evidence: { tests: [nope] }', OWNERS));
     expect(found.map((p) => p.code)).toEqual(['out_of_range', 'invalid_duration', 'invalid_branch', 'unknown_stage']);
   });
 });

@@ -51,7 +51,7 @@ describe('a valid file', () => {
       name: 'web',
       owners: ['alice', 'team-web'],
       environments: {
-        staging: environment({ health: { kind: 'http', url: 'http://127.0.0.1:8080/health', status: 200, timeoutSeconds: 10 } }),
+        staging: environment({ owners: ['team-web'], health: { kind: 'http', url: 'http://127.0.0.1:8080/health', status: 200, timeoutSeconds: 10 } }),
         production: environment({
           protected: true,
           owners: ['bob', 'release-managers'],
@@ -107,7 +107,7 @@ describe('a valid file', () => {
   it('orders a diamond topologically, ties in file order', () => {
     const def = parsePipeline(fixture('release.airlock.yaml'));
     expect(def.stages.map((s) => s.name)).toEqual(['build', 'unit', 'scan', 'staging', 'production']);
-    expect(def.environments.staging).toEqual(environment());
+    expect(def.environments.staging).toEqual(environment({ owners: ['alice'] }));
     // A protected environment without an approvals block needs one approver.
     expect(def.environments.production).toEqual(environment({ protected: true, owners: ['platform.oncall'] }));
     const compile = def.stages[0]!.steps[0]!;
@@ -339,7 +339,7 @@ describe('problems: values', () => {
 
 /** A file with several stages: `stages` maps a name to [needs, extra lines]. */
 function graph(stages: Record<string, string>): string {
-  const lines = ['version: 1', 'pipeline: web', 'owners: [alice]', 'environments:', '  staging: {}', 'stages:'];
+  const lines = ['version: 1', 'pipeline: web', 'owners: [alice]', 'environments:', '  staging: { owners: [alice] }', 'stages:'];
   for (const [name, needs] of Object.entries(stages)) {
     lines.push(`  ${name}:`, `    needs: [${needs}]`, '    steps:', `      - { name: s, run: make ${name} }`);
   }

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { lintPipeline, pipelineJsonSchema } from '../../src/pipeline/index.js';
+import { lintPipeline, parsePipeline, pipelineJsonSchema } from '../../src/pipeline/index.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Schema = Record<string, unknown>;
@@ -137,25 +137,25 @@ describe('the pipeline JSON Schema', () => {
     ['duplicate list entry', base.replace('run: make', 'run: make\n        runs-on: [a, a]')],
     ['no steps', base.replace(/ {4}steps:[\s\S]*$/, '    steps: []\n')],
     ['blank run', base.replace('run: make', 'run: "  "')],
-    ['unknown environment key', `${base}environments:\n  prod: { protect: true }\n`],
-    ['unknown approvals key', `${base}environments:\n  prod: { approvals: { quorum: 2 } }\n`],
-    ['approvals out of range', `${base}environments:\n  prod: { approvals: { required: 11 } }\n`],
-    ['duration without a unit', `${base}environments:\n  prod: { approvals: { validFor: 4 } }\n`],
-    ['duration in the wrong order', `${base}environments:\n  prod: { approvals: { validFor: 30m4h } }\n`],
-    ['bad owner', `${base}environments:\n  prod: { owners: [Bob] }\n`],
-    ['empty branches', `${base}environments:\n  prod: { branches: [] }\n`],
-    ['branch with a space', `${base}environments:\n  prod: { branches: ["release 1"] }\n`],
-    ['window without timezone', `${base}environments:\n  prod: { windows: [{ cron: "0 9 * * 1-5", duration: 8h }] }\n`],
-    ['cron with six fields', `${base}environments:\n  prod: { windows: [{ cron: "0 0 9 * * 1-5", timezone: UTC, duration: 8h }] }\n`],
-    ['freeze without reason', `${base}environments:\n  prod: { freezes: [{ cron: "0 0 * * 5", timezone: UTC, duration: 2d }] }\n`],
-    ['unknown evidence key', `${base}environments:\n  prod: { evidence: { test: [build] } }\n`],
-    ['health with both forms', `${base}environments:\n  prod: { health: { command: ./check, url: "http://x/" } }\n`],
-    ['health with neither form', `${base}environments:\n  prod: { health: { timeout: 10s } }\n`],
-    ['status on a command', `${base}environments:\n  prod: { health: { command: ./check, status: 200 } }\n`],
-    ['ftp health url', `${base}environments:\n  prod: { health: { url: "ftp://x/" } }\n`],
-    ['status out of range', `${base}environments:\n  prod: { health: { url: "http://x/", status: 700 } }\n`],
-    ['overrides not yaml', `${base}environments:\n  prod: { overrides: deploy/prod.env }\n`],
-    ['overrides outside the repository', `${base}environments:\n  prod: { overrides: ../prod.yaml }\n`],
+    ['unknown environment key', `${base}environments:\n  prod: { owners: [alice], protect: true }\n`],
+    ['unknown approvals key', `${base}environments:\n  prod: { owners: [alice], approvals: { quorum: 2 } }\n`],
+    ['approvals out of range', `${base}environments:\n  prod: { owners: [alice], approvals: { required: 11 } }\n`],
+    ['duration without a unit', `${base}environments:\n  prod: { owners: [alice], approvals: { validFor: 4 } }\n`],
+    ['duration in the wrong order', `${base}environments:\n  prod: { owners: [alice], approvals: { validFor: 30m4h } }\n`],
+    ['bad owner', `${base}environments:\n  prod: { owners: [alice, Bob] }\n`],
+    ['empty branches', `${base}environments:\n  prod: { owners: [alice], branches: [] }\n`],
+    ['branch with a space', `${base}environments:\n  prod: { owners: [alice], branches: ["release 1"] }\n`],
+    ['window without timezone', `${base}environments:\n  prod: { owners: [alice], windows: [{ cron: "0 9 * * 1-5", duration: 8h }] }\n`],
+    ['cron with six fields', `${base}environments:\n  prod: { owners: [alice], windows: [{ cron: "0 0 9 * * 1-5", timezone: UTC, duration: 8h }] }\n`],
+    ['freeze without reason', `${base}environments:\n  prod: { owners: [alice], freezes: [{ cron: "0 0 * * 5", timezone: UTC, duration: 2d }] }\n`],
+    ['unknown evidence key', `${base}environments:\n  prod: { owners: [alice], evidence: { test: [build] } }\n`],
+    ['health with both forms', `${base}environments:\n  prod: { owners: [alice], health: { command: ./check, url: "http://x/" } }\n`],
+    ['health with neither form', `${base}environments:\n  prod: { owners: [alice], health: { timeout: 10s } }\n`],
+    ['status on a command', `${base}environments:\n  prod: { owners: [alice], health: { command: ./check, status: 200 } }\n`],
+    ['ftp health url', `${base}environments:\n  prod: { owners: [alice], health: { url: "ftp://x/" } }\n`],
+    ['status out of range', `${base}environments:\n  prod: { owners: [alice], health: { url: "http://x/", status: 700 } }\n`],
+    ['overrides not yaml', `${base}environments:\n  prod: { owners: [alice], overrides: deploy/prod.env }\n`],
+    ['overrides outside the repository', `${base}environments:\n  prod: { owners: [alice], overrides: ../prod.yaml }\n`],
   ];
   it.each(variants)('%s: refused by both', (_label, text) => {
     expect(check(text)).not.toEqual([]);
@@ -167,10 +167,10 @@ describe('the pipeline JSON Schema', () => {
       base.replace('run: make', 'run: make\n        retries: 2\n        idempotent: true'),
       base.replace('run: make', 'run: make\n        retries: 0'),
       base.replace('run: make', 'run: make\n        env:\n        requires:'),
-      `${base}environments:\n  staging:\n  prod: { protected: false }\n`,
-      `${base}environments:\n  prod: { approvals:, evidence:, windows: [], freezes: [] }\n`,
-      `${base}environments:\n  prod: { approvals: { required: 0, validFor: 1d12h }, branches: ["**", "v*.*"], health: { url: "https://x.example/health", timeout: 1s } }\n`,
-      `${base}environments:\n  prod: { windows: [{ cron: "*/15 8-18 * JAN-NOV MON-FRI", timezone: America/New_York, duration: 15m }], overrides: deploy/prod.yml }\n`,
+      `${base}environments:\n  staging:\n    owners: [alice]\n  prod: { protected: false, owners: [alice] }\n`,
+      `${base}environments:\n  prod: { approvals:, evidence:, windows: [], freezes: [], owners: [alice] }\n`,
+      `${base}environments:\n  prod: { approvals: { required: 0, validFor: 1d12h }, branches: ["**", "v*.*"], health: { url: "https://x.example/health", timeout: 1s }, owners: [alice] }\n`,
+      `${base}environments:\n  prod: { windows: [{ cron: "*/15 8-18 * JAN-NOV MON-FRI", timezone: America/New_York, duration: 15m }], overrides: deploy/prod.yml, owners: [alice] }\n`,
       base.replace('run: make', 'run: make\n        outputs: [a.b/c-d_e/.hidden]'),
       base.replace('run: make', 'run: make\n        outputs: [dist/.secrets/x, .secrets-list]'),
       base.replace('run: make', 'run: make\n        secrets: [DB_PASSWORD, { name: TLS_KEY, as: file }, { name: NPM_TOKEN, as: env }, { name: API_KEY }]'),
@@ -178,6 +178,15 @@ describe('the pipeline JSON Schema', () => {
       expect(check(text)).toEqual([]);
       expect(lintPipeline(text)).toEqual([]);
     }
+    // Environments without owners (empty, `{}`) still validate against the schema, as they still
+    // parse; only `airlock lint` flags them.
+    const unowned = `${base}environments:\n  staging:\n  prod: {}\n`;
+    expect(check(unowned)).toEqual([]);
+    expect(() => parsePipeline(unowned)).not.toThrow();
+    expect(lintPipeline(unowned).map((p) => [p.code, p.path])).toEqual([
+      ['no_owner', 'environments.staging'],
+      ['no_owner', 'environments.prod'],
+    ]);
   });
 
   it('names exactly the keys the validator knows', () => {
