@@ -112,6 +112,25 @@ describe('pipelines from the CLI (sqlite)', () => {
     const listed = await cli('secret', 'list');
     expect(listed.stdout).toMatch(/DB_PASSWORD/);
     expect(listed.stdout).not.toContain(value);
+    // An investigator holding a leaked value matches it to the record without the value being stored.
+    const hash = await run(['secret', 'audit-hash', '--json'], { env, input: value });
+    expectOk(hash, 'audit-hash');
+    const usage = json<{ usage: { action: string; seq: number }[] }>(await cli('secret', 'usage', 'DB_PASSWORD', '--project', 'secret-demo', '--json')).usage;
+    const written = json<{ entries: { event: { action: string; details: { valueHmac?: string } } }[] }>(await cli('audit', 'search', '--action', 'secrets.write', '--json')).entries.filter((e) => e.event.details.valueHmac !== undefined);
+    expect(usage.map((u) => u.action)).toEqual(expect.arrayContaining(['secrets.write', 'secrets.release']));
+    expect(written.map((e) => e.event.details.valueHmac)).toContain(json<{ auditHash: string }>(hash).auditHash);
+    expect(hash.stdout).not.toContain(value);
+    // versions: metadata only; delete: gone from the list, refused to steps, versions kept encrypted.
+    const versions = await cli('secret', 'versions', 'DB_PASSWORD', '--project', 'secret-demo', '--json');
+    expectOk(versions, 'versions');
+    expect(json<{ versions: { version: number; size: number }[] }>(versions).versions).toEqual([expect.objectContaining({ version: 1, size: value.length })]);
+    expect(versions.stdout).not.toContain(value);
+    expectOk(await run(['secret', 'set', 'THROWAWAY', '--project', 'secret-demo'], { env, input: 'throwaway-value-0001' }), 'secret set throwaway');
+    expectOk(await cli('secret', 'delete', 'THROWAWAY', '--project', 'secret-demo'), 'delete');
+    expect((await cli('secret', 'list')).stdout).not.toMatch(/THROWAWAY/);
+    const gone = await cli('secret', 'versions', 'THROWAWAY', '--project', 'secret-demo');
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/no secret THROWAWAY/);
   });
 
   it('rotates a secret with a command, keeps the old version when the command fails or prints nothing, and reports usage', async () => {
