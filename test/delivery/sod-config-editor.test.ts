@@ -112,7 +112,7 @@ describe.each(ENGINES)('the last editor of an environment configuration on %s', 
     expect((await deployments.decide(as('carol'), dep.id, { decision: 'approve', justification: WHY })).state).toBe('approved');
   });
 
-  it('a named Cedar exception lifts the conflict, and its id is written into the approval record', async () => {
+  it('a named Cedar exception lifts the conflict, and its id is written into the approval record and the signed deployment record', async () => {
     // Config-only changes by the platform team, in staging: the editor may approve them.
     const policy = `@id("platform-config-staging")
 permit (principal in Airlock::Role::"release-manager", action == Airlock::Action::"deployments.sod-exception", resource is Airlock::Environment)
@@ -129,6 +129,11 @@ when { context.code == "last_config_editor" && context.environment == "staging" 
         seen.push(ctx);
         return Promise.resolve(sodExceptionsFor(engine, ctx));
       },
+      // A deployer that installs nothing: this test is about what the signed record says.
+      deployer: {
+        deploy: (input) => Promise.resolve({ deploymentId: input.deploymentId, environment: input.environment, pid: 0, port: 0, dir: '/nonexistent', startedAt: t.app.clock().toISOString(), finishedAt: t.app.clock().toISOString(), steps: [] }),
+        rollback: () => Promise.reject(new Error('no rollback in this test')),
+      },
     });
     const staging = await withExceptions.request(as('bob'), { run, environment: 'staging', justification: 'ship the checkout fix' });
     const ok = await withExceptions.decide(as('gina'), staging.id, { decision: 'approve', justification: WHY });
@@ -137,6 +142,14 @@ when { context.code == "last_config_editor" && context.environment == "staging" 
     const allowed = (await t.app.audit.search({ action: 'deployments.approve', outcome: 'allowed', limit: 50 })).at(-1)!;
     expect(allowed.event).toMatchObject({ actor: { id: 'gina' }, resource: `deployments/${staging.id}`, details: { exceptions: ['platform-config-staging'] } });
     expect(seen.at(-1)).toMatchObject({ project: 'shop', environment: 'staging', requester: 'bob', triggeredBy: 'ada', authors: ['dave@example.com'], committers: ['dave@example.com'], lastConfigEditor: 'gina@example.com', approvers: [{ id: 'gina', roles: ['release-manager'] }] });
+    // The exception used is written into the signed deployment record, with the approval it lifted.
+    expect((await withExceptions.deploy(as('bob'), staging.id)).state).toBe('succeeded');
+    const stored = await t.app.store.db.selectFrom('deployments').select('record_envelope').where('id', '=', staging.id).executeTakeFirstOrThrow();
+    const signed = JSON.parse(stored.record_envelope!) as { payload: string };
+    const record = (JSON.parse(Buffer.from(signed.payload, 'base64').toString('utf8')) as { predicate: { exceptions: string[]; approvals: { approver: string }[]; policyDecisions: { action: string; policies: string[] }[] } }).predicate;
+    expect(record.exceptions).toEqual(['platform-config-staging:gina:last_config_editor']);
+    expect(record.approvals.map((a) => a.approver)).toEqual(['gina']);
+    expect(record.policyDecisions.find((d) => d.action === 'approvals')?.policies).toContain('sod-exception platform-config-staging: gina (last_config_editor)');
     // Only where the policy says: erin, production's editor, is still refused there.
     const production = await withExceptions.request(as('bob'), { run, environment: 'production', justification: 'ship the checkout fix' });
     expect(await refusal(withExceptions.decide(as('erin'), production.id, { decision: 'approve', justification: WHY }))).toMatchObject({ details: { code: 'last_config_editor' } });
