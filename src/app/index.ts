@@ -379,7 +379,7 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
         reaper = setInterval(reap, Math.min(5000, config.runnerLeaseSeconds * 500));
         reap();
         // The secrets hygiene check (overdue rotation, expiry, unused), at start and daily.
-        const check = () => void secrets.hygiene().catch((err: unknown) => options.logger?.error({ err }, 'the secrets hygiene check failed'));
+        const check = () => void secrets.hygiene(config.secretUnusedDays).catch((err: unknown) => options.logger?.error({ err }, 'the secrets hygiene check failed'));
         hygiene = setInterval(check, 24 * 3_600_000);
         hygiene.unref();
         check();

@@ -40,6 +40,8 @@ export interface Config {
   readonly stepSandbox: 'auto' | 'required' | 'off';
   /** A running step whose runner stops renewing its lease this long is lost. */
   readonly runnerLeaseSeconds: number;
+  /** The daily secrets check flags a secret nobody has read for this many days. */
+  readonly secretUnusedDays: number;
   /**
    * Where step workspaces are made: outside AIRLOCK_HOME, so nothing of the home (not even its
    * path) appears inside a step.
@@ -88,6 +90,7 @@ export interface ConfigInput {
   sessionMaxHours?: string | number | undefined;
   stepSandbox?: string | undefined;
   runnerLeaseSeconds?: string | number | undefined;
+  secretUnusedDays?: string | number | undefined;
   workDir?: string | undefined;
   /** One URL, several comma-separated, or (in the file) a list. */
   approvalWebhookUrl?: string | readonly string[] | undefined;
@@ -108,6 +111,7 @@ export const ENV_NAMES: Readonly<Record<keyof ConfigInput, string>> = {
   sessionMaxHours: 'AIRLOCK_SESSION_MAX_HOURS',
   stepSandbox: 'AIRLOCK_STEP_SANDBOX',
   runnerLeaseSeconds: 'AIRLOCK_RUNNER_LEASE_SECONDS',
+  secretUnusedDays: 'AIRLOCK_SECRET_UNUSED_DAYS',
   workDir: 'AIRLOCK_WORK_DIR',
   approvalWebhookUrl: 'AIRLOCK_APPROVAL_WEBHOOK_URL',
   approvalWebhookSecretFile: 'AIRLOCK_APPROVAL_WEBHOOK_SECRET_FILE',
@@ -123,6 +127,7 @@ const DEFAULTS = {
   sessionMaxHours: 12,
   stepSandbox: 'auto',
   runnerLeaseSeconds: 30,
+  secretUnusedDays: 90,
 } as const;
 
 const oidcSchema = z
@@ -151,6 +156,7 @@ const fileSchema = z
     sessionMaxHours: z.number().int(),
     stepSandbox: z.string(),
     runnerLeaseSeconds: z.number().int(),
+    secretUnusedDays: z.number().int(),
     workDir: z.string().min(1),
     approvalWebhookUrl: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
     approvalWebhookSecretFile: z.string().min(1),
@@ -208,6 +214,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const stepSandbox = pick('stepSandbox') ?? DEFAULTS.stepSandbox;
   if (stepSandbox !== 'auto' && stepSandbox !== 'required' && stepSandbox !== 'off') throw new ConfigError(ENV_NAMES.stepSandbox, 'must be auto, required or off');
   const runnerLeaseSeconds = boundedSetting('runnerLeaseSeconds', pick('runnerLeaseSeconds') ?? DEFAULTS.runnerLeaseSeconds, 2, 600);
+  const secretUnusedDays = boundedSetting('secretUnusedDays', pick('secretUnusedDays') ?? DEFAULTS.secretUnusedDays, 1, 3650);
   const oidc = file.oidc === undefined ? undefined : { ...file.oidc, clientSecret: nonEmpty(env.AIRLOCK_OIDC_CLIENT_SECRET) ?? file.oidc.clientSecret };
   const workDir = resolve(cwd, pick('workDir') ?? join(tmpdir(), 'airlock-work'));
   if (workDir === home || workDir.startsWith(`${home}/`)) throw new ConfigError(ENV_NAMES.workDir, 'must be outside AIRLOCK_HOME (steps must not see the home)');
@@ -217,6 +224,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     workDir,
     stepSandbox,
     runnerLeaseSeconds,
+    secretUnusedDays,
     publicUrl,
     sessionIdleMinutes,
     sessionMaxHours,
