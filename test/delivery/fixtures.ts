@@ -3,6 +3,7 @@ import type { Approval, ApprovalRequest, ApprovalRules } from '../../src/deliver
 import { bindingDigest } from '../../src/delivery/binding.js';
 import type { DeploymentBinding } from '../../src/delivery/binding.js';
 import type { Person } from '../../src/delivery/people.js';
+import type { DeployerPort } from '../../src/delivery/index.js';
 
 export const HOUR = 3_600_000;
 export const NOW = Date.parse('2025-06-02T10:00:00Z');
@@ -73,4 +74,21 @@ export async function refusal(p: Promise<unknown>): Promise<{ code: string; mess
     return err as { code: string; message: string; details: { code?: string } };
   }
   throw new Error('expected a refusal');
+}
+
+/**
+ * A deployer that installs nothing and reports one `install` step over the artifacts, for tests
+ * about gates and records rather than processes; `deployed` lists what it was asked to deploy.
+ */
+export function recordingDeployer(now: () => Date): DeployerPort & { readonly deployed: { environment: string; deploymentId: string }[] } {
+  const deployed: { environment: string; deploymentId: string }[] = [];
+  return {
+    deployed,
+    deploy: (input) => {
+      deployed.push({ environment: input.environment, deploymentId: input.deploymentId });
+      const at = now().toISOString();
+      return Promise.resolve({ deploymentId: input.deploymentId, environment: input.environment, pid: 0, port: 0, dir: '/nonexistent', startedAt: at, finishedAt: at, steps: [{ name: 'install', startedAt: at, finishedAt: at, exitCode: 0, digests: input.artifacts.map((a) => a.digest) }] });
+    },
+    rollback: () => Promise.reject(new Error('no rollback in these tests')),
+  };
 }

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { App } from '../../src/app/index.js';
 import { recordProofs } from './sample-harness.js';
 import { Deployments } from '../../src/delivery/index.js';
-import type { DeliveryFacts, DeployerPort, ProtectionRules } from '../../src/delivery/index.js';
+import type { DeliveryFacts, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { deliveryRoutes } from '../../src/server/delivery-routes.js';
 import { buildServer } from '../../src/server/index.js';
@@ -18,6 +18,7 @@ import { makeRepo, succeededRun } from '../runs/support.js';
 import { TestClock, login, makeUser, openTestApp, silent } from '../server/support.js';
 import type { TestApp, TestUser } from '../server/support.js';
 import { deliveryFacts } from '../../src/app/index.js';
+import { recordingDeployer } from './fixtures.js';
 
 const PIPELINE = `version: 1
 pipeline: shop
@@ -63,15 +64,8 @@ export async function openDeliveryServer(engine: Engine): Promise<DeliveryServer
     people: () => Promise.resolve(Object.keys(ROLES).map((id) => ({ id, identities: [`${id}@example.com`] }))),
     roles: (username) => Promise.resolve(ROLES[username] ?? []),
   };
-  const deployed: { environment: string; deploymentId: string }[] = [];
-  const deployer: DeployerPort = {
-    deploy: (input) => {
-      deployed.push({ environment: input.environment, deploymentId: input.deploymentId });
-      const at = clock.now().toISOString();
-      return Promise.resolve({ deploymentId: input.deploymentId, environment: input.environment, pid: 0, port: 0, dir: '/nonexistent', startedAt: at, finishedAt: at, steps: [{ name: 'install', startedAt: at, finishedAt: at, exitCode: 0, digests: input.artifacts.map((a) => a.digest) }] });
-    },
-    rollback: () => Promise.reject(new Error('no rollback in these tests')),
-  };
+  const deployer = recordingDeployer(clock.now);
+  const { deployed } = deployer;
   const deployments = new Deployments({
     store: t.app.store,
     audit: t.app.audit,

@@ -14,7 +14,7 @@ import { Deployments } from '../../src/delivery/index.js';
 import { PolicyEngine, defaultPolicies, parsePolicyFiles, sodExceptionsFor } from '../../src/policy/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
-import { as, refusal } from './fixtures.js';
+import { as, recordingDeployer, refusal } from './fixtures.js';
 import { makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
@@ -130,10 +130,7 @@ when { context.code == "last_config_editor" && context.environment == "staging" 
         return Promise.resolve(sodExceptionsFor(engine, ctx));
       },
       // A deployer that installs nothing: this test is about what the signed record says.
-      deployer: {
-        deploy: (input) => Promise.resolve({ deploymentId: input.deploymentId, environment: input.environment, pid: 0, port: 0, dir: '/nonexistent', startedAt: t.app.clock().toISOString(), finishedAt: t.app.clock().toISOString(), steps: [] }),
-        rollback: () => Promise.reject(new Error('no rollback in this test')),
-      },
+      deployer: recordingDeployer(t.app.clock),
     });
     const staging = await withExceptions.request(as('bob'), { run, environment: 'staging', justification: 'ship the checkout fix' });
     const ok = await withExceptions.decide(as('gina'), staging.id, { decision: 'approve', justification: WHY });
