@@ -330,8 +330,9 @@ export async function openApp(config: Config, options: OpenAppOptions = {}): Pro
           ref: job.ref,
           commit: job.commit,
           trigger: claims.trigger ?? 'manual',
-          // Gate state. Approvals arrive with delivery (issue 7); until then no run has any, so
-          // protected-environment secrets stay locked (policy protected-secrets-need-approval).
+          // Gate state: a pipeline stage does not wait for deployment approvals, so a step never
+          // has them and protected-environment secrets stay locked for steps (policy
+          // protected-secrets-need-approval); the deployed service gets them after its gates.
           approved: false,
           traceId: job.traceId,
           runner: job.runner,

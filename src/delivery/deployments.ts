@@ -127,6 +127,9 @@ export interface Gate {
   readonly reasons: string[];
 }
 
+/** The columns of a request that has not run yet: no outcome, record or VSA, no break-glass. */
+const NOT_YET_RUN = { reason: null, breakglass: 0, record_envelope: null, record_digest: null, record_seq: null, vsa_envelope: null, finished_at: null } as const;
+
 /** A first break-glass request waits this long for a second person. */
 const DEFAULT_BREAKGLASS_TTL_MS = 3_600_000;
 
@@ -284,17 +287,11 @@ export class Deployments {
           justification: input.justification.trim().slice(0, 2000),
           ticket: input.ticket ?? null,
           state: 'requested',
-          reason: null,
           rollback_of: null,
-          breakglass: 0,
-          record_envelope: null,
-          record_digest: null,
-          record_seq: null,
           config_json: JSON.stringify(env.config ?? {}),
           rules_json: canonicalize(env.rules) ?? '',
-          vsa_envelope: null,
           created_at: now,
-          finished_at: null,
+          ...NOT_YET_RUN,
         })
         .execute();
       await this.deps.audit.record(tx, { actor, action: 'deployments.request', resource: `deployments/${id}`, outcome: 'allowed', context, details: { project: run.project, environment: input.environment, runId: run.id, bindingDigest: digest, artifacts: binding.digests.map((d) => ({ path: d.path, digest: d.digest })), commitRange: { from: from ?? null, to: run.commit } } });
@@ -467,15 +464,9 @@ export class Deployments {
           justification: input.justification.trim().slice(0, 2000),
           ticket: null,
           state: needsApproval ? 'requested' : 'approved',
-          reason: null,
           rollback_of: current.id,
-          breakglass: 0,
-          record_envelope: null,
-          record_digest: null,
-          record_seq: null,
-          vsa_envelope: null,
           created_at: now,
-          finished_at: null,
+          ...NOT_YET_RUN,
         })
         .execute();
       await this.deps.audit.record(tx, { actor, action: 'deployments.rollback', resource: `deployments/${id}`, outcome: 'allowed', context, details: { project: input.project, environment: input.environment, from: current.id, to: target.id, needsApproval, justification: input.justification.trim().slice(0, 1000) } });

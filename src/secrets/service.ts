@@ -104,6 +104,8 @@ interface Releasee {
   readonly declared: readonly string[];
   /** How refusals name the receiver. */
   readonly describe: string;
+  /** Who declares its secrets ("the step", "environment production"), for a refused undeclared name. */
+  readonly declarer: string;
   readonly policy: (secret: ReleaseAuthzRequest['secret']) => ReleaseAuthzRequest;
 }
 
@@ -297,6 +299,7 @@ export class Secrets {
         environment: step.environment,
         declared: step.declared,
         describe: `${step.stage}/${step.step}`,
+        declarer: 'the step',
         policy: (secret) => ({
           workload: { id: actor.id, pipeline: step.pipeline, run: step.runId, step: step.step },
           secret,
@@ -337,6 +340,7 @@ export class Secrets {
         environment: d.environment,
         declared: d.declared,
         describe: `deployment ${d.deploymentId} (${d.environment})`,
+        declarer: `environment ${d.environment}`,
         policy: (secret) => ({
           workload: { id: actor.id, pipeline: d.pipeline, run: d.runId, step: '' },
           secret,
@@ -374,7 +378,7 @@ export class Secrets {
       const rows = declaredWanted.length === 0 ? [] : await tx.db.selectFrom('secrets').selectAll().where('name', 'in', declaredWanted).where('scope_key', 'in', keys).where('deleted_at', 'is', null).execute();
       for (const name of wanted) {
         if (!who.declared.includes(name)) {
-          refusals.push({ name, resource: `secrets/${NAME.test(name) ? name : 'invalid-name'}`, reason: `the step did not declare secret ${NAME.test(name) ? name : '(an invalid name)'}` });
+          refusals.push({ name, resource: `secrets/${NAME.test(name) ? name : 'invalid-name'}`, reason: `${who.declarer} did not declare secret ${NAME.test(name) ? name : '(an invalid name)'}` });
           continue;
         }
         const row = rows.filter((r) => r.name === name).sort((a, b) => keys.indexOf(b.scope_key) - keys.indexOf(a.scope_key))[0];

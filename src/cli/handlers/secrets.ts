@@ -140,7 +140,7 @@ export async function secretRotate(cli: Cli, command: Command, name: string): Pr
   });
   const { value } = result;
   const trimmed = value.length > 0 && value[value.length - 1] === 0x0a ? value.subarray(0, -1) : value;
-  const failure = result.code !== 0 ? `the rotation command exited ${String(result.code)}` : trimmed.length === 0 ? 'the rotation command printed nothing' : undefined;
+  const failure = result.code === null ? 'the rotation command was killed by a signal' : result.code !== 0 ? `the rotation command exited ${String(result.code)}` : trimmed.length === 0 ? 'the rotation command printed nothing' : undefined;
   return withSession(cli, command, async (s) => {
     if (failure !== undefined) {
       // Recorded on the server (the secret's usage shows it), then reported; nothing else changes.

@@ -6,7 +6,7 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -215,7 +215,6 @@ export async function attestationsExport(cli: Cli, command: Command, digest: str
     const answer = await s.call((c) => c.get<{ attestations: { predicateType: string; kid: string; envelope: unknown; bundle: unknown }[] }>(`/api/v1/attestations?subject=${encodeURIComponent(digest)}`));
     if (answer.attestations.length === 0) throw new UsageError(`no attestations name ${digest}: was it built by a run that succeeded?`);
     const { keys } = await s.call((c) => c.get<{ keys: PublishedKey[] }>('/api/v1/keys'));
-    const { mkdir } = await import('node:fs/promises');
     await mkdir(resolve(out, 'keys'), { recursive: true });
     const files: string[] = [];
     const write = async (name: string, body: string): Promise<void> => {
