@@ -7,11 +7,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliveryFacts } from '../../src/app/index.js';
-import { Deployments } from '../../src/delivery/index.js';
+import type { Deployments } from '../../src/delivery/index.js';
 import type { DeliveryFacts, DeploymentNotice, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
-import { as, refusal } from './fixtures.js';
+import { appDeployments, as, refusal } from './fixtures.js';
 import { commit, makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
@@ -60,12 +60,7 @@ describe.each(ENGINES)('deployment approvals on %s', (engine) => {
         ]),
       roles: (username) => Promise.resolve(ROLES[username] ?? []),
     };
-    deployments = new Deployments({
-      store: t.app.store,
-      audit: t.app.audit,
-      clock: t.app.clock,
-      facts,
-      signer: () => t.app.platformKeys.signer('attestation'),
+    deployments = appDeployments(t.app, facts, {
       notify: (n) => {
         notices.push(n);
         return Promise.resolve();

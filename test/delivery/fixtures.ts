@@ -3,7 +3,9 @@ import type { Approval, ApprovalRequest, ApprovalRules } from '../../src/deliver
 import { bindingDigest } from '../../src/delivery/binding.js';
 import type { DeploymentBinding } from '../../src/delivery/binding.js';
 import type { Person } from '../../src/delivery/people.js';
-import type { DeployerPort } from '../../src/delivery/index.js';
+import { Deployments } from '../../src/delivery/index.js';
+import type { DeliveryFacts, DeployerPort, DeploymentsDeps } from '../../src/delivery/index.js';
+import type { TestApp } from '../server/support.js';
 
 export const HOUR = 3_600_000;
 export const NOW = Date.parse('2025-06-02T10:00:00Z');
@@ -91,4 +93,9 @@ export function recordingDeployer(now: () => Date): DeployerPort & { readonly de
     },
     rollback: () => Promise.reject(new Error('no rollback in these tests')),
   };
+}
+
+/** Deployments over a test app's own store, audit log, clock and attestation key; the facts and any other port are the test's. */
+export function appDeployments(app: TestApp['app'], facts: DeliveryFacts, deps: Partial<DeploymentsDeps> = {}): Deployments {
+  return new Deployments({ store: app.store, audit: app.audit, clock: app.clock, facts, signer: () => app.platformKeys.signer('attestation'), ...deps });
 }

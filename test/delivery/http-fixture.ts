@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { App } from '../../src/app/index.js';
 import { recordProofs } from './sample-harness.js';
-import { Deployments } from '../../src/delivery/index.js';
+import type { Deployments } from '../../src/delivery/index.js';
 import type { DeliveryFacts, ProtectionRules } from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { deliveryRoutes } from '../../src/server/delivery-routes.js';
@@ -18,7 +18,7 @@ import { makeRepo, succeededRun } from '../runs/support.js';
 import { TestClock, login, makeUser, openTestApp, silent } from '../server/support.js';
 import type { TestApp, TestUser } from '../server/support.js';
 import { deliveryFacts } from '../../src/app/index.js';
-import { recordingDeployer } from './fixtures.js';
+import { appDeployments, recordingDeployer } from './fixtures.js';
 
 const PIPELINE = `version: 1
 pipeline: shop
@@ -66,12 +66,7 @@ export async function openDeliveryServer(engine: Engine): Promise<DeliveryServer
   };
   const deployer = recordingDeployer(clock.now);
   const { deployed } = deployer;
-  const deployments = new Deployments({
-    store: t.app.store,
-    audit: t.app.audit,
-    clock: t.app.clock,
-    facts,
-    signer: () => t.app.platformKeys.signer('attestation'),
+  const deployments = appDeployments(t.app, facts, {
     deployer,
     proofs: recordProofs(t),
   });

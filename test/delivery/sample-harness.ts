@@ -11,8 +11,8 @@ import { IN_TOTO_PAYLOAD_TYPE, signEnvelope, statementBytes } from '../../src/at
 import type { Envelope, Statement } from '../../src/attest/index.js';
 import { encodeInclusionProof } from '../../src/audit/index.js';
 import { deliveryFacts, deploymentSecrets, sbomRefs } from '../../src/app/index.js';
-import { Deployments, LocalDeployer, runHealthCheck } from '../../src/delivery/index.js';
-import type { DeliveryFacts, DeploymentsDeps, EnvironmentFacts, ProtectionRules, RecordFile, RecordProofs } from '../../src/delivery/index.js';
+import { LocalDeployer, runHealthCheck } from '../../src/delivery/index.js';
+import type { DeliveryFacts, DeploymentsDeps, EnvironmentFacts, ProtectionRules, RecordFile, RecordProofs , Deployments} from '../../src/delivery/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import type { Engine } from '../../src/storage/index.js';
 import { verifyArtifact, vsaFor } from '../../src/verify/index.js';
@@ -21,7 +21,7 @@ import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
 
 export { as, refusal } from './fixtures.js';
-import { as } from './fixtures.js';
+import { appDeployments, as } from './fixtures.js';
 
 export const SAMPLE = resolve(import.meta.dirname, '../../examples/sample-service');
 export const OPEN: ProtectionRules = { required: 0, roles: [], ownersRequired: false, owners: [], validForMs: 3_600_000, justificationRequired: true, branches: [], windows: [], freezes: [] };
@@ -78,12 +78,7 @@ export async function openSampleHarness(engine: Engine, opts: { people: { id: st
     roles: (username) => Promise.resolve(opts.people.find((p) => p.id === username)?.roles ?? []),
   };
   const attestationKeys = async () => (await t.app.platformKeys.publicKeys()).filter((k) => k.purpose === 'attestation').map((k) => ({ kid: k.kid, key: createPublicKey(k.publicKeyPem), retiredAt: k.retiredAt }));
-  const deployments = new Deployments({
-    store: t.app.store,
-    audit: t.app.audit,
-    clock: t.app.clock,
-    facts,
-    signer: () => t.app.platformKeys.signer('attestation'),
+  const deployments = appDeployments(t.app, facts, {
     deployer,
     health: runHealthCheck,
     // The real evidence: signed provenance and PASSED tests for every artifact, and a VSA for each.

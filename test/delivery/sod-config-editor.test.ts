@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliveryFacts } from '../../src/app/index.js';
-import { Deployments } from '../../src/delivery/index.js';
+import type { Deployments } from '../../src/delivery/index.js';
 import { PolicyEngine, defaultPolicies, parsePolicyFiles, sodExceptionsFor } from '../../src/policy/index.js';
 import { GitCli } from '../../src/runs/index.js';
 import { ENGINES } from '../support/engines.js';
-import { as, recordingDeployer, refusal } from './fixtures.js';
+import { appDeployments, as, recordingDeployer, refusal } from './fixtures.js';
 import { makeRepo, succeededRun as runToSuccess } from '../runs/support.js';
 import { TestClock, openTestApp } from '../server/support.js';
 import type { TestApp } from '../server/support.js';
@@ -78,7 +78,7 @@ describe.each(ENGINES)('the last editor of an environment configuration on %s', 
     run = await succeededRun();
     const home = t.app.config.home;
     facts = deliveryFacts({ store: t.app.store, runs: t.app.runs, git: new GitCli(join(home, 'repos')), reposDir: join(home, 'repos'), people: () => Promise.resolve(PEOPLE), roles: () => Promise.resolve(['release-manager']) });
-    deployments = new Deployments({ store: t.app.store, audit: t.app.audit, clock: t.app.clock, facts, signer: () => t.app.platformKeys.signer('attestation') });
+    deployments = appDeployments(t.app, facts);
   }, 60_000);
 
   afterAll(async () => {
@@ -119,12 +119,7 @@ permit (principal in Airlock::Role::"release-manager", action == Airlock::Action
 when { context.code == "last_config_editor" && context.environment == "staging" && context.lastConfigEditor == "gina@example.com" };`;
     const engine = PolicyEngine.load({ ...defaultPolicies(), ...parsePolicyFiles([{ file: 'extra.cedar', text: policy }]) });
     const seen: unknown[] = [];
-    const withExceptions = new Deployments({
-      store: t.app.store,
-      audit: t.app.audit,
-      clock: t.app.clock,
-      facts,
-      signer: () => t.app.platformKeys.signer('attestation'),
+    const withExceptions = appDeployments(t.app, facts, {
       exceptions: (ctx) => {
         seen.push(ctx);
         return Promise.resolve(sodExceptionsFor(engine, ctx));
